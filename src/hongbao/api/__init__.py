@@ -1,0 +1,1 @@
+"""The red packet API: request/response models, the err_code table, Client and AsyncClient."""

@@ -1,0 +1,1 @@
+"""The exactly-once payout engine: state machine, campaigns, runner, tracker."""

@@ -1,0 +1,61 @@
+"""Bill numbers (mch_billno) and nonces.
+
+A bill number is the idempotency key of a red packet: minted once, before the first send, and
+reused by every retry.
+
+>>> len(mint_bill_no("1900000109", datetime(2024, 3, 15, tzinfo=CST)))
+28
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from datetime import datetime
+
+from hongbao.clock import CST
+
+__all__ = ["BillNoError", "mint_bill_no", "new_nonce", "validate_bill_no"]
+
+_ALNUM = re.compile(r"[0-9A-Za-z]+")
+_MCH_ID = re.compile(r"[0-9]{1,18}")
+_NONCE_ALPHABET = string.ascii_letters + string.digits
+MAX_BILL_NO = 28
+
+
+class BillNoError(ValueError):
+    """A bill number that WeChat would refuse."""
+
+
+def mint_bill_no(mch_id: str, when: datetime, serial: int | None = None) -> str:
+    """`mch_id + yyyymmdd (UTC+8) + 10 digits`: 28 characters for a 10-digit mch_id.
+
+    `serial` fixes the 10 digits (e.g. a ledger sequence); otherwise they are random.
+    """
+    if not _MCH_ID.fullmatch(mch_id):
+        raise BillNoError(f"mch_id {mch_id!r} must be digits only to mint a bill number")
+    if serial is None:
+        serial = secrets.randbelow(10**10)
+    if not 0 <= serial < 10**10:
+        raise BillNoError(f"serial {serial} must have at most 10 digits")
+    bill = f"{mch_id}{when.astimezone(CST):%Y%m%d}{serial:010d}"
+    return validate_bill_no(bill)
+
+
+def validate_bill_no(bill_no: str) -> str:
+    """Check a caller-supplied bill number: 1 to 28 characters, letters and digits only."""
+    if not bill_no or len(bill_no) > MAX_BILL_NO:
+        raise BillNoError(
+            f"mch_billno {bill_no!r} must be 1 to {MAX_BILL_NO} characters (it has {len(bill_no)})"
+        )
+    if not _ALNUM.fullmatch(bill_no):
+        raise BillNoError(f"mch_billno {bill_no!r} may contain only letters and digits (0-9a-zA-Z)")
+    return bill_no
+
+
+def new_nonce(length: int = 32) -> str:
+    """A random nonce_str of `length` (≤ 32) characters from [0-9A-Za-z], drawn with `secrets`."""
+    if not 1 <= length <= 32:
+        raise ValueError("nonce_str length must be 1..32")
+    return "".join(secrets.choice(_NONCE_ALPHABET) for _ in range(length))

@@ -1,0 +1,1 @@
+"""The ledger: every intended red packet, recorded before it is sent."""

@@ -1,0 +1,1 @@
+"""A stateful simulator of the WeChat Pay red packet API (imports only wire/ and pure modules)."""
