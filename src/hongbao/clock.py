@@ -88,4 +88,7 @@ class FrozenClock:
 
 def beijing_day(when: datetime) -> date:
     """The calendar day of `when` in UTC+8."""
+    if when.tzinfo is None:
+        # astimezone() would read a naive datetime as the machine's local time.
+        raise ValueError("beijing_day needs an aware datetime (tzinfo set)")
     return when.astimezone(CST).date()

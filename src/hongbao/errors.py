@@ -23,6 +23,7 @@ No message or repr ever contains the API key, a certificate password or a signat
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "BillConflictError",
@@ -124,6 +125,13 @@ class ValidationError(NotSentError):
 class ConnectError(NotSentError):
     """The request never reached WeChat (connection refused, DNS failure, TLS handshake failed)."""
 
+    failure: str | None
+    """The host-failover category: 'connect_timeout', 'dns_error' or 'other_error'."""
+
+    def __init__(self, message: str, *, failure: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.failure = failure
+
 
 class RejectedError(NotSentError):
     """WeChat rejected the request before issuing anything (signature, certificate, parameters…)."""
@@ -155,6 +163,13 @@ class UnknownOutcomeError(HongbaoError):
 
 class TransportError(UnknownOutcomeError):
     """The request may have reached WeChat but no usable answer came back (timeout, reset, 5xx)."""
+
+    failure: str | None
+    """The host-failover category, as on `ConnectError` (None when raised by a fake)."""
+
+    def __init__(self, message: str, *, failure: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.failure = failure
 
 
 class ResponseError(UnknownOutcomeError):

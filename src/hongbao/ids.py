@@ -19,7 +19,8 @@ from hongbao.clock import CST
 __all__ = ["BillNoError", "mint_bill_no", "new_nonce", "validate_bill_no"]
 
 _ALNUM = re.compile(r"[0-9A-Za-z]+")
-_MCH_ID = re.compile(r"[0-9]{1,18}")
+# mch_id + 8-digit date + 10 digits must fit the 28 characters WeChat allows.
+_MCH_ID = re.compile(r"[0-9]{1,10}")
 _NONCE_ALPHABET = string.ascii_letters + string.digits
 MAX_BILL_NO = 28
 
@@ -34,7 +35,10 @@ def mint_bill_no(mch_id: str, when: datetime, serial: int | None = None) -> str:
     `serial` fixes the 10 digits (e.g. a ledger sequence); otherwise they are random.
     """
     if not _MCH_ID.fullmatch(mch_id):
-        raise BillNoError(f"mch_id {mch_id!r} must be digits only to mint a bill number")
+        raise BillNoError(f"mch_id {mch_id!r} must be 1 to 10 digits to mint a bill number")
+    if when.tzinfo is None:
+        # A naive datetime would be read as the machine's local time: the wrong day off UTC+8.
+        raise ValueError("mint_bill_no needs an aware datetime (tzinfo set)")
     if serial is None:
         serial = secrets.randbelow(10**10)
     if not 0 <= serial < 10**10:

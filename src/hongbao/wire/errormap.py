@@ -1,0 +1,202 @@
+"""The one boundary where driver exceptions (httpx, aiohttp, ssl, OSError) become hongbao errors.
+
+Two kinds only, because the payout state machine lives on the difference:
+
+* `ConnectError` — the request certainly never reached the server: no connection (refused,
+  unreachable, connect timeout), no DNS answer, a failed TLS handshake, an unusable URL.
+* `TransportError` — it may have: read timeout, reset or disconnect after sending, a truncated
+  or undecodable answer. When in doubt a class lands here, because "unknown" is always safe for
+  the money (it leads to a query or a same-bill resend, never to a new bill number).
+
+Each mapped error also carries `failure`, the host-failover category of `HostOutcome`.
+
+>>> mapped = map_exception(ConnectionRefusedError(111, "refused"), "https://h/x")
+>>> type(mapped.error).__name__, mapped.failure
+('ConnectError', <HostOutcome.CONNECT_TIMEOUT: 'connect_timeout'>)
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from hongbao.errors import ConnectError, TransportError
+from hongbao.wire.failover import HostOutcome
+
+__all__ = ["Mapped", "Rule", "map_exception", "rules"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """What a driver exception class means for the money and for host failover."""
+
+    not_sent: bool
+    """True: the request certainly never left (`ConnectError`); False: it may have."""
+    failure: HostOutcome | None
+    """The failover category; None: read it from the wrapped cause (DNS, TLS or socket)."""
+
+
+# "Connect failure" is counted as the SDK's connect timeout, also when refused or unreachable.
+# The Java SDK counts a refused connection as "other"; spec §10.8 asks to fail over on
+# connection-level errors, and a host that refuses connections is as unreachable as one that
+# times out.
+NOT_CONNECTED = Rule(not_sent=True, failure=HostOutcome.CONNECT_TIMEOUT)
+NO_DNS = Rule(not_sent=True, failure=HostOutcome.DNS_ERROR)
+# TLS failures, bad URLs, proxies: nothing was sent, but the host is not shown to be down.
+NOT_SENT = Rule(not_sent=True, failure=HostOutcome.OTHER_ERROR)
+CONNECT_BY_CAUSE = Rule(not_sent=True, failure=None)
+MAYBE_SENT = Rule(not_sent=False, failure=HostOutcome.OTHER_ERROR)
+
+
+Rules = dict[type[BaseException], Rule]
+
+# Bare stdlib errors that a driver let through: the phase is unknown unless the type itself can
+# only come from connecting.
+_STDLIB_RULES: Rules = {
+    socket.gaierror: NO_DNS,
+    ConnectionRefusedError: NOT_CONNECTED,
+    ssl.SSLCertVerificationError: NOT_SENT,  # only raised during the handshake
+    ssl.SSLError: MAYBE_SENT,
+    TimeoutError: MAYBE_SENT,
+    OSError: MAYBE_SENT,
+}
+
+
+# Each driver's table is built on first use, so that a program using one transport never
+# imports the other driver. Connect-phase errors of httpx come only from httpcore's
+# connect/start_tls.
+@functools.cache
+def _httpx_rules() -> Rules:
+    import httpx
+
+    return {
+        httpx.HTTPError: MAYBE_SENT,
+        httpx.HTTPStatusError: MAYBE_SENT,
+        httpx.RequestError: MAYBE_SENT,
+        httpx.TransportError: MAYBE_SENT,
+        httpx.TimeoutException: MAYBE_SENT,
+        httpx.ConnectTimeout: NOT_CONNECTED,
+        httpx.ReadTimeout: MAYBE_SENT,
+        httpx.WriteTimeout: MAYBE_SENT,  # part of the body may be on its way
+        httpx.PoolTimeout: NOT_SENT,  # waited for a free connection; nothing was written
+        httpx.NetworkError: MAYBE_SENT,
+        httpx.ConnectError: CONNECT_BY_CAUSE,
+        httpx.ReadError: MAYBE_SENT,
+        httpx.WriteError: MAYBE_SENT,
+        httpx.CloseError: MAYBE_SENT,
+        httpx.ProxyError: NOT_SENT,
+        httpx.UnsupportedProtocol: NOT_SENT,
+        httpx.ProtocolError: MAYBE_SENT,
+        httpx.LocalProtocolError: MAYBE_SENT,  # h11 may raise it mid-message
+        httpx.RemoteProtocolError: MAYBE_SENT,  # e.g. disconnected without a response
+        httpx.DecodingError: MAYBE_SENT,
+        httpx.TooManyRedirects: MAYBE_SENT,
+        httpx.InvalidURL: NOT_SENT,
+        httpx.StreamError: MAYBE_SENT,
+        httpx.StreamConsumed: MAYBE_SENT,
+        httpx.StreamClosed: MAYBE_SENT,
+        httpx.ResponseNotRead: MAYBE_SENT,
+        httpx.RequestNotRead: MAYBE_SENT,
+    }
+
+
+@functools.cache
+def _aiohttp_rules() -> Rules:
+    import aiohttp
+
+    return {
+        aiohttp.ClientError: MAYBE_SENT,
+        aiohttp.ClientResponseError: MAYBE_SENT,
+        aiohttp.ContentTypeError: MAYBE_SENT,
+        aiohttp.WSServerHandshakeError: MAYBE_SENT,
+        aiohttp.ClientHttpProxyError: NOT_SENT,  # the proxy refused the CONNECT
+        aiohttp.TooManyRedirects: MAYBE_SENT,
+        aiohttp.ClientConnectionError: MAYBE_SENT,
+        aiohttp.ClientConnectionResetError: MAYBE_SENT,
+        aiohttp.ClientOSError: MAYBE_SENT,  # raised while writing or reading the request
+        aiohttp.ClientConnectorError: CONNECT_BY_CAUSE,
+        aiohttp.ClientConnectorDNSError: NO_DNS,
+        aiohttp.ClientProxyConnectionError: NOT_SENT,
+        aiohttp.client_exceptions.UnixClientConnectorError: NOT_CONNECTED,
+        aiohttp.ClientSSLError: NOT_SENT,
+        aiohttp.ClientConnectorSSLError: NOT_SENT,
+        aiohttp.ClientConnectorCertificateError: NOT_SENT,
+        aiohttp.ServerConnectionError: MAYBE_SENT,
+        aiohttp.ServerDisconnectedError: MAYBE_SENT,
+        aiohttp.ServerTimeoutError: MAYBE_SENT,
+        aiohttp.ConnectionTimeoutError: NOT_CONNECTED,  # ClientTimeout.connect / sock_connect
+        aiohttp.SocketTimeoutError: MAYBE_SENT,  # ClientTimeout.sock_read
+        aiohttp.ServerFingerprintMismatch: NOT_SENT,  # checked before anything is written
+        aiohttp.ClientPayloadError: MAYBE_SENT,  # truncated or malformed answer
+        aiohttp.client_exceptions.UploadAbortedError: MAYBE_SENT,
+        aiohttp.InvalidURL: NOT_SENT,
+        aiohttp.InvalidUrlClientError: NOT_SENT,
+        aiohttp.NonHttpUrlClientError: NOT_SENT,
+        # A redirect is only seen once a response arrived: the request was delivered.
+        aiohttp.RedirectClientError: MAYBE_SENT,
+        aiohttp.InvalidUrlRedirectClientError: MAYBE_SENT,
+        aiohttp.NonHttpUrlRedirectClientError: MAYBE_SENT,
+    }
+
+
+_DRIVER_RULES: dict[str, Callable[[], Rules]] = {"httpx": _httpx_rules, "aiohttp": _aiohttp_rules}
+
+
+def rules() -> Mapping[type[BaseException], Rule]:
+    """Every exception class with an explicit decision (this imports both drivers).
+
+    A subclass that is not listed uses the decision of its nearest listed base class.
+    """
+    return {**_STDLIB_RULES, **_httpx_rules(), **_aiohttp_rules()}
+
+
+def _rule_for(klass: type[BaseException]) -> Rule | None:
+    driver = _DRIVER_RULES.get(klass.__module__.partition(".")[0])
+    return (driver() if driver else _STDLIB_RULES).get(klass)
+
+
+def _outcome_from_cause(exc: BaseException) -> HostOutcome:
+    """The failover category of a connect-phase error, read from the exceptions it wraps."""
+    seen: BaseException | None = exc
+    for _ in range(16):  # chains are short; the bound only guards against a cycle
+        if seen is None:
+            break
+        if isinstance(seen, socket.gaierror):
+            return HostOutcome.DNS_ERROR
+        if isinstance(seen, ssl.SSLError | ssl.CertificateError):
+            return HostOutcome.OTHER_ERROR
+        os_error = getattr(seen, "os_error", None)  # aiohttp keeps the cause there
+        if isinstance(os_error, socket.gaierror | ssl.SSLError):
+            return _outcome_from_cause(os_error)
+        seen = seen.__cause__ or seen.__context__
+    return HostOutcome.CONNECT_TIMEOUT
+
+
+class Mapped(NamedTuple):
+    """A mapped driver exception: the error to raise and its failover category."""
+
+    error: ConnectError | TransportError
+    failure: HostOutcome
+
+
+def map_exception(exc: BaseException, url: str) -> Mapped | None:
+    """The hongbao error for a driver exception raised while calling `url`, or None if foreign.
+
+    The caller reports `failure` to its `HostSelector` and raises `error` from `exc`. Foreign
+    exceptions (bugs, cancellation) are not transport outcomes and must propagate unchanged.
+    """
+    rule = next(filter(None, map(_rule_for, type(exc).__mro__)), None)
+    if rule is None:
+        return None
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    failure = rule.failure or _outcome_from_cause(exc)
+    error: ConnectError | TransportError
+    if rule.not_sent:
+        error = ConnectError(f"could not reach {url}: {detail}", failure=failure)
+    else:
+        error = TransportError(f"no usable answer from {url}: {detail}", failure=failure)
+    return Mapped(error, failure)
