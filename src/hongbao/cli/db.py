@@ -1,0 +1,105 @@
+"""`hongbao db …`: bring the ledger's schema up to date, and show where it stands.
+
+The ledger is a SQLite file by default; PostgreSQL by URL. The URL may carry a password, so it is
+read from `--ledger` or `HONGBAO_LEDGER_URL` and only ever printed with the password hidden.
+
+>>> # hongbao db upgrade --ledger postgresql+psycopg://hongbao@db/hongbao
+>>> # hongbao db status --json
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, NoReturn
+
+import typer
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from hongbao.errors import ConfigurationError
+from hongbao.ledger import DEFAULT_LEDGER_URL, display_url, schema_status, upgrade
+
+__all__ = ["db_app"]
+
+EXIT_CONFIGURATION = 2
+"""Exit status when the ledger cannot be used as configured."""
+
+db_app = typer.Typer(
+    name="db",
+    help="Manage the ledger database: schema upgrades and status.",
+    no_args_is_help=True,
+)
+
+LedgerOption = Annotated[
+    str,
+    typer.Option(
+        "--ledger",
+        envvar="HONGBAO_LEDGER_URL",
+        help="Ledger database URL: sqlite:///path.db or postgresql+psycopg://user@host/db.",
+        show_default=True,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_CONFIGURATION)
+
+
+def _database_error(action: str, url: str, exc: SQLAlchemyError) -> NoReturn:
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    _fail(f"cannot {action} ledger {display_url(url)}: {first_line}")
+
+
+@db_app.command("upgrade")
+def upgrade_command(ledger: LedgerOption = DEFAULT_LEDGER_URL, as_json: JsonOption = False) -> None:
+    """Create the ledger's tables, or migrate them to this hongbao's schema."""
+    try:
+        before = upgrade(ledger)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+    except SQLAlchemyError as exc:
+        _database_error("upgrade", ledger, exc)
+    shown = display_url(ledger)
+    if as_json:
+        document = {
+            "ledger": shown,
+            "before": before.current,
+            "current": before.head,
+            "upgraded": not before.up_to_date,
+        }
+        typer.echo(json.dumps(document))
+    elif before.up_to_date:
+        typer.echo(f"ledger {shown} is up to date (schema {before.head})")
+    else:
+        typer.echo(f"ledger {shown} upgraded: schema {before.current or 'empty'} -> {before.head}")
+
+
+@db_app.command("status")
+def status_command(ledger: LedgerOption = DEFAULT_LEDGER_URL, as_json: JsonOption = False) -> None:
+    """Show the ledger's schema revision; exit status 2 when it needs `hongbao db upgrade`."""
+    try:
+        status = schema_status(ledger)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+    except SQLAlchemyError as exc:
+        _database_error("read", ledger, exc)
+    shown = display_url(ledger)
+    if as_json:
+        document = {
+            "ledger": shown,
+            "current": status.current,
+            "head": status.head,
+            "up_to_date": status.up_to_date,
+        }
+        typer.echo(json.dumps(document))
+    elif status.up_to_date:
+        typer.echo(f"ledger {shown} is at schema {status.head} (up to date)")
+    else:
+        typer.echo(
+            f"ledger {shown} is at schema {status.current or 'empty'}, this hongbao needs "
+            f"{status.head}: run `hongbao db upgrade`"
+        )
+    if not status.up_to_date:
+        raise typer.Exit(EXIT_CONFIGURATION)

@@ -1,0 +1,277 @@
+"""The values the ledger takes and gives back: plain frozen dataclasses, no database types.
+
+A payout's frozen parameters are the exact request parameters of its send call, `nonce_str` and
+`mch_billno` included and `sign` excluded, in the order they go on the wire: signing them again
+with the merchant's key reproduces a byte-identical request body, which is what makes a resend
+with the same bill number safe. The bill number, amount and receiver columns are read from them,
+so the row can never disagree with what is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from hongbao.ids import validate_bill_no
+from hongbao.ledger.states import CampaignState, PayoutState
+
+__all__ = [
+    "AddResult",
+    "Campaign",
+    "CapPolicy",
+    "ClaimResult",
+    "CodeTotal",
+    "DailyCaps",
+    "EventInfo",
+    "FrozenParams",
+    "IllegalTransitionError",
+    "LedgerLookupError",
+    "NewCampaign",
+    "NewPayout",
+    "Payout",
+    "PayoutEvent",
+    "ReissueError",
+    "SendApi",
+    "StateTotal",
+    "freeze_params",
+]
+
+FrozenParams = dict[str, str | int]
+"""Wire parameters of one send call: name → value, in wire order."""
+
+_REQUIRED = ("mch_id", "mch_billno", "re_openid", "total_amount", "total_num", "nonce_str")
+# Never stored: a signature is derived from the key and must be recomputed, not replayed, and
+# the key itself has no business in a database.
+_FORBIDDEN = frozenset({"sign", "key", "api_key", "paySign"})
+
+
+class SendApi(StrEnum):
+    """The three send calls; the payout's bill number belongs to exactly one of them."""
+
+    SENDREDPACK = "sendredpack"
+    SENDGROUPREDPACK = "sendgroupredpack"
+    SENDMINIPROGRAMHB = "sendminiprogramhb"
+
+
+class CapPolicy(StrEnum):
+    """What a claim does with a payout that a per-user or merchant daily cap refuses."""
+
+    DEFER = "defer"
+    """Defer it to 00:00 of the next UTC+8 day (same bill number)."""
+    SKIP = "skip"
+    """Skip it for good (state SKIPPED, reason recorded)."""
+
+
+class LedgerLookupError(LookupError):
+    """No campaign or payout with that id, name or key."""
+
+
+class IllegalTransitionError(ValueError):
+    """A change of state the payout state machine does not allow."""
+
+
+class ReissueError(ValueError):
+    """A re-issue with a new bill number was refused: the old bill is not definitively dead."""
+
+
+def freeze_params(params: Mapping[str, object]) -> FrozenParams:
+    """Check and copy send parameters for storage: every key field present, no signature."""
+    forbidden = _FORBIDDEN.intersection(params)
+    if forbidden:
+        raise ValueError(f"frozen parameters must not contain {sorted(forbidden)}")
+    missing = [name for name in _REQUIRED if params.get(name) in (None, "")]
+    if missing:
+        raise ValueError(f"frozen parameters lack {missing}")
+    frozen: FrozenParams = {}
+    for name, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError(f"parameter {name} must be str or int, not {type(value).__name__}")
+        frozen[name] = value
+    validate_bill_no(str(frozen["mch_billno"]))
+    for name in ("total_amount", "total_num"):
+        if int(frozen[name]) <= 0:
+            raise ValueError(f"{name} must be positive")
+    return frozen
+
+
+@dataclass(frozen=True, slots=True)
+class NewCampaign:
+    """A campaign to create."""
+
+    name: str
+    merchant: str
+    mch_id: str
+    api: SendApi
+    template: Mapping[str, Any] = field(default_factory=dict)
+    budget_fen: int | None = None
+    source_name: str | None = None
+    source_digest: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget_fen is not None and self.budget_fen < 0:
+            raise ValueError("budget_fen must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """A campaign as recorded."""
+
+    id: int
+    name: str
+    merchant: str
+    mch_id: str
+    api: SendApi
+    template: dict[str, Any]
+    budget_fen: int | None
+    committed_fen: int
+    state: CampaignState
+    pause_reason: str | None
+    source_name: str | None
+    source_digest: str | None
+    lines_total: int
+    lines_good: int
+    lines_bad: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewPayout:
+    """An intended red packet to record before anything is sent.
+
+    `natural_key` names the intent (`campaign:<id>:<openid>`, `rule:<name>:<transaction_id>`):
+    recording the same key twice is a no-op, so planning can be re-run safely.
+    """
+
+    natural_key: str
+    merchant: str
+    api: SendApi
+    params: Mapping[str, object]
+    campaign_id: int | None = None
+    line_no: int | None = None
+    state: PayoutState = PayoutState.PLANNED
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in (PayoutState.PLANNED, PayoutState.SKIPPED):
+            raise ValueError("a new payout starts PLANNED (or SKIPPED when planning refuses it)")
+        if not self.natural_key or len(self.natural_key) > 200:
+            raise ValueError("natural_key must be 1 to 200 characters")
+
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    """One intended red packet as recorded."""
+
+    id: int
+    natural_key: str
+    generation: int
+    previous_payout_id: int | None
+    campaign_id: int | None
+    line_no: int | None
+    merchant: str
+    mch_id: str
+    api: SendApi
+    mch_billno: str
+    params: FrozenParams
+    re_openid: str
+    total_amount: int
+    total_num: int
+    state: PayoutState
+    reason: str | None
+    err_code: str | None
+    err_code_des: str | None
+    bill_dead: bool
+    send_listid: str | None
+    attempts: int
+    lease_until: datetime | None
+    next_attempt_at: datetime | None
+    counted_day: date | None
+    created_at: datetime
+    updated_at: datetime
+    claimed_at: datetime | None
+    sent_at: datetime | None
+    resolved_at: datetime | None
+    received_at: datetime | None
+    refunded_at: datetime | None
+    refund_amount: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventInfo:
+    """What to write into the audit trail with a transition: the call and its answer."""
+
+    kind: str = "transition"
+    request: Mapping[str, object] | None = None
+    response: Mapping[str, object] | None = None
+    detail: str | None = None
+    err_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutEvent:
+    """One row of the append-only audit trail (request and response already masked)."""
+
+    id: int
+    payout_id: int
+    at: datetime
+    kind: str
+    from_state: PayoutState | None
+    to_state: PayoutState | None
+    attempt: int
+    err_code: str | None
+    detail: str | None
+    request: dict[str, Any] | None
+    response: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class DailyCaps:
+    """Per UTC+8 day caps checked when claiming (WeChat's defaults; None = no cap).
+
+    A fission set counts its whole `total_amount` against the seed user: WeChat does not say how
+    it counts sets (spec §6.1 [U]), and the upper bound can never overshoot.
+    """
+
+    per_user_count: int | None = 10
+    per_user_amount_fen: int | None = 100_000
+    merchant_amount_fen: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    """What one claim did: payouts now SENDING (leased), and those the caps or budget refused."""
+
+    claimed: list[Payout]
+    deferred: list[int]
+    skipped: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """How many new payouts were recorded and how many keys already existed."""
+
+    inserted: int
+    existing: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateTotal:
+    """A count and an amount in fen."""
+
+    count: int
+    amount_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class CodeTotal:
+    """Payouts of one state sharing one err_code and reason: what went wrong, how often."""
+
+    state: PayoutState
+    err_code: str | None
+    reason: str | None
+    count: int
+    amount_fen: int

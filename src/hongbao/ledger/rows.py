@@ -1,0 +1,70 @@
+"""Between database rows and the ledger's records: JSON text, row conversion, dialect upserts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hongbao.ledger.records import Campaign, Payout, PayoutEvent, SendApi
+from hongbao.ledger.states import CampaignState, PayoutState
+
+__all__ = ["campaign_from_row", "event_from_row", "payout_from_row", "to_json", "upsert"]
+
+
+def to_json(data: Mapping[str, Any] | None) -> str | None:
+    """Compact JSON that keeps key order and non-ASCII text as it is (None stays None)."""
+    if data is None:
+        return None
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def payout_from_row(row: Row[Any]) -> Payout:
+    """A `Payout` from a full row of `payouts`."""
+    values = dict(row._mapping)
+    values["api"] = SendApi(values["api"])
+    values["params"] = json.loads(values["params"])
+    values["state"] = PayoutState(values["state"])
+    values["bill_dead"] = bool(values["bill_dead"])
+    return Payout(**values)
+
+
+def campaign_from_row(row: Row[Any]) -> Campaign:
+    """A `Campaign` from a full row of `campaigns`."""
+    values = dict(row._mapping)
+    values["api"] = SendApi(values["api"])
+    values["template"] = json.loads(values["template"])
+    values["state"] = CampaignState(values["state"])
+    return Campaign(**values)
+
+
+def event_from_row(row: Row[Any]) -> PayoutEvent:
+    """A `PayoutEvent` from a full row of `payout_events`."""
+    values = dict(row._mapping)
+    for name in ("from_state", "to_state"):
+        values[name] = PayoutState(values[name]) if values[name] else None
+    for name in ("request", "response"):
+        values[name] = json.loads(values[name]) if values[name] else None
+    return PayoutEvent(**values)
+
+
+def upsert(
+    dialect: str,
+    table: Table,
+    values: Mapping[str, Any],
+    keys: list[str],
+    set_: Mapping[str, Any] | None,
+    where: ColumnElement[bool] | None = None,
+) -> Any:
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET … [WHERE …], or DO NOTHING when `set_` is None.
+
+    Both SQLite and PostgreSQL spell it the same way; only the statement class differs.
+    """
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).values(**values)
+    if set_ is None:
+        return stmt.on_conflict_do_nothing(index_elements=keys)
+    return stmt.on_conflict_do_update(index_elements=keys, set_=dict(set_), where=where)

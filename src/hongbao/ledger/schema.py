@@ -1,0 +1,214 @@
+"""The ledger's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+```
+campaigns        one row per campaign: template, budget and what is committed against it
+payouts          one row per intended red packet: natural key, pre-minted bill number, frozen
+                 request parameters (with nonce_str, never sign or key), state and outcome
+payout_events    append-only audit of every claim, attempt and transition (secrets masked);
+                 database triggers refuse UPDATE and DELETE
+daily_counters   per (mch_id, openid, UTC+8 day): packets and fen committed; openid "" holds
+                 the merchant's own daily total
+bill_serials     per (mch_id, UTC+8 day): the next serial for minting bill numbers
+limiter_state    per mch_id: the GCRA theoretical arrival time shared by every process
+```
+
+The Alembic migrations in `hongbao/ledger/migrations/versions` create exactly this; a test
+compares the two. Every time is stored in UTC (naive on SQLite, aware on PostgreSQL) and comes
+back as an aware UTC datetime.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "MERCHANT_TOTAL",
+    "VERSION_TABLE",
+    "UTCDateTime",
+    "bill_serials",
+    "campaigns",
+    "daily_counters",
+    "limiter_state",
+    "metadata",
+    "payout_events",
+    "payouts",
+]
+
+VERSION_TABLE = "hongbao_schema_version"
+"""Alembic's version table, named so it never collides with an application's own migrations
+when the ledger shares the application's database."""
+
+MERCHANT_TOTAL = ""
+"""The `daily_counters.openid` of a merchant's own daily total (no openid is empty)."""
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite makes only "INTEGER PRIMARY KEY" an auto-incrementing rowid alias.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as UTC; naive values are refused rather than guessed."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"ledger times must be aware datetimes, got {value!r}")
+        utc = value.astimezone(UTC)
+        # SQLite has no time zone type; UTC without offset keeps text comparison chronological.
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        result: datetime = value
+        return result.replace(tzinfo=UTC) if result.tzinfo is None else result.astimezone(UTC)
+
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("merchant", String(64), nullable=False),
+    Column("mch_id", String(32), nullable=False),
+    Column("api", String(32), nullable=False),
+    Column("template", Text, nullable=False),
+    Column("budget_fen", BigInteger, nullable=True),
+    Column("committed_fen", BigInteger, nullable=False, server_default="0"),
+    Column("state", String(16), nullable=False),
+    Column("pause_reason", String(256), nullable=True),
+    Column("source_name", String(512), nullable=True),
+    Column("source_digest", String(64), nullable=True),
+    Column("lines_total", Integer, nullable=False, server_default="0"),
+    Column("lines_good", Integer, nullable=False, server_default="0"),
+    Column("lines_bad", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    # The budget is enforced by the database too: no bug above can commit past it.
+    CheckConstraint(
+        "budget_fen IS NULL OR committed_fen <= budget_fen", name="committed_within_budget"
+    ),
+    CheckConstraint("committed_fen >= 0", name="committed_not_negative"),
+)
+
+payouts = Table(
+    "payouts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("natural_key", String(200), nullable=False),
+    Column("generation", Integer, nullable=False, server_default="0"),
+    Column("previous_payout_id", Id, ForeignKey("payouts.id"), nullable=True, unique=True),
+    Column("campaign_id", Id, ForeignKey("campaigns.id"), nullable=True),
+    Column("line_no", Integer, nullable=True),
+    Column("merchant", String(64), nullable=False),
+    Column("mch_id", String(32), nullable=False),
+    Column("api", String(32), nullable=False),
+    Column("mch_billno", String(28), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("re_openid", String(32), nullable=False),
+    Column("total_amount", BigInteger, nullable=False),
+    Column("total_num", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("err_code", String(64), nullable=True),
+    Column("err_code_des", String(256), nullable=True),
+    Column("bill_dead", Boolean, nullable=False, server_default=false()),
+    Column("send_listid", String(32), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("counted_day", Date, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("claimed_at", UTCDateTime(), nullable=True),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    Column("received_at", UTCDateTime(), nullable=True),
+    Column("refunded_at", UTCDateTime(), nullable=True),
+    Column("refund_amount", BigInteger, nullable=True),
+    UniqueConstraint("natural_key", "generation"),
+    UniqueConstraint("mch_id", "mch_billno"),
+    CheckConstraint("total_amount > 0", name="amount_positive"),
+    CheckConstraint("total_num > 0", name="num_positive"),
+    Index(None, "mch_id", "state", "next_attempt_at"),
+    Index(None, "campaign_id", "state"),
+)
+
+payout_events = Table(
+    "payout_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("payout_id", Id, ForeignKey("payouts.id"), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("from_state", String(16), nullable=True),
+    Column("to_state", String(16), nullable=True),
+    Column("attempt", Integer, nullable=False),
+    Column("err_code", String(64), nullable=True),
+    Column("detail", String(512), nullable=True),
+    Column("request", Text, nullable=True),
+    Column("response", Text, nullable=True),
+    Index(None, "payout_id", "id"),
+)
+
+daily_counters = Table(
+    "daily_counters",
+    metadata,
+    Column("mch_id", String(32), primary_key=True),
+    Column("openid", String(32), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    CheckConstraint("count >= 0 AND amount_fen >= 0", name="not_negative"),
+)
+
+bill_serials = Table(
+    "bill_serials",
+    metadata,
+    Column("mch_id", String(32), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("next_serial", BigInteger, nullable=False),
+)
+
+limiter_state = Table(
+    "limiter_state",
+    metadata,
+    Column("mch_id", String(32), primary_key=True),
+    Column("tat", Float, nullable=False),
+)

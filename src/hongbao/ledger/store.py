@@ -1,0 +1,1003 @@
+"""`LedgerStore`: every read and write the engine makes, each write one committed transaction.
+
+Exactly-once rests on three operations here:
+
+* `claim` moves due PLANNED/DEFERRED payouts of a merchant to SENDING under a lease, and in the
+  *same* transaction charges the campaign budget (an atomic conditional UPDATE of the campaign's
+  `committed_fen`, also guarded by a CHECK constraint) and the per-user and merchant daily
+  counters (a conditional upsert). On PostgreSQL candidate rows are taken `FOR UPDATE SKIP
+  LOCKED`; on SQLite the transaction starts with `BEGIN IMMEDIATE`. No number of concurrent
+  claimers can claim one payout twice or overshoot a budget or a cap.
+* `transition` is a compare-and-set (`UPDATE … WHERE id=? AND state=?`) plus its audit event in
+  one transaction; leaving the money-committing states gives the amount back to the budget and
+  the counters in that same transaction.
+* `claim_stale` re-leases SENDING/UNKNOWN payouts whose lease ran out, for recovery by gethbinfo
+  or a same-bill resend.
+
+>>> store = LedgerStore.open("sqlite:///hongbao.db")
+>>> batch = store.claim("1900000109", limit=10, lease_seconds=60)
+>>> store.transition(batch.claimed[0].id, PayoutState.SENDING, PayoutState.SENT,
+...                  send_listid="1000041701202403153000082277434")
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import islice
+from typing import Any, Self, TypeVar
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    and_,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
+
+from hongbao.clock import CST, Clock, SystemClock, beijing_day
+from hongbao.ledger.accounting import release, reserve
+from hongbao.ledger.db import create_ledger_engine, read_transaction, write_transaction
+from hongbao.ledger.masking import mask
+from hongbao.ledger.migrate import check_schema
+from hongbao.ledger.records import (
+    AddResult,
+    Campaign,
+    CapPolicy,
+    ClaimResult,
+    CodeTotal,
+    DailyCaps,
+    EventInfo,
+    IllegalTransitionError,
+    LedgerLookupError,
+    NewCampaign,
+    NewPayout,
+    Payout,
+    PayoutEvent,
+    ReissueError,
+    StateTotal,
+    freeze_params,
+)
+from hongbao.ledger.rows import (
+    campaign_from_row,
+    event_from_row,
+    payout_from_row,
+    to_json,
+    upsert,
+)
+from hongbao.ledger.schema import (
+    bill_serials,
+    campaigns,
+    daily_counters,
+    limiter_state,
+    payout_events,
+    payouts,
+)
+from hongbao.ledger.states import (
+    CAMPAIGN_TRANSITIONS,
+    CLAIMABLE,
+    COMMITTING,
+    CampaignState,
+    PayoutState,
+    is_allowed,
+)
+
+__all__ = ["LedgerStore"]
+
+R = TypeVar("R")
+P = PayoutState
+
+TRANSITION_FIELDS = frozenset(
+    {
+        "reason",
+        "err_code",
+        "err_code_des",
+        "bill_dead",
+        "send_listid",
+        "lease_until",
+        "next_attempt_at",
+        "sent_at",
+        "resolved_at",
+        "received_at",
+        "refunded_at",
+        "refund_amount",
+    }
+)
+"""Columns a transition may set; identity, amounts and frozen parameters never change."""
+
+_IN_FLIGHT = frozenset({P.SENDING, P.UNKNOWN})
+_ISSUED = frozenset({P.SENT, P.RECEIVED, P.REFUNDED})
+_MAX_BILL_SERIAL = 10**10
+_DETAIL_MAX = 512
+
+
+def _chosen(mch_id: str | None, payout_ids: Collection[int] | None) -> ColumnElement[bool]:
+    conditions = []
+    if mch_id is not None:
+        conditions.append(payouts.c.mch_id == mch_id)
+    if payout_ids is not None:
+        conditions.append(payouts.c.id.in_(list(payout_ids)))
+    return and_(*conditions)
+
+
+def _next_day_start(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(0), CST).astimezone(UTC)
+
+
+class LedgerStore:
+    """Typed access to the ledger on SQLite or PostgreSQL; safe to share between threads."""
+
+    def __init__(self, engine: Engine, *, clock: Clock | None = None) -> None:
+        self._engine = engine
+        self._clock: Clock = clock or SystemClock()
+        self._dialect = engine.dialect.name
+
+    @classmethod
+    def open(
+        cls, url: str | URL, *, clock: Clock | None = None, check: bool = True, **engine_kw: Any
+    ) -> Self:
+        """Connect to the ledger at `url`; refuses an out-of-date schema unless `check=False`."""
+        engine = create_ledger_engine(url, **engine_kw)
+        if check:
+            try:
+                check_schema(engine)
+            except BaseException:
+                engine.dispose()
+                raise
+        return cls(engine, clock=clock)
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine underneath (for migrations and transactional outboxes)."""
+        return self._engine
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LedgerStore({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    # Rows of any shape: SQLAlchemy 2.0 and 2.1 type a row's columns differently.
+    def _all(self, query: Select[Any]) -> Sequence[Any]:
+        return read_transaction(self._engine, lambda conn: conn.execute(query).all())
+
+    def _first(self, query: Select[Any]) -> Any:
+        return read_transaction(self._engine, lambda conn: conn.execute(query).first())
+
+    def _event(
+        self,
+        conn: Connection,
+        *,
+        payout_id: int,
+        attempt: int,
+        kind: str,
+        from_state: PayoutState | None,
+        to_state: PayoutState | None,
+        info: EventInfo | None = None,
+        err_code: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        text = (info.detail if info is not None else None) or detail
+        request = info.request if info is not None else None
+        response = info.response if info is not None else None
+        conn.execute(
+            insert(payout_events).values(
+                payout_id=payout_id,
+                at=self._clock.now(),
+                kind=info.kind if info is not None else kind,
+                from_state=from_state,
+                to_state=to_state,
+                attempt=attempt,
+                err_code=(info.err_code if info is not None else None) or err_code,
+                detail=text[:_DETAIL_MAX] if text else None,
+                request=to_json(mask(request)) if request is not None else None,
+                response=to_json(mask(response)) if response is not None else None,
+            )
+        )
+
+    # -- campaigns -------------------------------------------------------------------------
+
+    def create_campaign(self, new: NewCampaign) -> Campaign:
+        """Record a new campaign in DRAFT; names are unique."""
+        now = self._clock.now()
+
+        def work(conn: Connection) -> Campaign:
+            row = conn.execute(
+                insert(campaigns)
+                .values(
+                    name=new.name,
+                    merchant=new.merchant,
+                    mch_id=new.mch_id,
+                    api=new.api.value,
+                    template=to_json(new.template),
+                    budget_fen=new.budget_fen,
+                    committed_fen=0,
+                    state=CampaignState.DRAFT,
+                    source_name=new.source_name,
+                    source_digest=new.source_digest,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(*campaigns.c)
+            ).one()
+            return campaign_from_row(row)
+
+        try:
+            return write_transaction(self._engine, work)
+        except IntegrityError:
+            raise ValueError(f"a campaign named {new.name!r} already exists") from None
+
+    def get_campaign(self, campaign_id: int) -> Campaign:
+        """The campaign with this id."""
+        row = self._first(select(campaigns).where(campaigns.c.id == campaign_id))
+        if row is None:
+            raise LedgerLookupError(f"no campaign with id {campaign_id}")
+        return campaign_from_row(row)
+
+    def find_campaign(self, name: str) -> Campaign | None:
+        """The campaign with this name, if any."""
+        row = self._first(select(campaigns).where(campaigns.c.name == name))
+        return campaign_from_row(row) if row is not None else None
+
+    def list_campaigns(self) -> list[Campaign]:
+        """Every campaign, oldest first."""
+        return [campaign_from_row(row) for row in self._all(select(campaigns).order_by("id"))]
+
+    def set_campaign_state(
+        self,
+        campaign_id: int,
+        from_state: CampaignState,
+        to_state: CampaignState,
+        *,
+        pause_reason: str | None = None,
+    ) -> bool:
+        """Compare-and-set a campaign's state; False when it was no longer `from_state`.
+
+        Cancelling goes through `cancel_campaign`, which also cancels its unsent payouts.
+        """
+        if to_state not in CAMPAIGN_TRANSITIONS[from_state]:
+            raise IllegalTransitionError(f"campaign cannot go from {from_state} to {to_state}")
+        if to_state is CampaignState.CANCELLED:
+            raise IllegalTransitionError("use cancel_campaign() to cancel a campaign")
+
+        def work(conn: Connection) -> bool:
+            result = conn.execute(
+                update(campaigns)
+                .where(campaigns.c.id == campaign_id, campaigns.c.state == from_state)
+                .values(
+                    state=to_state,
+                    pause_reason=pause_reason if to_state is CampaignState.PAUSED else None,
+                    updated_at=self._clock.now(),
+                )
+            )
+            return result.rowcount == 1
+
+        return write_transaction(self._engine, work)
+
+    def record_campaign_source(
+        self,
+        campaign_id: int,
+        *,
+        source_name: str,
+        source_digest: str,
+        lines_total: int,
+        lines_good: int,
+        lines_bad: int,
+    ) -> None:
+        """Store which input file a campaign was planned from and what its lines amounted to."""
+
+        def work(conn: Connection) -> None:
+            result = conn.execute(
+                update(campaigns)
+                .where(campaigns.c.id == campaign_id)
+                .values(
+                    source_name=source_name,
+                    source_digest=source_digest,
+                    lines_total=lines_total,
+                    lines_good=lines_good,
+                    lines_bad=lines_bad,
+                    updated_at=self._clock.now(),
+                )
+            )
+            if result.rowcount != 1:
+                raise LedgerLookupError(f"no campaign with id {campaign_id}")
+
+        write_transaction(self._engine, work)
+
+    def cancel_campaign(self, campaign_id: int) -> int:
+        """Cancel a campaign and every payout of it not yet sent; returns how many payouts.
+
+        Payouts already SENDING or UNKNOWN are left to resolve: money may be on its way.
+        """
+        now = self._clock.now()
+        unsent = (P.PLANNED, P.DEFERRED)
+
+        def work(conn: Connection) -> int:
+            state = conn.execute(
+                select(campaigns.c.state).where(campaigns.c.id == campaign_id)
+            ).scalar_one_or_none()
+            if state is None:
+                raise LedgerLookupError(f"no campaign with id {campaign_id}")
+            if CampaignState.CANCELLED not in CAMPAIGN_TRANSITIONS[CampaignState(state)]:
+                raise IllegalTransitionError(f"a {state} campaign cannot be cancelled")
+            conn.execute(
+                update(campaigns)
+                .where(campaigns.c.id == campaign_id)
+                .values(state=CampaignState.CANCELLED, updated_at=now)
+            )
+            targets = and_(payouts.c.campaign_id == campaign_id, payouts.c.state.in_(unsent))
+            # Events first, from the rows as they are, then one UPDATE: no per-row round trips
+            # even for a million-line campaign.
+            conn.execute(
+                insert(payout_events).from_select(
+                    ["payout_id", "at", "kind", "from_state", "to_state", "attempt", "detail"],
+                    select(
+                        payouts.c.id,
+                        literal(now, payout_events.c.at.type),
+                        literal("cancel"),
+                        payouts.c.state,
+                        literal(P.CANCELLED.value),
+                        payouts.c.attempts,
+                        literal("campaign cancelled"),
+                    ).where(targets),
+                )
+            )
+            result = conn.execute(
+                update(payouts)
+                .where(targets)
+                .values(state=P.CANCELLED, reason="campaign_cancelled", updated_at=now)
+            )
+            return int(result.rowcount)
+
+        return write_transaction(self._engine, work)
+
+    # -- bill numbers ----------------------------------------------------------------------
+
+    def reserve_bill_serials(self, mch_id: str, day: date, count: int) -> range:
+        """Reserve `count` bill-number serials for (mch_id, UTC+8 day), unique in this ledger.
+
+        Mint with `hongbao.ids.mint_bill_no(mch_id, when, serial)` for each serial.
+        """
+        if count < 1:
+            raise ValueError("count must be >= 1")
+
+        def work(conn: Connection) -> range:
+            stmt = upsert(
+                self._dialect,
+                bill_serials,
+                {"mch_id": mch_id, "day": day, "next_serial": count},
+                ["mch_id", "day"],
+                {"next_serial": bill_serials.c.next_serial + count},
+            ).returning(bill_serials.c.next_serial)
+            end = int(conn.execute(stmt).scalar_one())
+            if end > _MAX_BILL_SERIAL:
+                raise ValueError(f"no more than {_MAX_BILL_SERIAL} bill numbers per merchant a day")
+            return range(end - count, end)
+
+        return write_transaction(self._engine, work)
+
+    # -- payouts: recording ----------------------------------------------------------------
+
+    def _payout_values(self, new: NewPayout, now: datetime) -> dict[str, Any]:
+        params = freeze_params(new.params)
+        return {
+            "natural_key": new.natural_key,
+            "generation": 0,
+            "campaign_id": new.campaign_id,
+            "line_no": new.line_no,
+            "merchant": new.merchant,
+            "mch_id": str(params["mch_id"]),
+            "api": new.api.value,
+            "mch_billno": str(params["mch_billno"]),
+            "params": to_json(params),
+            "re_openid": str(params["re_openid"]),
+            "total_amount": int(params["total_amount"]),
+            "total_num": int(params["total_num"]),
+            "state": new.state.value,
+            "reason": new.reason,
+            "bill_dead": False,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    def add_payouts(self, rows: Iterable[NewPayout], *, batch_size: int = 1000) -> AddResult:
+        """Record payouts, streaming in batches; a natural key already present is left alone.
+
+        Each batch commits on its own, so a crash part-way leaves whole batches, and running
+        the same plan again inserts only what is missing.
+        """
+        inserted = existing = 0
+        iterator = iter(rows)
+        while batch := list(islice(iterator, batch_size)):
+            now = self._clock.now()
+            values = [self._payout_values(new, now) for new in batch]
+
+            def work(conn: Connection, values: list[dict[str, Any]] = values) -> int:
+                module = postgresql if self._dialect == "postgresql" else sqlite
+                stmt = (
+                    module.insert(payouts)
+                    .on_conflict_do_nothing(index_elements=["natural_key", "generation"])
+                    .returning(payouts.c.id)
+                )
+                return len(conn.execute(stmt, values).all())
+
+            count = write_transaction(self._engine, work)
+            inserted += count
+            existing += len(batch) - count
+        return AddResult(inserted=inserted, existing=existing)
+
+    def add_payout(self, new: NewPayout) -> tuple[Payout, bool]:
+        """Record one payout; returns it and whether it was new (False: the key existed)."""
+        result = self.add_payouts([new])
+        payout = self.find_payout(new.natural_key)
+        assert payout is not None
+        return payout, result.inserted == 1
+
+    def reissue(self, payout_id: int, params: Mapping[str, object]) -> Payout:
+        """Record a new payout with a new bill number for the intent of a dead one.
+
+        Allowed only when WeChat definitively said the old bill FAILED (`bill_dead`); the new
+        row links to it, and a payout can be re-issued once: one intent never has two live bills.
+        """
+        frozen = freeze_params(params)
+        now = self._clock.now()
+
+        def work(conn: Connection) -> Payout:
+            old_row = conn.execute(
+                select(payouts).where(payouts.c.id == payout_id).with_for_update()
+            ).first()
+            if old_row is None:
+                raise LedgerLookupError(f"no payout with id {payout_id}")
+            old = payout_from_row(old_row)
+            if old.state is not P.FAILED or not old.bill_dead:
+                raise ReissueError(
+                    f"payout {payout_id} is {old.state}"
+                    + ("" if old.state is not P.FAILED else " without a definitive FAILED")
+                    + ": only a bill WeChat reported FAILED may be replaced by a new one"
+                )
+            for name, before in (
+                ("mch_id", old.mch_id),
+                ("re_openid", old.re_openid),
+                ("total_amount", old.total_amount),
+                ("total_num", old.total_num),
+            ):
+                if str(frozen[name]) != str(before):
+                    raise ReissueError(f"a re-issue must keep {name} ({before!r})")
+            if frozen["mch_billno"] == old.mch_billno:
+                raise ReissueError("a re-issue needs a new bill number")
+            values = {
+                **self._payout_values(
+                    NewPayout(
+                        natural_key=old.natural_key,
+                        merchant=old.merchant,
+                        api=old.api,
+                        params=frozen,
+                        campaign_id=old.campaign_id,
+                        line_no=old.line_no,
+                    ),
+                    now,
+                ),
+                "generation": old.generation + 1,
+                "previous_payout_id": old.id,
+            }
+            new_row = conn.execute(insert(payouts).values(**values).returning(*payouts.c)).one()
+            new = payout_from_row(new_row)
+            self._event(
+                conn,
+                payout_id=new.id,
+                attempt=0,
+                kind="reissue",
+                from_state=None,
+                to_state=P.PLANNED,
+                detail=f"re-issue of payout {old.id} (bill {old.mch_billno} FAILED)",
+            )
+            return new
+
+        try:
+            return write_transaction(self._engine, work)
+        except IntegrityError as exc:
+            raise ReissueError(f"payout {payout_id} was already re-issued ({exc.orig})") from None
+
+    # -- payouts: reading ------------------------------------------------------------------
+
+    def get_payout(self, payout_id: int) -> Payout:
+        """The payout with this id."""
+        row = self._first(select(payouts).where(payouts.c.id == payout_id))
+        if row is None:
+            raise LedgerLookupError(f"no payout with id {payout_id}")
+        return payout_from_row(row)
+
+    def find_payout(self, natural_key: str, generation: int | None = None) -> Payout | None:
+        """The payout for an intent: its latest generation unless `generation` is given."""
+        query = select(payouts).where(payouts.c.natural_key == natural_key)
+        if generation is None:
+            query = query.order_by(payouts.c.generation.desc()).limit(1)
+        else:
+            query = query.where(payouts.c.generation == generation)
+        row = self._first(query)
+        return payout_from_row(row) if row is not None else None
+
+    def find_payout_by_bill(self, mch_id: str, mch_billno: str) -> Payout | None:
+        """The payout that owns a bill number."""
+        query = select(payouts).where(
+            payouts.c.mch_id == mch_id, payouts.c.mch_billno == mch_billno
+        )
+        row = self._first(query)
+        return payout_from_row(row) if row is not None else None
+
+    def find_payouts(
+        self,
+        states: Collection[PayoutState],
+        *,
+        mch_id: str | None = None,
+        campaign_id: int | None = None,
+        due: bool = False,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Payout]:
+        """Payouts in `states`, by id; `due` keeps those whose next attempt time has come."""
+        query = select(payouts).where(payouts.c.state.in_(states), payouts.c.id > after_id)
+        if mch_id is not None:
+            query = query.where(payouts.c.mch_id == mch_id)
+        if campaign_id is not None:
+            query = query.where(payouts.c.campaign_id == campaign_id)
+        if due:
+            now = self._clock.now()
+            query = query.where(
+                or_(payouts.c.next_attempt_at.is_(None), payouts.c.next_attempt_at <= now)
+            )
+        query = query.order_by(payouts.c.id).limit(limit)
+        rows = self._all(query)
+        return [payout_from_row(row) for row in rows]
+
+    def iter_payouts(self, campaign_id: int, *, batch_size: int = 1000) -> Iterator[Payout]:
+        """Every payout of a campaign in line order, read in short batches (for exports)."""
+        last_id = 0
+        while True:
+            query = (
+                select(payouts)
+                .where(payouts.c.campaign_id == campaign_id, payouts.c.id > last_id)
+                .order_by(payouts.c.id)
+                .limit(batch_size)
+            )
+            rows = self._all(query)
+            if not rows:
+                return
+            for row in rows:
+                yield payout_from_row(row)
+            last_id = rows[-1].id
+
+    def events(self, payout_id: int) -> list[PayoutEvent]:
+        """The audit trail of one payout, oldest first."""
+        query = (
+            select(payout_events)
+            .where(payout_events.c.payout_id == payout_id)
+            .order_by(payout_events.c.id)
+        )
+        rows = self._all(query)
+        return [event_from_row(row) for row in rows]
+
+    # -- claiming --------------------------------------------------------------------------
+
+    def claim(
+        self,
+        mch_id: str | None = None,
+        *,
+        payout_ids: Collection[int] | None = None,
+        limit: int = 1,
+        lease_seconds: float = 60.0,
+        caps: DailyCaps | None = None,
+        on_cap: CapPolicy = CapPolicy.DEFER,
+        campaign_id: int | None = None,
+    ) -> ClaimResult:
+        """Move up to `limit` due payouts to SENDING, leased for `lease_seconds`.
+
+        Which: those of merchant `mch_id`, or among `payout_ids` (a dispatcher's chunk), or
+        both. Due: PLANNED, or DEFERRED with `next_attempt_at` passed; of a RUNNING campaign or
+        of no campaign. Each is checked against its campaign's budget (over it: SKIPPED) and
+        the daily caps of its receiver and merchant (over them: per `on_cap`) in the same
+        transaction.
+        """
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        if mch_id is None and payout_ids is None:
+            raise ValueError("claim needs a merchant or payout ids")
+        caps = caps or DailyCaps()
+
+        def work(conn: Connection) -> ClaimResult:
+            now = self._clock.now()
+            day = beijing_day(now)
+            query = (
+                select(payouts)
+                .select_from(payouts.outerjoin(campaigns, payouts.c.campaign_id == campaigns.c.id))
+                .where(
+                    _chosen(mch_id, payout_ids),
+                    payouts.c.state.in_(CLAIMABLE),
+                    or_(payouts.c.next_attempt_at.is_(None), payouts.c.next_attempt_at <= now),
+                    or_(
+                        payouts.c.campaign_id.is_(None),
+                        campaigns.c.state == CampaignState.RUNNING,
+                    ),
+                )
+                .order_by(payouts.c.id)
+                .limit(limit)
+                .with_for_update(of=payouts, skip_locked=True)
+            )
+            if campaign_id is not None:
+                query = query.where(payouts.c.campaign_id == campaign_id)
+            candidates = [payout_from_row(row) for row in conn.execute(query).all()]
+            # One lock order (campaign, then id) across claimers keeps deadlocks rare.
+            candidates.sort(key=lambda p: (p.campaign_id or 0, p.id))
+            result = ClaimResult(claimed=[], deferred=[], skipped=[])
+            for payout in candidates:
+                refusal = reserve(conn, self._dialect, payout, day, caps)
+                if refusal is None:
+                    result.claimed.append(self._take(conn, payout, now, day, lease_seconds))
+                elif refusal == "over_budget" or on_cap is CapPolicy.SKIP:
+                    self._refuse(conn, payout, P.SKIPPED, refusal, None)
+                    result.skipped.append(payout.id)
+                else:
+                    self._refuse(conn, payout, P.DEFERRED, refusal, _next_day_start(day))
+                    result.deferred.append(payout.id)
+            return result
+
+        return write_transaction(self._engine, work)
+
+    def _take(
+        self, conn: Connection, payout: Payout, now: datetime, day: date, lease_seconds: float
+    ) -> Payout:
+        row = conn.execute(
+            update(payouts)
+            .where(payouts.c.id == payout.id, payouts.c.state == payout.state)
+            .values(
+                state=P.SENDING,
+                reason=None,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                claimed_at=now,
+                attempts=payouts.c.attempts + 1,
+                counted_day=day,
+                next_attempt_at=None,
+                updated_at=now,
+            )
+            .returning(*payouts.c)
+        ).one()
+        claimed = payout_from_row(row)
+        self._event(
+            conn,
+            payout_id=payout.id,
+            attempt=claimed.attempts,
+            kind="claim",
+            from_state=payout.state,
+            to_state=P.SENDING,
+        )
+        return claimed
+
+    def _refuse(
+        self,
+        conn: Connection,
+        payout: Payout,
+        to_state: PayoutState,
+        reason: str,
+        next_attempt_at: datetime | None,
+    ) -> None:
+        conn.execute(
+            update(payouts)
+            .where(payouts.c.id == payout.id, payouts.c.state == payout.state)
+            .values(
+                state=to_state,
+                reason=reason,
+                next_attempt_at=next_attempt_at,
+                updated_at=self._clock.now(),
+            )
+        )
+        self._event(
+            conn,
+            payout_id=payout.id,
+            attempt=payout.attempts,
+            kind="claim",
+            from_state=payout.state,
+            to_state=to_state,
+            detail=reason,
+        )
+
+    def claim_stale(
+        self,
+        mch_id: str | None = None,
+        *,
+        payout_ids: Collection[int] | None = None,
+        limit: int = 10,
+        lease_seconds: float = 60.0,
+    ) -> list[Payout]:
+        """Lease in-flight payouts nobody is resolving, for recovery; all come back UNKNOWN.
+
+        Stale: SENDING whose lease expired (its sender died or hung: the request may have left,
+        so it becomes UNKNOWN), or UNKNOWN whose lease expired and whose next attempt is due.
+        Recovery resolves them by gethbinfo or by a resend with the same bill number, before
+        any new work is claimed. Chosen by merchant and/or ids, as in `claim`.
+        """
+        if mch_id is None and payout_ids is None:
+            raise ValueError("claim_stale needs a merchant or payout ids")
+
+        def work(conn: Connection) -> list[Payout]:
+            now = self._clock.now()
+            lease_over = or_(payouts.c.lease_until.is_(None), payouts.c.lease_until <= now)
+            due = or_(payouts.c.next_attempt_at.is_(None), payouts.c.next_attempt_at <= now)
+            query = (
+                select(payouts)
+                .where(
+                    _chosen(mch_id, payout_ids),
+                    or_(
+                        and_(payouts.c.state == P.SENDING, lease_over),
+                        and_(payouts.c.state == P.UNKNOWN, lease_over, due),
+                    ),
+                )
+                .order_by(payouts.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            taken = []
+            for payout in [payout_from_row(row) for row in conn.execute(query).all()]:
+                row = conn.execute(
+                    update(payouts)
+                    .where(payouts.c.id == payout.id, payouts.c.state == payout.state)
+                    .values(
+                        state=P.UNKNOWN,
+                        lease_until=now + timedelta(seconds=lease_seconds),
+                        attempts=payouts.c.attempts + 1,
+                        updated_at=now,
+                    )
+                    .returning(*payouts.c)
+                ).one()
+                leased = payout_from_row(row)
+                lost = payout.state is P.SENDING
+                self._event(
+                    conn,
+                    payout_id=payout.id,
+                    attempt=leased.attempts,
+                    kind="recover",
+                    from_state=payout.state,
+                    to_state=P.UNKNOWN,
+                    detail="lease expired while sending" if lost else "due for resolution",
+                )
+                taken.append(leased)
+            return taken
+
+        return write_transaction(self._engine, work)
+
+    def extend_lease(self, payout_id: int, state: PayoutState, lease_seconds: float) -> bool:
+        """Renew the lease of an in-flight payout still in `state` (a long resend, a slow query).
+
+        False when the payout has moved on; its holder must then stop acting on it.
+        """
+        if state not in _IN_FLIGHT:
+            raise IllegalTransitionError(
+                f"only SENDING or UNKNOWN payouts hold a lease, not {state}"
+            )
+
+        def work(conn: Connection) -> bool:
+            now = self._clock.now()
+            result = conn.execute(
+                update(payouts)
+                .where(payouts.c.id == payout_id, payouts.c.state == state)
+                .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
+            )
+            return result.rowcount == 1
+
+        return write_transaction(self._engine, work)
+
+    # -- transitions -----------------------------------------------------------------------
+
+    def transition(
+        self,
+        payout_id: int,
+        from_state: PayoutState,
+        to_state: PayoutState,
+        *,
+        event: EventInfo | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Compare-and-set a payout's state and record the event, in one transaction.
+
+        Returns False (and writes nothing) when the payout is no longer in `from_state`.
+        Leaving SENDING/UNKNOWN for a state that commits no money returns its amount to the
+        budget and the daily counters. Only `claim` may enter SENDING.
+        """
+        if not is_allowed(from_state, to_state):
+            raise IllegalTransitionError(f"a payout cannot go from {from_state} to {to_state}")
+        if to_state is P.SENDING:
+            raise IllegalTransitionError("only claim() moves a payout to SENDING")
+        unknown = set(fields) - TRANSITION_FIELDS
+        if unknown:
+            raise TypeError(f"transition() cannot set {sorted(unknown)}")
+        now = self._clock.now()
+        values: dict[str, Any] = {"state": to_state, "updated_at": now, **fields}
+        if from_state in _IN_FLIGHT and to_state not in _IN_FLIGHT:
+            values.setdefault("lease_until", None)
+            values.setdefault("resolved_at", now)
+        if to_state is P.UNKNOWN:
+            values.setdefault("lease_until", None)
+        if to_state in _ISSUED and from_state in _IN_FLIGHT:
+            values.setdefault("sent_at", now)
+        if to_state is P.RECEIVED:
+            values.setdefault("received_at", now)
+        if to_state is P.REFUNDED:
+            values.setdefault("refunded_at", now)
+        releases = from_state in COMMITTING and to_state not in COMMITTING
+        if releases:
+            values["counted_day"] = None
+
+        def work(conn: Connection) -> bool:
+            before = conn.execute(
+                select(payouts.c.counted_day)
+                .where(payouts.c.id == payout_id, payouts.c.state == from_state)
+                .with_for_update()
+            ).first()
+            if before is None:
+                return False
+            row = conn.execute(
+                update(payouts)
+                .where(payouts.c.id == payout_id, payouts.c.state == from_state)
+                .values(**values)
+                .returning(*payouts.c)
+            ).one()
+            payout = payout_from_row(row)
+            if releases:
+                release(conn, payout, before.counted_day)
+            self._event(
+                conn,
+                payout_id=payout_id,
+                attempt=payout.attempts,
+                kind="transition",
+                from_state=from_state,
+                to_state=to_state,
+                info=event,
+                err_code=fields.get("err_code"),
+                detail=fields.get("reason"),
+            )
+            return True
+
+        return write_transaction(self._engine, work)
+
+    def record_event(self, payout_id: int, event: EventInfo) -> None:
+        """Append an event that changed no state (e.g. a query that told nothing new)."""
+
+        def work(conn: Connection) -> None:
+            row = conn.execute(
+                select(payouts.c.state, payouts.c.attempts).where(payouts.c.id == payout_id)
+            ).first()
+            if row is None:
+                raise LedgerLookupError(f"no payout with id {payout_id}")
+            state = PayoutState(row.state)
+            self._event(
+                conn,
+                payout_id=payout_id,
+                attempt=row.attempts,
+                kind=event.kind,
+                from_state=state,
+                to_state=state,
+                info=event,
+            )
+
+        write_transaction(self._engine, work)
+
+    def mark_bill_dead(self, payout_id: int, *, event: EventInfo | None = None) -> bool:
+        """Note that WeChat now reports the bill of a FAILED payout as FAILED (re-issue allowed)."""
+
+        def work(conn: Connection) -> bool:
+            row = conn.execute(
+                update(payouts)
+                .where(payouts.c.id == payout_id, payouts.c.state == P.FAILED)
+                .values(bill_dead=True, updated_at=self._clock.now())
+                .returning(payouts.c.attempts)
+            ).first()
+            if row is None:
+                return False
+            self._event(
+                conn,
+                payout_id=payout_id,
+                attempt=row.attempts,
+                kind="bill_dead",
+                from_state=P.FAILED,
+                to_state=P.FAILED,
+                info=event,
+            )
+            return True
+
+        return write_transaction(self._engine, work)
+
+    # -- reports ---------------------------------------------------------------------------
+
+    def totals_by_state(self, campaign_id: int) -> dict[PayoutState, StateTotal]:
+        """Count and amount of a campaign's payouts per state (every state present, maybe 0)."""
+        query = (
+            select(
+                payouts.c.state,
+                func.count(),
+                func.coalesce(func.sum(payouts.c.total_amount), 0),
+            )
+            .where(payouts.c.campaign_id == campaign_id)
+            .group_by(payouts.c.state)
+        )
+        rows = self._all(query)
+        totals = {state: StateTotal(0, 0) for state in PayoutState}
+        for state, count, amount in rows:
+            totals[PayoutState(state)] = StateTotal(int(count), int(amount))
+        return totals
+
+    def problems(self, campaign_id: int) -> list[CodeTotal]:
+        """What kept a campaign's payouts from being sent, grouped by state, err_code, reason."""
+        troubled = (P.FAILED, P.SKIPPED, P.DEFERRED, P.UNKNOWN, P.CANCELLED)
+        query = (
+            select(
+                payouts.c.state,
+                payouts.c.err_code,
+                payouts.c.reason,
+                func.count(),
+                func.coalesce(func.sum(payouts.c.total_amount), 0),
+            )
+            .where(payouts.c.campaign_id == campaign_id, payouts.c.state.in_(troubled))
+            .group_by(payouts.c.state, payouts.c.err_code, payouts.c.reason)
+            .order_by(func.count().desc(), payouts.c.state)
+        )
+        rows = self._all(query)
+        return [
+            CodeTotal(PayoutState(state), err_code, reason, int(count), int(amount))
+            for state, err_code, reason, count, amount in rows
+        ]
+
+    def daily_usage(self, mch_id: str, openid: str, day: date) -> StateTotal:
+        """Packets and fen committed to `openid` by `mch_id` on a UTC+8 day ("" = merchant)."""
+        c = daily_counters.c
+        query = select(c.count, c.amount_fen).where(
+            c.mch_id == mch_id, c.openid == openid, c.day == day
+        )
+        row = self._first(query)
+        return StateTotal(int(row[0]), int(row[1])) if row is not None else StateTotal(0, 0)
+
+    # -- shared rate limiter ---------------------------------------------------------------
+
+    def limiter_update(self, mch_id: str, step: Callable[[float], tuple[float, R]]) -> R:
+        """Atomically read a merchant's limiter TAT, apply `step`, store the TAT it returns.
+
+        `step(tat)` gets 0.0 (long ago) the first time and returns (new_tat, result); every
+        process sharing this ledger sees one sequence of updates, so their sends share one rate.
+        """
+
+        def work(conn: Connection) -> R:
+            conn.execute(
+                upsert(
+                    self._dialect, limiter_state, {"mch_id": mch_id, "tat": 0.0}, ["mch_id"], None
+                )
+            )
+            tat = conn.execute(
+                select(limiter_state.c.tat)
+                .where(limiter_state.c.mch_id == mch_id)
+                .with_for_update()
+            ).scalar_one()
+            new_tat, result = step(float(tat))
+            conn.execute(
+                update(limiter_state).where(limiter_state.c.mch_id == mch_id).values(tat=new_tat)
+            )
+            return result
+
+        return write_transaction(self._engine, work)

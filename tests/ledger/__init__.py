@@ -1,0 +1,1 @@
+"""Tests of the ledger: one contract suite run on SQLite and PostgreSQL."""

@@ -1,0 +1,52 @@
+"""`hongbao db upgrade` and `hongbao db status`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from hongbao.cli.main import app
+from hongbao.ledger import check_schema, head_revision
+
+runner = CliRunner()
+
+
+def test_upgrade_then_status_on_a_new_sqlite_ledger(sqlite_url: str) -> None:
+    before = runner.invoke(app, ["db", "status", "--ledger", sqlite_url])
+    assert before.exit_code == 2
+    assert "hongbao db upgrade" in before.output
+    assert not Path(make_url(sqlite_url).database or "").exists()  # looking created nothing
+
+    upgraded = runner.invoke(app, ["db", "upgrade", "--ledger", sqlite_url])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"empty -> {head_revision()}" in upgraded.output
+    check_schema(sqlite_url)
+
+    again = runner.invoke(app, ["db", "upgrade", "--ledger", sqlite_url, "--json"])
+    assert again.exit_code == 0
+    assert json.loads(again.output)["upgraded"] is False
+
+    after = runner.invoke(app, ["db", "status", "--json"], env={"HONGBAO_LEDGER_URL": sqlite_url})
+    assert after.exit_code == 0
+    assert json.loads(after.output)["up_to_date"] is True
+
+
+@pytest.mark.postgres
+def test_the_ledger_password_is_never_printed(pg_url: str) -> None:
+    with_password = make_url(pg_url).set(password="topsecret-pw")
+    url = with_password.render_as_string(hide_password=False)
+    result = runner.invoke(app, ["db", "upgrade", "--ledger", url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert "topsecret-pw" not in result.output
+    assert json.loads(result.output)["current"] == head_revision()
+
+
+def test_an_unusable_ledger_is_a_configuration_error(tmp_path: Path) -> None:
+    missing = f"sqlite:///{tmp_path / 'nowhere' / 'ledger.db'}"
+    result = runner.invoke(app, ["db", "upgrade", "--ledger", missing])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
