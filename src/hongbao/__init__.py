@@ -1,5 +1,7 @@
 """hongbao: WeChat Pay cash red packets (现金红包) for merchants, paid exactly once."""
 
+import typing
+
 from hongbao.errors import (
     BillConflictError,
     BillFailedError,
@@ -18,15 +20,21 @@ from hongbao.errors import (
     ValidationError,
 )
 
+if typing.TYPE_CHECKING:
+    from hongbao.api import AsyncClient, Client, Merchant
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "BillConflictError",
     "BillFailedError",
+    "Client",
     "ConfigurationError",
     "ConnectError",
     "FrequencyLimitError",
     "HongbaoError",
+    "Merchant",
     "NotSentError",
     "Outcome",
     "ProcessingError",
@@ -38,3 +46,19 @@ __all__ = [
     "ValidationError",
     "__version__",
 ]
+
+_LAZY = frozenset({"AsyncClient", "Client", "Merchant"})
+
+
+def __getattr__(name: str) -> object:
+    # The client is loaded on first use, so that importing a lower layer (the simulator imports
+    # only hongbao.wire and the pure modules) never drags the API layer in.
+    if name in _LAZY:
+        import hongbao.api
+
+        return getattr(hongbao.api, name)
+    raise AttributeError(f"module 'hongbao' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)

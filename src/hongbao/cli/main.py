@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from hongbao import __version__
+from hongbao.cli.db import db_app
+from hongbao.cli.sim import sim_app
 
 app = typer.Typer(
     name="hongbao",
@@ -30,3 +32,7 @@ def main(
     ] = False,
 ) -> None:
     """WeChat Pay cash red packets (现金红包), paid exactly once."""
+
+
+app.add_typer(sim_app, name="sim")
+app.add_typer(db_app, name="db")
