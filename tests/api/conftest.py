@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from apikit import Sleeps
+
+from tests.api.apikit import Sleeps
 
 
 @pytest.fixture

@@ -8,21 +8,6 @@ from urllib.parse import quote
 
 import pytest
 import trustme
-from apikit import (
-    APPID,
-    BILL,
-    KEY,
-    MCH_ID,
-    MINI_APPID,
-    OPENID,
-    SEND_ARGS,
-    AsyncStubTransport,
-    Sleeps,
-    failure,
-    merchant,
-    reply,
-    success,
-)
 
 from hongbao.api import _base
 from hongbao.api.client import AsyncClient
@@ -43,6 +28,21 @@ from hongbao.wire import xmlcodec
 from hongbao.wire.certs import ClientCertificate
 from hongbao.wire.sign import sign, verify
 from hongbao.wire.transport import WireResponse
+from tests.api.apikit import (
+    APPID,
+    BILL,
+    KEY,
+    MCH_ID,
+    MINI_APPID,
+    OPENID,
+    SEND_ARGS,
+    AsyncStubTransport,
+    Sleeps,
+    failure,
+    merchant,
+    reply,
+    success,
+)
 
 PACKAGE = (
     "sendid=242e8abd163d300019b2cae74ba8e8c06e3f0e51ab84d16b3c80decd22a5b672&ver=8&sign="

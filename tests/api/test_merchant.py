@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import trustme
-from apikit import KEY, MCH_ID, merchant
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509 import load_pem_x509_certificate
@@ -15,6 +14,7 @@ from pydantic import SecretStr
 
 from hongbao.api.merchant import DEFAULT_CLIENT_IP, Merchant
 from hongbao.errors import ConfigurationError
+from tests.api.apikit import KEY, MCH_ID, merchant
 
 
 @pytest.fixture(scope="module")

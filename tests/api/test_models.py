@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from apikit import APPID, BILL, KEY, MCH_ID, OPENID
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError as PydanticValidationError
@@ -31,6 +30,7 @@ from hongbao.clock import CST
 from hongbao.errors import ConfigurationError, ValidationError
 from hongbao.wire import xmlcodec
 from hongbao.wire.sign import sign
+from tests.api.apikit import APPID, BILL, KEY, MCH_ID, OPENID
 
 V3_RISK = (
     "posttime%3d1710489600%26clientversion%3d8.0.47%26mobile%3d86-13800138000%26deviceid%3dIOS"

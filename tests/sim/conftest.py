@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from simkit import Shop, make_shop
 
 from hongbao.sim.app import Simulator
+from tests.sim.simkit import Shop, make_shop
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from simkit import Shop, signed_body, with_tls
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Message
 
 from hongbao.sim.app import create_app
 from hongbao.sim.faults import parse_fault
 from hongbao.wire import xmlcodec
+from tests.sim.simkit import Shop, signed_body, with_tls
 
 
 def _client(shop: Shop, cert: bytes | None, ip: str = "10.0.0.1") -> TestClient:

@@ -9,12 +9,12 @@ from urllib.parse import quote
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
-from simkit import with_tls
 from starlette.testclient import TestClient
 
 from hongbao.sim.app import Simulator, create_app
 from hongbao.wire import xmlcodec
 from hongbao.wire.sign import sign
+from tests.sim.simkit import with_tls
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from simkit import Shop, parse, signed_body
 
 from hongbao.errors import TransportError
 from hongbao.sim.faults import FaultSpecError, FaultTable, parse_fault
 from hongbao.wire.local import PeerInfo
+from tests.sim.simkit import Shop, parse, signed_body
 
 
 def _statuses(shop: Shop) -> list[str]:

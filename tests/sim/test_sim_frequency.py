@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from simkit import make_shop, signed_body
-
 from hongbao.sim.app import Simulator
 from hongbao.wire import xmlcodec
+from tests.sim.simkit import make_shop, signed_body
 
 
 def test_1801_sends_inside_one_simulated_minute_give_exactly_one_freq_limit(sim: Simulator) -> None:

@@ -7,12 +7,12 @@ from datetime import datetime
 from urllib.parse import quote
 
 import pytest
-from simkit import Shop, make_shop
 
 from hongbao.clock import CST
 from hongbao.sim.app import Simulator
 from hongbao.sim.exceptions import InvalidStateError
 from hongbao.wire.sign import sign
+from tests.sim.simkit import Shop, make_shop
 
 DAY = 24 * 3600
 

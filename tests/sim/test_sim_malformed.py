@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from simkit import Shop, expect, parse, signed_body, with_tls
 from starlette.testclient import TestClient
 
 from hongbao.sim.app import create_app
 from hongbao.wire.sign import sign
+from tests.sim.simkit import Shop, expect, parse, signed_body, with_tls
 
 XML_ERROR = "输入xml参数格式错误"
 

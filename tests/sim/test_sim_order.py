@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from simkit import Shop, make_shop, parse, signed_body
-
 from hongbao.sim.app import Simulator
 from hongbao.sim.state import MerchantSettings
 from hongbao.wire.local import PeerInfo
+from tests.sim.simkit import Shop, make_shop, parse, signed_body
 
 NO_CERT = PeerInfo(ip="10.0.0.1")
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from simkit import Shop, expect
 
 from hongbao.sim.app import Simulator
+from tests.sim.simkit import Shop, expect
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_sendredpack_param_errors(shop: Shop, overrides: dict[str, str], des: st
 
 
 def test_appid_of_another_merchant_is_a_mismatch(sim: Simulator, shop: Shop) -> None:
-    from simkit import make_shop
+    from tests.sim.simkit import make_shop
 
     other = make_shop(sim)
     answer = shop.send(wxappid=other.creds.appid, re_openid=other.users[0])

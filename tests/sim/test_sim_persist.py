@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from simkit import Shop
 
 from hongbao.sim.app import Simulator
 from hongbao.sim.exceptions import UnknownObjectError
 from hongbao.sim.state import MerchantSettings
 from hongbao.wire.local import PeerInfo
+from tests.sim.simkit import Shop
 
 
 def _shop(sim: Simulator, creds_from: Shop | None = None) -> Shop:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from simkit import Shop, expect, make_shop, parse
-
 from hongbao.sim.app import Simulator
 from hongbao.sim.faults import parse_fault
 from hongbao.wire.local import PeerInfo
+from tests.sim.simkit import Shop, expect, make_shop, parse
 
 
 def _sent(shop: Shop) -> tuple[str, str]:
@@ -39,7 +38,7 @@ def test_integers_are_bare_and_strings_cdata(shop: Shop) -> None:
 
 
 def _signed(shop: Shop, params: dict[str, str]) -> bytes:
-    from simkit import signed_body
+    from tests.sim.simkit import signed_body
 
     return signed_body(params, shop.creds.api_key)
 

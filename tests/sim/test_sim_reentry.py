@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from simkit import Shop, make_shop, signed_body
-
 from hongbao.sim.app import Simulator
 from hongbao.sim.faults import parse_fault
 from hongbao.sim.state import MerchantSettings
 from hongbao.wire.local import PeerInfo
+from tests.sim.simkit import Shop, make_shop, signed_body
 
 
 def _paid(shop: Shop) -> list[str]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from simkit import Shop, expect, make_shop, signed_body
 
 from hongbao.sim.app import Simulator
 from hongbao.sim.ca import SimCA, der_of
 from hongbao.sim.faults import parse_fault
 from hongbao.sim.state import MerchantSettings
 from hongbao.wire.local import PeerInfo
+from tests.sim.simkit import Shop, expect, make_shop, signed_body
 
 
 def test_success_issues_a_31_digit_send_listid_and_debits_the_balance(shop: Shop) -> None:
@@ -230,7 +230,7 @@ def test_numeric_268458547_by_fault_injection(shop: Shop) -> None:
 
 
 def test_xml_error_for_an_empty_body(shop: Shop) -> None:
-    from simkit import parse
+    from tests.sim.simkit import parse
 
     expect(
         parse(shop.post("sendredpack", b"")), "XML_ERROR", "输入xml参数格式错误", return_code="FAIL"
@@ -410,9 +410,8 @@ def test_the_v3_vector_body_is_accepted_as_sent(sim: Simulator) -> None:
     }
     body = signed_body(params, "Yp3rT8kLw2Qz7Vn5Hc1Bx9Md4Fs6Ga0J")
     assert b"B84CAAD3B6FBFAAF341AE6482694309A" in body
-    from simkit import parse
-
     from hongbao.wire.transport import WireRequest
+    from tests.sim.simkit import parse
 
     peer = PeerInfo(cert_der=shop_creds.cert_der)
     answer = parse(sim.handle_wire(WireRequest("/mmpaymkttransfers/sendredpack", body), peer))

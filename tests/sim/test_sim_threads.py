@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from simkit import make_shop, parse, signed_body
-
 from hongbao.sim.app import Simulator
+from tests.sim.simkit import make_shop, parse, signed_body
 
 
 def test_concurrent_resends_of_the_same_bills_pay_each_once(sim: Simulator) -> None:

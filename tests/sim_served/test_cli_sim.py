@@ -13,12 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servedkit import billno, post, send_body, tls_context
 from typer.testing import CliRunner
 
 from hongbao.cli.main import app
 from hongbao.sim.app import MerchantCredentials
 from hongbao.sim.server import CLI_COMMAND, SimServer, SimServerProcess
+from tests.sim_served.servedkit import billno, post, send_body, tls_context
 
 pytestmark = pytest.mark.served
 

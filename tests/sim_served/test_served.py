@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from servedkit import SEND, billno, post, send_body, tls_context
 
 from hongbao.sim import exceptions as texts
 from hongbao.sim.app import MerchantCredentials
 from hongbao.sim.ca import SimCA
 from hongbao.sim.server import SimServer
 from hongbao.sim.state import MerchantSettings
+from tests.sim_served.servedkit import SEND, billno, post, send_body, tls_context
 
 pytestmark = pytest.mark.served
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 import trustme
-from tlsserver import (
+
+from tests.wire.tlsserver import (
     MCH_ID,
     Exchange,
     Pki,

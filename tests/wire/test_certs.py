@@ -16,10 +16,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from tlsserver import MCH_ID, Pki
 
 from hongbao.errors import ConfigurationError
 from hongbao.wire.certs import ClientCertificate, make_ssl_context
+from tests.wire.tlsserver import MCH_ID, Pki
 
 KEY_PASSWORD = "s3cret-key-pass"
 

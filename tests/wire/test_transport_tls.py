@@ -11,7 +11,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from tlsserver import MCH_ID, Behaviour, Exchange, Pki, StartServer, TlsServer
 
 from hongbao.clock import FrozenClock
 from hongbao.errors import ConnectError, TransportError
@@ -20,6 +19,7 @@ from hongbao.wire.failover import HostOutcome
 from hongbao.wire.http_async import AiohttpTransport
 from hongbao.wire.http_sync import HttpxTransport
 from hongbao.wire.transport import DEFAULT_BACKUP_URL, Timeouts, WireRequest, WireResponse
+from tests.wire.tlsserver import MCH_ID, Behaviour, Exchange, Pki, StartServer, TlsServer
 
 PATH = "/mmpaymkttransfers/sendredpack"
 # CDATA, Chinese, CRLF and a trailing blank: bytes a re-encoding layer would be tempted to touch.
