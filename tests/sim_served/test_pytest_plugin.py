@@ -6,9 +6,9 @@ import pytest
 
 from hongbao.api import RedpackStatus
 from hongbao.sim.app import Simulator
-from hongbao.sim.pytest_plugin import SimClients
 from hongbao.sim.server import SimServer
 from hongbao.sim.state import MerchantSettings
+from hongbao.testing import SimClients
 
 _TEXTS = {"send_name": "天虹百货", "wishing": "恭喜发财", "act_name": "新春活动", "remark": "无"}
 

@@ -1,5 +1,7 @@
 """pytest fixtures for testing your code against the hongbao simulator (plugin `hongbao`).
 
+A top-level integration layer: it hands out `hongbao.Client`s bound to a simulator, so it stands
+above both `hongbao.api` and `hongbao.sim` (the simulator itself never imports the client).
 Installed with hongbao, so the fixtures are available in every test suite:
 
 * `hongbao_sim`: a fresh in-process `Simulator` (frozen clock), for setup and inspection;
