@@ -298,14 +298,14 @@ def test_openid_error_for_an_openid_of_another_appid(bench: Bench) -> None:
 def test_money_limit_outside_the_scene_range_the_simulator_has(
     bench: Bench, api: str, des: str
 ) -> None:
-    # The client believes PRODUCT_1 allows 0.30 yuan and up; the simulator has it at 1-200 yuan.
+    # The client believes PRODUCT_1 allows 0.30-4999 yuan; the simulator has it at 1-200 yuan.
     shop = bench.shop(scenes={"PRODUCT_1": (100, 20_000)})
     client = shop.client(limits=AmountRules(scenes={"PRODUCT_1": (30, 499_900)}))
     send: Callable[[], SendResult]
     if api == "sendredpack":
         send = partial(client.send_redpack, **shop.args(total_amount=50), scene_id="PRODUCT_1")
     else:
-        args = shop.args(total_amount=150)  # 0.50 yuan on average over 3 shares
+        args = shop.args(total_amount=90_000)  # 300 yuan on average over 3 shares
         send = partial(client.send_group_redpack, **args, total_num=3, scene_id="PRODUCT_1")
     with pytest.raises(RejectedError) as raised:
         send()

@@ -297,6 +297,17 @@ def test_rule_amount_range_applies_to_the_average_share_of_a_fission_set() -> No
     ).rule == ("amount_range")
 
 
+def test_rule_each_fission_share_is_at_least_one_yuan_even_in_a_scene() -> None:
+    # RULES enables PRODUCT_2 from 30 fen; a set of 3 shares averaging 50 fen passes the scene
+    # range but would leave a share under 1 yuan, which WeChat refuses with MONEY_LIMIT.
+    error = refused(SendGroupRedpackRequest, group(total_amount=150, scene_id="PRODUCT_2"))
+    assert (error.field, error.rule) == ("total_amount", "share_minimum")
+    assert str(error) == (
+        "total_amount is 150 fen: each of the 3 shares must be at least 100 fen "
+        "(rule: share_minimum)"
+    )
+
+
 @pytest.mark.parametrize("amount", [99, 20001])
 def test_rule_scene_required_outside_the_default_range(amount: int) -> None:
     error = refused(SendRedpackRequest, redpack(scene_id=None, total_amount=amount))

@@ -257,6 +257,15 @@ class AmountRules:
                 f"is {total_amount} fen: {what} must be within {low}–{high} fen",
                 "amount_range",
             )
+        if total_num > 1 and total_amount < DEFAULT_MIN_FEN * total_num:
+            # Every share of a fission set is at least 1 yuan (spec §6.1, §6.7), whatever the
+            # scene allows for a single packet: WeChat would answer MONEY_LIMIT.
+            raise _invalid(
+                "total_amount",
+                f"is {total_amount} fen: each of the {total_num} shares must be at least "
+                f"{DEFAULT_MIN_FEN} fen",
+                "share_minimum",
+            )
 
 
 DEFAULT_RULES = AmountRules()
