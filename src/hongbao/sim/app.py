@@ -33,6 +33,7 @@ from hongbao.sim.control import control_routes
 from hongbao.sim.entities import Api, AppKind
 from hongbao.sim.exceptions import InvalidStateError, SimError, injected_error
 from hongbao.sim.faults import FaultAction, FaultTable
+from hongbao.sim.notify import PaymentDesk
 from hongbao.sim.persist import SqliteStore
 from hongbao.sim.responses import error_body, handle_api, parse_request, post_only_body
 from hongbao.sim.state import Caller, MerchantSettings, Registry, SimConfig
@@ -129,6 +130,8 @@ class Simulator:
             cert_check=self.ca.check_client_cert,
             snapshot=snapshot,
         )
+        self.payments = PaymentDesk(self.state, self.clock, seed)
+        """Customers' payments and the notifications owed for them (`POST /__sim/pay`)."""
 
     def __repr__(self) -> str:
         return f"Simulator(clock={self.clock!r}, state={self.state!r})"
@@ -192,8 +195,9 @@ class Simulator:
         return self.state.run_due()
 
     def reset(self) -> None:
-        """Forget all merchants, users, records and faults (the CA stays)."""
+        """Forget all merchants, users, records, payments and faults (the CA stays)."""
         self.faults.clear()
+        self.payments.reset()
         self.state.reset()
 
     # ------------------------------------------------------------------ the API endpoints

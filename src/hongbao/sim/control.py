@@ -11,6 +11,11 @@
 - `GET`/`POST`/`DELETE /__sim/faults` (see `hongbao.sim.faults`)
 - `GET /__sim/ledger?mch_id=` → `{balance_fen, records: [{mch_billno, api, re_openid,
   total_amount, total_num, status, detail_id, send_time}]}`
+- `POST /__sim/pay` `{mch_id, appid, openid, total_fee, notify_url, duplicates?, concurrent?,
+  out_trade_no?, attach?, sign_type?, schedule_scale?, wait?}` → 201 and the payment
+  `{transaction_id, out_trade_no, …, done, acknowledged, deliveries}`; its notification is
+  delivered in the background (see `hongbao.sim.payments`); `GET /__sim/pay/{transaction_id}`
+  → the same view, deliveries so far
 - `POST /__sim/reset`; `GET /__sim/ca.pem`
 
 Merchant settings (all optional): `balance_fen, rate_per_minute, query_rate_per_minute,
@@ -39,6 +44,7 @@ from starlette.routing import BaseRoute, Route
 from hongbao.clock import CST
 from hongbao.sim.exceptions import InvalidStateError, UnknownObjectError
 from hongbao.sim.faults import FaultSpecError, parse_fault
+from hongbao.sim.payments import PayOrder
 from hongbao.sim.state import MerchantSettings
 
 if TYPE_CHECKING:
@@ -346,6 +352,16 @@ def control_routes(sim: Simulator) -> list[BaseRoute]:
             }
         )
 
+    async def pay(request: Request) -> Response:
+        order = PayOrder.from_json(await _json(request))
+        record = await sim.payments.pay(order)
+        if order.wait:
+            await sim.payments.wait(record.transaction_id)
+        return JSONResponse(record.to_json(), status_code=201)
+
+    async def payment(request: Request) -> Response:
+        return JSONResponse(sim.payments.get(request.path_params["transaction_id"]).to_json())
+
     async def reset(request: Request) -> Response:
         sim.reset()
         return JSONResponse({"ok": True})
@@ -361,6 +377,8 @@ def control_routes(sim: Simulator) -> list[BaseRoute]:
         ("/__sim/clock", clock, ["GET", "POST"]),
         ("/__sim/faults", faults, ["GET", "POST", "DELETE"]),
         ("/__sim/ledger", ledger, ["GET"]),
+        ("/__sim/pay", pay, ["POST"]),
+        ("/__sim/pay/{transaction_id}", payment, ["GET"]),
         ("/__sim/reset", reset, ["POST"]),
     ]
     return [Route(path, _guarded(handler), methods=methods) for path, handler, methods in table]

@@ -583,6 +583,11 @@ class Registry:
                 raise UnknownObjectError(f"no appid {appid!r}")
             return [self._add_user(appid, o) for o in [*(openids or []), *([None] * count)]]
 
+    def has_user(self, appid: str, openid: str) -> bool:
+        """Whether `openid` is a user under `appid`."""
+        with self._lock:
+            return (appid, openid) in self._users
+
     def _add_user(self, appid: str, openid: str | None) -> str:
         if openid is None:
             openid = self._ids.openid()
