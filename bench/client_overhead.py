@@ -27,6 +27,8 @@ from requests.adapters import BaseAdapter
 from wechatpy.pay import WeChatPay
 
 from hongbao.api import AsyncClient, Client, Merchant
+from hongbao.api._base import Call
+from hongbao.api.models import SendRedpackRequest, SendResult
 from hongbao.wire.transport import AsyncTransport, Transport, WireRequest, WireResponse
 
 KEY = "Yp3rT8kLw2Qz7Vn5Hc1Bx9Md4Fs6Ga0J"
@@ -145,13 +147,15 @@ def main() -> None:
         **CONTENT,
     }
     # The private steps of Client.send_redpack, timed separately.
-    call = client._redpack_call(
-        **send_args, scene_id=None, risk_info=None, client_ip=None, consume_mch_id=None
-    )
-    hongbao = {
-        "build": lambda: client._redpack_call(
+    def build() -> Call[SendResult]:
+        params = client._redpack_params(
             **send_args, scene_id=None, risk_info=None, client_ip=None, consume_mch_id=None
-        ),
+        )
+        return client._send_call(SendRedpackRequest, params)
+
+    call = build()
+    hongbao = {
+        "build": build,
         "parse": lambda: client._read(call, CANNED),
         "send": lambda: client.send_redpack(**send_args),
     }

@@ -50,3 +50,19 @@ def test_an_unusable_ledger_is_a_configuration_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["db", "upgrade", "--ledger", missing])
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+def test_the_ledger_url_comes_from_the_configuration_file(tmp_path: Path) -> None:
+    config = tmp_path / "hongbao.toml"
+    config.write_text('[ledger]\nurl = "sqlite:///books.db"\n', encoding="utf-8")
+    result = runner.invoke(app, ["db", "upgrade", "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    # A relative SQLite path lives next to the configuration file, not in the working directory.
+    assert (tmp_path / "books.db").exists()
+    check_schema(f"sqlite:///{tmp_path / 'books.db'}")
+
+
+def test_a_missing_configuration_file_named_explicitly_is_an_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["db", "status", "--config", str(tmp_path / "none.toml")])
+    assert result.exit_code == 2
+    assert "none.toml does not exist" in result.output

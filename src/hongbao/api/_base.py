@@ -3,6 +3,10 @@
 A call is prepared once — parameters checked, `nonce_str` drawn, signed, serialised — before the
 retry loop, so every attempt sends byte-identical bytes (same nonce, same signature, same bill
 number). Each answer is read into a result or a `Failure`; `Attempts` decides whether to resend.
+
+`send_params` builds a send call's checked wire parameters (with its `nonce_str`) without
+sending, so a ledger can record them first; `_frozen_call` signs such recorded parameters again,
+unchanged, so a resend after a crash is byte-identical to the first attempt.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Generic, NamedTuple, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
@@ -26,6 +31,7 @@ from hongbao.api.models import (
     SendMiniProgramRedpackRequest,
     SendRedpackRequest,
     SendResult,
+    check_text,
 )
 from hongbao.clock import Clock, SystemClock
 from hongbao.errors import (
@@ -45,7 +51,7 @@ from hongbao.wire.sign import sign, verify
 from hongbao.wire.transport import WireRequest, WireResponse
 from hongbao.wire.xmlcodec import XmlDict, XmlError, dumps, loads
 
-__all__ = ["Attempts", "BaseClient", "Call", "Failure"]
+__all__ = ["SEND_APIS", "Attempts", "BaseClient", "Call", "Failure"]
 
 logger = logging.getLogger("hongbao.api")
 
@@ -53,6 +59,15 @@ PATH_PREFIX = "/mmpaymkttransfers/"
 _SECRET_NAME = re.compile(r"sign|key|secret|password", re.IGNORECASE)
 
 T = TypeVar("T")
+
+
+SEND_APIS: Mapping[str, type[ApiRequest]] = MappingProxyType(
+    {
+        model.api: model
+        for model in (SendRedpackRequest, SendGroupRedpackRequest, SendMiniProgramRedpackRequest)
+    }
+)
+"""The three send calls by API name: what `send_params` builds and `send_frozen` sends."""
 
 
 def masked(fields: Mapping[str, object]) -> dict[str, object]:
@@ -181,7 +196,83 @@ class BaseClient:
 
     # --- building ---------------------------------------------------------------------------
 
-    def _redpack_call(
+    def send_params(
+        self,
+        api: str,
+        *,
+        mch_billno: str,
+        re_openid: str,
+        total_amount: int,
+        send_name: str,
+        wishing: str,
+        act_name: str,
+        remark: str,
+        total_num: int = 1,
+        scene_id: str | None = None,
+        risk_info: str | None = None,
+        nonce_str: str | None = None,
+    ) -> dict[str, str | int]:
+        """The checked wire parameters of a send call, `nonce_str` included, `sign` never.
+
+        Nothing is sent: record them (a ledger's frozen parameters), then send them unchanged
+        with `send_frozen` as often as needed — every attempt is the same bytes. Raises
+        `ValidationError` naming the field, as the send methods do.
+
+        >>> params = client.send_params("sendredpack", mch_billno=bill, re_openid=openid,
+        ...     total_amount=100, send_name="Acme", wishing="Thanks", act_name="Spring",
+        ...     remark="Enjoy")  # doctest: +SKIP
+        >>> client.send_frozen("sendredpack", params)  # doctest: +SKIP
+        """
+        model = SEND_APIS.get(api)
+        if model is None:
+            raise ValueError(f"{api!r} is not a send API ({', '.join(SEND_APIS)})")
+        params: dict[str, str | int | None]
+        if model is SendMiniProgramRedpackRequest:
+            params = self._mini_params(
+                mch_billno=mch_billno,
+                re_openid=re_openid,
+                total_amount=total_amount,
+                send_name=send_name,
+                wishing=wishing,
+                act_name=act_name,
+                remark=remark,
+                scene_id=scene_id,
+            )
+            # Not its parameter: left in for the model to refuse, naming the field.
+            params["risk_info"] = risk_info
+        elif model is SendGroupRedpackRequest:
+            params = self._group_params(
+                mch_billno=mch_billno,
+                re_openid=re_openid,
+                total_amount=total_amount,
+                total_num=total_num,
+                send_name=send_name,
+                wishing=wishing,
+                act_name=act_name,
+                remark=remark,
+                scene_id=scene_id,
+                risk_info=risk_info,
+                consume_mch_id=None,
+            )
+        else:
+            params = self._redpack_params(
+                mch_billno=mch_billno,
+                re_openid=re_openid,
+                total_amount=total_amount,
+                send_name=send_name,
+                wishing=wishing,
+                act_name=act_name,
+                remark=remark,
+                scene_id=scene_id,
+                risk_info=risk_info,
+                client_ip=None,
+                consume_mch_id=None,
+            )
+        params["total_num"] = total_num  # single-packet calls refuse anything but 1, by name
+        nonce = _nonce() if nonce_str is None else check_text("nonce_str", nonce_str, 32)
+        return self._checked(model, mch_billno, params, nonce)
+
+    def _redpack_params(
         self,
         *,
         mch_billno: str,
@@ -195,9 +286,9 @@ class BaseClient:
         risk_info: str | None,
         client_ip: str | None,
         consume_mch_id: str | None,
-    ) -> Call[SendResult]:
+    ) -> dict[str, str | int | None]:
         merchant = self.merchant
-        params: dict[str, str | int | None] = {
+        return {
             "mch_billno": mch_billno,
             "mch_id": merchant.mch_id,
             "sub_mch_id": merchant.sub_mch_id,
@@ -215,9 +306,8 @@ class BaseClient:
             "risk_info": risk_info,
             "consume_mch_id": merchant.consume_mch_id if consume_mch_id is None else consume_mch_id,
         }
-        return self._prepare(SendRedpackRequest, mch_billno, params, SendResult.from_response)
 
-    def _group_call(
+    def _group_params(
         self,
         *,
         mch_billno: str,
@@ -231,9 +321,9 @@ class BaseClient:
         scene_id: str | None,
         risk_info: str | None,
         consume_mch_id: str | None,
-    ) -> Call[SendResult]:
+    ) -> dict[str, str | int | None]:
         merchant = self.merchant
-        params: dict[str, str | int | None] = {
+        return {
             "mch_billno": mch_billno,
             "mch_id": merchant.mch_id,
             "sub_mch_id": merchant.sub_mch_id,
@@ -251,9 +341,8 @@ class BaseClient:
             "risk_info": risk_info,
             "consume_mch_id": merchant.consume_mch_id if consume_mch_id is None else consume_mch_id,
         }
-        return self._prepare(SendGroupRedpackRequest, mch_billno, params, SendResult.from_response)
 
-    def _mini_call(
+    def _mini_params(
         self,
         *,
         mch_billno: str,
@@ -264,7 +353,7 @@ class BaseClient:
         act_name: str,
         remark: str,
         scene_id: str | None,
-    ) -> Call[SendResult]:
+    ) -> dict[str, str | int | None]:
         merchant = self.merchant
         if merchant.sub_mch_id is not None:
             # sendminiprogramhb has no SP-mode fields: the packet would be paid from the service
@@ -273,7 +362,7 @@ class BaseClient:
                 "sendminiprogramhb documents no service-provider mode; this merchant has "
                 "sub_mch_id set, so it is refused rather than paid from the provider's account"
             )
-        params: dict[str, str | int | None] = {
+        return {
             "mch_billno": mch_billno,
             "mch_id": merchant.mch_id,
             "wxappid": _required(
@@ -289,9 +378,11 @@ class BaseClient:
             "notify_way": "MINI_PROGRAM_JSAPI",
             "scene_id": scene_id,
         }
-        return self._prepare(
-            SendMiniProgramRedpackRequest, mch_billno, params, SendResult.from_response
-        )
+
+    def _send_call(
+        self, model: type[ApiRequest], params: Mapping[str, str | int | None]
+    ) -> Call[SendResult]:
+        return self._prepare(model, str(params["mch_billno"]), params, SendResult.from_response)
 
     def _query_call(self, mch_billno: str, appid: str | None) -> Call[RedpackInfo]:
         if appid is None:
@@ -320,19 +411,58 @@ class BaseClient:
         result: Callable[[XmlDict, bytes], T],
         missing: Callable[[bytes], T] | None = None,
     ) -> Call[T]:
+        wire = self._checked(model, mch_billno, params, _nonce())
+        return self._signed(model, mch_billno, wire, result, missing)
+
+    def _checked(
+        self,
+        model: type[ApiRequest],
+        mch_billno: str,
+        params: Mapping[str, str | int | None],
+        nonce_str: str,
+    ) -> dict[str, str | int]:
         wire = {name: value for name, value in params.items() if value is not None}
         try:
             model.check(wire, self.merchant.limits)
         except ValidationError as exc:
             exc.mch_billno = mch_billno
             raise
-        wire["nonce_str"] = _nonce()
-        wire["sign"] = sign(wire, self._api_key)
-        body = dumps(wire)
+        wire["nonce_str"] = nonce_str
+        return wire
+
+    def _signed(
+        self,
+        model: type[ApiRequest],
+        mch_billno: str,
+        wire: Mapping[str, str | int],
+        result: Callable[[XmlDict, bytes], T],
+        missing: Callable[[bytes], T] | None = None,
+    ) -> Call[T]:
+        signed = {**wire, "sign": sign(wire, self._api_key)}
+        body = dumps(signed)
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s request mch_billno=%s %s", model.api, mch_billno, masked(wire))
+            logger.debug("%s request mch_billno=%s %s", model.api, mch_billno, masked(signed))
         request = WireRequest(PATH_PREFIX + model.api, body)
         return Call(model.api, mch_billno, request, result, missing)
+
+    def _frozen_call(self, api: str, params: Mapping[str, str | int]) -> Call[SendResult]:
+        model = SEND_APIS.get(api)
+        if model is None:
+            raise ValueError(f"{api!r} is not a send API ({', '.join(SEND_APIS)})")
+        mch_billno = str(params.get("mch_billno", ""))
+        if params.get("mch_id") != self.merchant.mch_id:
+            raise ConfigurationError(
+                f"these parameters are for merchant {params.get('mch_id')!r}, "
+                f"not {self.merchant.mch_id!r}"
+            )
+        nonce = params.get("nonce_str")
+        if "sign" in params:
+            raise ValueError("frozen parameters are unsigned: a signature is made per send")
+        check_text("nonce_str", nonce if isinstance(nonce, str) else "", 32)
+        fields = {name: value for name, value in params.items() if name != "nonce_str"}
+        self._checked(model, mch_billno, fields, str(nonce))
+        # Signed as recorded, in the recorded order: the same bytes on every resend.
+        return self._signed(model, mch_billno, params, SendResult.from_response)
 
     # --- reading ----------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ Both are thin I/O shells over `BaseClient`: the request is checked, signed and s
 then sent; transient failures (connection errors, timeouts, HTTP 5xx, SYSTEMERROR) are resent
 with the identical bytes up to `merchant.retry.max_retries` times; anything else raises the one
 exception its answer maps to (`hongbao.api.codes`). The bill number always comes from the
-caller (`hongbao.ids.mint_bill_no` mints one): it is the packet's idempotency key.
+caller (`hongbao.ids.mint_bill_no` mints one): it is the packet's idempotency key. A ledger
+records `send_params(...)` first and sends them with `send_frozen`, byte-identical on every resend.
 
 >>> client = Client(merchant)  # doctest: +SKIP
 >>> result = client.send_redpack(  # doctest: +SKIP
@@ -16,13 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Self, TypeVar
 
 from hongbao.api._base import BaseClient, Call, Failure
 from hongbao.api.merchant import Merchant
-from hongbao.api.models import RedpackInfo, SendResult
+from hongbao.api.models import (
+    RedpackInfo,
+    SendGroupRedpackRequest,
+    SendMiniProgramRedpackRequest,
+    SendRedpackRequest,
+    SendResult,
+)
 from hongbao.clock import Clock
 from hongbao.errors import ConfigurationError, ConnectError, TransportError
 from hongbao.wire.transport import AsyncTransport, Transport
@@ -110,7 +117,7 @@ class Client(BaseClient):
         consume_mch_id: str | None = None,
     ) -> SendResult:
         """sendredpack: one normal packet of `total_amount` fen to `re_openid` (spec §3.2)."""
-        call = self._redpack_call(
+        params = self._redpack_params(
             mch_billno=mch_billno,
             re_openid=re_openid,
             total_amount=total_amount,
@@ -123,7 +130,7 @@ class Client(BaseClient):
             client_ip=client_ip,
             consume_mch_id=consume_mch_id,
         )
-        return self._execute(call)
+        return self._execute(self._send_call(SendRedpackRequest, params))
 
     def send_group_redpack(
         self,
@@ -141,7 +148,7 @@ class Client(BaseClient):
         consume_mch_id: str | None = None,
     ) -> SendResult:
         """sendgroupredpack: `total_amount` fen split at random into `total_num` shares (§3.3)."""
-        call = self._group_call(
+        params = self._group_params(
             mch_billno=mch_billno,
             re_openid=re_openid,
             total_amount=total_amount,
@@ -154,7 +161,7 @@ class Client(BaseClient):
             risk_info=risk_info,
             consume_mch_id=consume_mch_id,
         )
-        return self._execute(call)
+        return self._execute(self._send_call(SendGroupRedpackRequest, params))
 
     def send_miniprogram_redpack(
         self,
@@ -169,7 +176,7 @@ class Client(BaseClient):
         scene_id: str | None = None,
     ) -> SendResult:
         """sendminiprogramhb: a packet to open in the mini program; see `jsapi_params` (§3.4)."""
-        call = self._mini_call(
+        params = self._mini_params(
             mch_billno=mch_billno,
             re_openid=re_openid,
             total_amount=total_amount,
@@ -179,7 +186,15 @@ class Client(BaseClient):
             remark=remark,
             scene_id=scene_id,
         )
-        return self._execute(call)
+        return self._execute(self._send_call(SendMiniProgramRedpackRequest, params))
+
+    def send_frozen(self, api: str, params: Mapping[str, str | int]) -> SendResult:
+        """Send recorded parameters (from `send_params`) unchanged: the same bytes every time.
+
+        `api` is the send call they were built for. A resend with the same bill number is how
+        an unknown outcome is resolved without risking a second packet.
+        """
+        return self._execute(self._frozen_call(api, params))
 
     def query_redpack(self, mch_billno: str, *, appid: str | None = None) -> RedpackInfo:
         """gethbinfo: the record of `mch_billno` (`found=False` if WeChat has none, yet).
@@ -263,7 +278,7 @@ class AsyncClient(BaseClient):
         consume_mch_id: str | None = None,
     ) -> SendResult:
         """sendredpack: one normal packet of `total_amount` fen to `re_openid` (spec §3.2)."""
-        call = self._redpack_call(
+        params = self._redpack_params(
             mch_billno=mch_billno,
             re_openid=re_openid,
             total_amount=total_amount,
@@ -276,7 +291,7 @@ class AsyncClient(BaseClient):
             client_ip=client_ip,
             consume_mch_id=consume_mch_id,
         )
-        return await self._execute(call)
+        return await self._execute(self._send_call(SendRedpackRequest, params))
 
     async def send_group_redpack(
         self,
@@ -294,7 +309,7 @@ class AsyncClient(BaseClient):
         consume_mch_id: str | None = None,
     ) -> SendResult:
         """sendgroupredpack: `total_amount` fen split at random into `total_num` shares (§3.3)."""
-        call = self._group_call(
+        params = self._group_params(
             mch_billno=mch_billno,
             re_openid=re_openid,
             total_amount=total_amount,
@@ -307,7 +322,7 @@ class AsyncClient(BaseClient):
             risk_info=risk_info,
             consume_mch_id=consume_mch_id,
         )
-        return await self._execute(call)
+        return await self._execute(self._send_call(SendGroupRedpackRequest, params))
 
     async def send_miniprogram_redpack(
         self,
@@ -322,7 +337,7 @@ class AsyncClient(BaseClient):
         scene_id: str | None = None,
     ) -> SendResult:
         """sendminiprogramhb: a packet to open in the mini program; see `jsapi_params` (§3.4)."""
-        call = self._mini_call(
+        params = self._mini_params(
             mch_billno=mch_billno,
             re_openid=re_openid,
             total_amount=total_amount,
@@ -332,7 +347,15 @@ class AsyncClient(BaseClient):
             remark=remark,
             scene_id=scene_id,
         )
-        return await self._execute(call)
+        return await self._execute(self._send_call(SendMiniProgramRedpackRequest, params))
+
+    async def send_frozen(self, api: str, params: Mapping[str, str | int]) -> SendResult:
+        """Send recorded parameters (from `send_params`) unchanged: the same bytes every time.
+
+        `api` is the send call they were built for. A resend with the same bill number is how
+        an unknown outcome is resolved without risking a second packet.
+        """
+        return await self._execute(self._frozen_call(api, params))
 
     async def query_redpack(self, mch_billno: str, *, appid: str | None = None) -> RedpackInfo:
         """gethbinfo: the record of `mch_billno` (`found=False` if WeChat has none, yet).

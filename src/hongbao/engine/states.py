@@ -334,7 +334,7 @@ def _limit(outcome: SendOutcome, now: datetime, policy: Policy) -> Decision:
         return Decision(
             P.DEFERRED,
             _outcome_fields(outcome, next_attempt_at=now + policy.blocked_retry),
-            pause_reason="NOTENOUGH: the merchant balance is too low; top it up, then resume",
+            pause_reason="NOTENOUGH: balance too low: top up the merchant account, then resume",
         )
     midnight = next_beijing_midnight(now)
     back_off = None

@@ -130,6 +130,13 @@ def _chosen(mch_id: str | None, payout_ids: Collection[int] | None) -> ColumnEle
     return and_(*conditions)
 
 
+def _aware(value: datetime | str) -> datetime:
+    # An aggregate loses the column type: SQLite hands back the stored text, naive UTC.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _next_day_start(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(0), CST).astimezone(UTC)
 
@@ -924,6 +931,100 @@ class LedgerStore:
             return True
 
         return write_transaction(self._engine, work)
+
+    def make_due(self, campaign_id: int, *, before: datetime) -> int:
+        """Make a campaign's DEFERRED payouts due now if they wait for less than `before`.
+
+        On resume: payouts held back by a pause (balance, setup) go at once, while those
+        deferred to a later day by a daily limit (due at or after `before`) keep waiting.
+        Returns how many were made due.
+        """
+
+        def work(conn: Connection) -> int:
+            now = self._clock.now()
+            result = conn.execute(
+                update(payouts)
+                .where(
+                    payouts.c.campaign_id == campaign_id,
+                    payouts.c.state == P.DEFERRED,
+                    payouts.c.next_attempt_at > now,
+                    payouts.c.next_attempt_at < before,
+                )
+                .values(next_attempt_at=now, updated_at=now)
+            )
+            return int(result.rowcount)
+
+        return write_transaction(self._engine, work)
+
+    def dead_bills(
+        self,
+        *,
+        campaign_id: int | None = None,
+        mch_id: str | None = None,
+        max_generation: int | None = None,
+        limit: int = 100,
+    ) -> list[Payout]:
+        """FAILED payouts whose bill WeChat reported dead and that were not re-issued yet.
+
+        A re-issue after a crash starts from these; `max_generation` leaves out intents that
+        already had that many bill numbers.
+        """
+        successor = payouts.alias("successor")
+        query = select(payouts).where(
+            payouts.c.state == P.FAILED,
+            payouts.c.bill_dead.is_(True),
+            ~select(successor.c.id).where(successor.c.previous_payout_id == payouts.c.id).exists(),
+        )
+        if campaign_id is not None:
+            query = query.where(payouts.c.campaign_id == campaign_id)
+        if mch_id is not None:
+            query = query.where(payouts.c.mch_id == mch_id)
+        if max_generation is not None:
+            query = query.where(payouts.c.generation < max_generation)
+        rows = self._all(query.order_by(payouts.c.id).limit(limit))
+        return [payout_from_row(row) for row in rows]
+
+    def next_due(self, campaign_id: int) -> datetime | None:
+        """When the next unfinished payout of a campaign needs action; None when none is left.
+
+        PLANNED payouts are due now; DEFERRED ones at `next_attempt_at`; SENDING ones when their
+        lease runs out; UNKNOWN ones at the later of their lease and their next attempt.
+        """
+
+        def work(conn: Connection) -> datetime | None:
+            now = self._clock.now()
+            mine = payouts.c.campaign_id == campaign_id
+            state = payouts.c.state
+            planned = conn.execute(
+                select(payouts.c.id).where(mine, state == P.PLANNED).limit(1)
+            ).first()
+            if planned is not None:
+                return now
+            lease = func.coalesce(payouts.c.lease_until, payouts.c.next_attempt_at)
+            attempt = func.coalesce(payouts.c.next_attempt_at, payouts.c.lease_until)
+            candidates = [
+                select(func.min(payouts.c.next_attempt_at)).where(mine, state == P.DEFERRED),
+                select(func.min(payouts.c.lease_until)).where(mine, state == P.SENDING),
+                select(func.min(lease)).where(mine, state == P.UNKNOWN, lease > attempt),
+                select(func.min(attempt)).where(mine, state == P.UNKNOWN, attempt >= lease),
+            ]
+            times = [conn.execute(query).scalar() for query in candidates]
+            found = [_aware(value) for value in times if value is not None]
+            unscheduled = conn.execute(
+                select(payouts.c.id)
+                .where(
+                    mine,
+                    state.in_((P.DEFERRED, P.SENDING, P.UNKNOWN)),
+                    payouts.c.next_attempt_at.is_(None),
+                    payouts.c.lease_until.is_(None),
+                )
+                .limit(1)
+            ).first()
+            if unscheduled is not None:
+                found.append(now)
+            return min(found) if found else None
+
+        return read_transaction(self._engine, work)
 
     # -- reports ---------------------------------------------------------------------------
 

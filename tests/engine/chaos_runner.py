@@ -1,0 +1,84 @@
+"""A campaign runner in its own process, for the chaos test to `kill -9` (the CLI's
+`hongbao campaign run` does the same through the same engine API).
+
+    python -m tests.engine.chaos_runner CONFIG.json
+
+CONFIG holds the ledger URL, the campaign id, the merchant (files of its certificate and key,
+the simulator's URL and CA) and the timings. On success it prints the run's summary as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from hongbao.api import Merchant
+from hongbao.engine.runner import run_campaign
+from hongbao.engine.settings import MerchantProfile, RunSettings
+from hongbao.engine.states import Policy
+from hongbao.ledger import LedgerStore
+from hongbao.wire.retry import RetryPolicy
+from hongbao.wire.transport import Timeouts
+
+CHAOS_POLICY = Policy(
+    processing_wait=timedelta(seconds=2),
+    unknown_retry=timedelta(seconds=0.3),
+    not_sent_retry=timedelta(seconds=0.2),
+    frequency_back_off=timedelta(seconds=1),
+    blocked_retry=timedelta(seconds=1),
+)
+CHAOS_RUN = RunSettings(
+    policy=CHAOS_POLICY, poll_seconds=0.1, recovery_every=0.5, max_idle_wait=60.0
+)
+
+
+def profile_from(config: dict[str, Any]) -> MerchantProfile:
+    """The merchant of the chaos test: short timeouts, one quick in-call retry."""
+    merchant = Merchant.from_pem_files(
+        config["cert_pem"],
+        config["key_pem"],
+        mch_id=config["mch_id"],
+        api_key=config["api_key"],
+        appid=config["appid"],
+        mini_appid=config["mini_appid"],
+        base_url=config["base_url"],
+        backup_url=None,
+        ca_bundle=config["ca_path"],
+        timeouts=Timeouts(connect=1.0, read=config["read_timeout"]),
+        retry=RetryPolicy(max_retries=1, initial_delay=0.1, max_delay=0.2, min_interval=0.1),
+    )
+    return MerchantProfile(
+        name=config["merchant"],
+        merchant=merchant,
+        rate_per_minute=config["rate_per_minute"],
+        query_rate_per_minute=config["rate_per_minute"],
+        concurrency=config["concurrency"],
+    )
+
+
+async def _main(config: dict[str, Any]) -> dict[str, Any]:
+    with LedgerStore.open(config["ledger_url"]) as store:
+        summary = await run_campaign(
+            store, config["campaign_id"], profile_from(config), settings=CHAOS_RUN
+        )
+    return {
+        "stopped": summary.stopped,
+        "state": summary.campaign_state.value,
+        "driven": summary.driven,
+        "totals": {state.value: total.count for state, total in summary.totals.items()},
+    }
+
+
+def main(argv: list[str]) -> int:
+    """Run the campaign described by the JSON file `argv[0]` to its end."""
+    config = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    print(json.dumps(asyncio.run(_main(config))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
