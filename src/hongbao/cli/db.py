@@ -1,7 +1,8 @@
 """`hongbao db …`: bring the ledger's schema up to date, and show where it stands.
 
 The ledger is a SQLite file by default; PostgreSQL by URL. The URL may carry a password, so it is
-read from `--ledger` or `HONGBAO_LEDGER_URL` and only ever printed with the password hidden.
+read from `--ledger`, `HONGBAO_LEDGER_URL` or the configuration's `[ledger] url`, and only ever
+printed with the password hidden.
 
 >>> # hongbao db upgrade --ledger postgresql+psycopg://hongbao@db/hongbao
 >>> # hongbao db status --json
@@ -10,11 +11,14 @@ read from `--ledger` or `HONGBAO_LEDGER_URL` and only ever printed with the pass
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from hongbao.cli.options import ConfigOption
+from hongbao.engine.config import config_path, load_config
 from hongbao.errors import ConfigurationError
 from hongbao.ledger import DEFAULT_LEDGER_URL, display_url, schema_status, upgrade
 
@@ -30,15 +34,36 @@ db_app = typer.Typer(
 )
 
 LedgerOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--ledger",
         envvar="HONGBAO_LEDGER_URL",
-        help="Ledger database URL: sqlite:///path.db or postgresql+psycopg://user@host/db.",
-        show_default=True,
+        help=(
+            "Ledger database URL: sqlite:///path.db or postgresql+psycopg://user@host/db "
+            f"(default: the configuration's [ledger] url, else {DEFAULT_LEDGER_URL})."
+        ),
+        show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def _ledger_url(ledger: str | None, config: Path | None) -> str:
+    """`--ledger`/`HONGBAO_LEDGER_URL`, else the configuration's `[ledger] url` when there is a
+    configuration file, else the default SQLite file."""
+    if ledger:
+        return ledger
+    path = config_path(config)
+    if config is not None or path.exists():
+        return load_config(path).ledger_url
+    return DEFAULT_LEDGER_URL
+
+
+def _resolved(ledger: str | None, config: Path | None) -> str:
+    try:
+        return _ledger_url(ledger, config)
+    except ConfigurationError as exc:
+        _fail(str(exc))
 
 
 def _fail(message: str) -> NoReturn:
@@ -53,15 +78,18 @@ def _database_error(action: str, url: str, exc: SQLAlchemyError) -> NoReturn:
 
 
 @db_app.command("upgrade")
-def upgrade_command(ledger: LedgerOption = DEFAULT_LEDGER_URL, as_json: JsonOption = False) -> None:
+def upgrade_command(
+    ledger: LedgerOption = None, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
     """Create the ledger's tables, or migrate them to this hongbao's schema."""
+    url = _resolved(ledger, config)
     try:
-        before = upgrade(ledger)
+        before = upgrade(url)
     except ConfigurationError as exc:
         _fail(str(exc))
     except SQLAlchemyError as exc:
-        _database_error("upgrade", ledger, exc)
-    shown = display_url(ledger)
+        _database_error("upgrade", url, exc)
+    shown = display_url(url)
     if as_json:
         document = {
             "ledger": shown,
@@ -77,15 +105,18 @@ def upgrade_command(ledger: LedgerOption = DEFAULT_LEDGER_URL, as_json: JsonOpti
 
 
 @db_app.command("status")
-def status_command(ledger: LedgerOption = DEFAULT_LEDGER_URL, as_json: JsonOption = False) -> None:
+def status_command(
+    ledger: LedgerOption = None, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
     """Show the ledger's schema revision; exit status 2 when it needs `hongbao db upgrade`."""
+    url = _resolved(ledger, config)
     try:
-        status = schema_status(ledger)
+        status = schema_status(url)
     except ConfigurationError as exc:
         _fail(str(exc))
     except SQLAlchemyError as exc:
-        _database_error("read", ledger, exc)
-    shown = display_url(ledger)
+        _database_error("read", url, exc)
+    shown = display_url(url)
     if as_json:
         document = {
             "ledger": shown,

@@ -5,12 +5,14 @@
 
 >>> # hongbao sim serve --port 0 --data ./sim            (prints the URL, then the CA file)
 >>> # hongbao sim merchant create --url URL --data ./sim --json
+>>> # hongbao sim merchant create --sim URL --data ./sim --name shop --config hongbao.toml
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import ssl
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -18,6 +20,8 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 
+from hongbao.cli.configfile import SavedFiles, SimMerchant, save_merchant
+from hongbao.errors import ConfigurationError
 from hongbao.sim.app import Simulator
 from hongbao.sim.server import DEFAULT_PORT, serve
 
@@ -37,9 +41,13 @@ sim_app.add_typer(user_app, name="user")
 
 DEFAULT_URL = f"https://127.0.0.1:{DEFAULT_PORT}"
 _TIMEOUT = httpx.Timeout(10.0)
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 UrlOption = Annotated[
-    str, typer.Option("--url", envvar="HONGBAO_SIM_URL", help="Base URL of the running simulator.")
+    str,
+    typer.Option(
+        "--url", "--sim", envvar="HONGBAO_SIM_URL", help="Base URL of the running simulator."
+    ),
 ]
 CaOption = Annotated[
     Path | None,
@@ -81,6 +89,7 @@ class _Control:
         if not ca_file.is_file():
             _fail(f"no CA certificate at {ca_file}")
         self.url = url.rstrip("/")
+        self.ca_file = ca_file
         self.verify = ssl.create_default_context(cafile=str(ca_file))
 
     def call(
@@ -187,13 +196,34 @@ def merchant_create(
     ] = None,
     wecom: Annotated[bool, typer.Option(help="Also give it a WeCom corp id.")] = False,
     settings: SetOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Write the merchant into this configuration file as [merchants.NAME] (created "
+            "or updated; other content kept), its key and certificate into files beside it.",
+            dir_okay=False,
+        ),
+    ] = None,
+    name: Annotated[
+        str, typer.Option("--name", help="The merchant's name in the configuration file.")
+    ] = "sim",
     as_json: JsonOption = False,
 ) -> None:
     """Create a merchant with its API key, appids and API certificate.
 
+    With `--config FILE`, the merchant is saved for the other commands: its API key goes into
+    NAME.api_key, its certificate into NAME.apiclient_cert.pem + NAME.apiclient_key.pem (key
+    files readable by you only), all next to FILE, and [merchants.NAME] points at them, at the
+    simulator (base_url) and at its CA (ca_bundle). Example:
+
+        hongbao sim merchant create --sim URL --data ./sim --name shop --config hongbao.toml
+
     `--json` prints everything, the API key and the certificate's private key included: they are
     the simulator's test credentials, which a client needs to call it.
     """
+    if config is not None and not _NAME.fullmatch(name):
+        _fail(f"--name {name!r}: use letters, digits, '-' and '_' only")
     body = _settings(settings)
     if mch_id is not None:
         body["mch_id"] = mch_id
@@ -203,7 +233,9 @@ def merchant_create(
         body["ip_whitelist"] = ip_whitelist
     if wecom:
         body["wecom"] = True
-    created = _Control(url, ca, data).call("POST", "/__sim/merchants", body)
+    control = _Control(url, ca, data)
+    created = control.call("POST", "/__sim/merchants", body)
+    saved = None if config is None else _save(config, name, created, control)
     if as_json:
         _print_json(created)
         return
@@ -211,7 +243,30 @@ def merchant_create(
     for kind in ("appid", "mini_appid", "app_appid", "wecom_appid"):
         if kind in created:
             typer.echo(f"{kind:<11} {created[kind]}")
-    typer.echo("(API key and certificate: run with --json)")
+    if saved is None:
+        typer.echo("(API key and certificate: run with --json, or save them with --config)")
+        return
+    typer.echo(f"saved as [merchants.{name}] in {saved.config}")
+    typer.echo(f"  api_key_file {saved.api_key}")
+    typer.echo(f"  cert_pem     {saved.cert_pem}")
+    typer.echo(f"  key_pem      {saved.key_pem}")
+
+
+def _save(config: Path, name: str, created: dict[str, Any], control: _Control) -> SavedFiles:
+    merchant = SimMerchant(
+        mch_id=created["mch_id"],
+        appid=created["appid"],
+        mini_appid=created["mini_appid"],
+        base_url=control.url,
+        ca_bundle=control.ca_file,
+        api_key=created["api_key"],
+        cert_pem=created["cert_pem"].encode("ascii"),
+        key_pem=created["key_pem"].encode("ascii"),
+    )
+    try:
+        return save_merchant(config, name, merchant)
+    except (ConfigurationError, OSError) as exc:
+        _fail(f"merchant {created['mch_id']} was created, but saving it failed: {exc}")
 
 
 @merchant_app.command("show")

@@ -1,0 +1,147 @@
+"""Exit codes, and the one boundary that turns hongbao errors into a message and an exit code.
+
+| code | meaning | for the money |
+|---|---|---|
+| 0 | done | as reported |
+| 1 | usage or other error (bad option, unknown campaign…) | nothing sent by this command |
+| 2 | configuration error (file, key, certificate, ledger URL) | nothing was sent |
+| 3 | definitive refusal | NOT sent (refused, or rejected before issuing) |
+| 4 | UNKNOWN outcome | MAY have been sent: query with the same bill number, or resend it |
+
+>>> with guard(as_json=False):  # doctest: +SKIP
+...     client.send_redpack(...)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import typer
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from typer.core import TyperGroup
+
+from hongbao.engine.campaign import CampaignError
+from hongbao.errors import ConfigurationError, HongbaoError, Outcome
+from hongbao.ledger import LedgerLookupError
+
+__all__ = ["ExitCode", "Guard", "HongbaoGroup", "exit_code_for", "guard"]
+
+
+class ExitCode(IntEnum):
+    """The exit status of every `hongbao` command."""
+
+    OK = 0
+    ERROR = 1
+    """Usage error (bad option or argument) or any other failure."""
+    CONFIGURATION = 2
+    """The configuration is wrong or incomplete; nothing was sent."""
+    REFUSED = 3
+    """Definitive: the money was NOT sent (refused or rejected)."""
+    UNKNOWN = 4
+    """The money MAY have been sent: query or resend with the same bill number."""
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """The exit code of an error (pure)."""
+    if isinstance(error, CampaignError):
+        # A campaign asked to do what its state forbids, or a template the API would refuse:
+        # a usage error, whatever the engine's class tree says.
+        return ExitCode.ERROR
+    if isinstance(error, ConfigurationError):
+        return ExitCode.CONFIGURATION
+    if isinstance(error, HongbaoError):
+        return ExitCode.UNKNOWN if error.outcome is Outcome.UNKNOWN else ExitCode.REFUSED
+    return ExitCode.ERROR
+
+
+_LABEL = {
+    ExitCode.ERROR: "error",
+    ExitCode.CONFIGURATION: "configuration error",
+    ExitCode.REFUSED: "not sent",
+    ExitCode.UNKNOWN: "OUTCOME UNKNOWN",
+}
+
+
+@dataclass
+class Guard:
+    """What the boundary may add to a message: the bill number at stake, once there is one."""
+
+    as_json: bool
+    mch_billno: str | None = None
+
+
+@contextmanager
+def guard(as_json: bool) -> Iterator[Guard]:
+    """Run a command body; a hongbao error ends it with a message and its exit code.
+
+    With `as_json`, the error is also printed to stdout as `{"error", "outcome", "exit_code",
+    "mch_billno"}` so that scripts need not parse stderr.
+    """
+    state = Guard(as_json)
+    try:
+        yield state
+    except (HongbaoError, LedgerLookupError) as exc:
+        _exit(exc, str(exc).strip("'\""), state)
+    except SQLAlchemyError as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) else exc
+        lines = str(cause).strip().splitlines()
+        _exit(exc, f"ledger database: {lines[0] if lines else type(cause).__name__}", state)
+
+
+def _exit(exc: BaseException, message: str, state: Guard) -> None:
+    code = exit_code_for(exc)
+    bill = getattr(exc, "mch_billno", None) or state.mch_billno
+    typer.echo(f"{_LABEL[code]}: {message}", err=True)
+    if code is ExitCode.UNKNOWN and bill:
+        typer.echo(
+            f"The money may have been sent. Find out with `hongbao query {bill}`; resending "
+            f"with --bill-no {bill} and the same parameters is safe (WeChat issues a bill "
+            "number at most once). Never send it again under a new bill number.",
+            err=True,
+        )
+    if state.as_json:
+        document: dict[str, Any] = {
+            "error": message,
+            "outcome": _outcome(exc),
+            "exit_code": int(code),
+            "mch_billno": bill,
+        }
+        typer.echo(json.dumps(document, ensure_ascii=False))
+    raise typer.Exit(int(code)) from None
+
+
+def _outcome(exc: BaseException) -> str | None:
+    if isinstance(exc, HongbaoError) and not isinstance(exc, ConfigurationError | CampaignError):
+        return exc.outcome.value
+    return None
+
+
+class HongbaoGroup(TyperGroup):
+    """The root command group: a usage error exits 1, keeping 2 for configuration errors."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except Exception as exc:
+            _usage_exits_1(exc)
+            raise
+
+    def invoke(self, *args: Any, **kwargs: Any) -> Any:
+        # Subcommands parse their options inside this call: their usage errors pass here.
+        try:
+            return super().invoke(*args, **kwargs)
+        except Exception as exc:
+            _usage_exits_1(exc)
+            raise
+
+
+def _usage_exits_1(exc: Exception) -> None:
+    # Matched by name: typer raises its vendored click's UsageError (newer releases) or
+    # click's own (older ones); both carry the exit code click would use, 2.
+    if any(cls.__name__ == "UsageError" for cls in type(exc).__mro__):
+        setattr(exc, "exit_code", int(ExitCode.ERROR))  # noqa: B010

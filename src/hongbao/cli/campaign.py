@@ -1,0 +1,477 @@
+"""`hongbao campaign …`: many red packets from a file, planned in the ledger before any is sent.
+
+The commands parse, build the merchant profile and the ledger from the configuration, and call
+`hongbao.engine.campaign` (and the runner for `run`). Only `create`, `plan` and `run` need the
+merchant's key and certificate; the others read or change the ledger alone.
+
+>>> # hongbao campaign create --merchant shop --file users.csv --amount 1.88 --send-name Acme \\
+>>> #     --act-name Spring --wishing "Thank you" --remark Enjoy --budget 2000
+>>> # hongbao campaign plan 1 && hongbao campaign run 1 && hongbao campaign status 1 --json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hongbao.cli.boundary import ExitCode, guard
+from hongbao.cli.options import (
+    AmountOption,
+    ConfigOption,
+    JsonOption,
+    MerchantOption,
+    load,
+    open_ledger,
+    yuan,
+)
+from hongbao.cli.output import RunDisplay, note, print_fields, print_json, print_table
+from hongbao.clock import CST, SystemClock
+from hongbao.engine.campaign import (
+    CampaignReport,
+    CampaignStatus,
+    PlanReport,
+    Template,
+    campaign_report,
+    campaign_status,
+    cancel_campaign,
+    create_campaign,
+    export_csv,
+    pause_campaign,
+    plan_campaign,
+    resume_campaign,
+)
+from hongbao.engine.runner import RunSummary, run_campaign
+from hongbao.ledger import Campaign, CampaignState, PayoutState, StateTotal
+from hongbao.money import format_yuan
+
+__all__ = ["campaign_app"]
+
+campaign_app = typer.Typer(
+    name="campaign",
+    help="Campaigns: create from a file of openids, plan, run, watch, report.",
+    no_args_is_help=True,
+)
+
+IdArgument = Annotated[int, typer.Argument(help="The campaign's id (printed by `create`).")]
+
+_SHOWN_BAD_LINES = 20
+
+
+@campaign_app.command("create")
+def create_command(
+    file: Annotated[
+        Path,
+        typer.Option(
+            "--file",
+            help="One openid a line, or CSV `openid[,amount]` (amount in yuan); `#` comments "
+            "and blank lines are ignored.",
+            dir_okay=False,
+        ),
+    ],
+    amount: AmountOption,
+    send_name: Annotated[str, typer.Option("--send-name", help="Sender name (send_name).")],
+    act_name: Annotated[str, typer.Option("--act-name", help="Activity name (act_name).")],
+    wishing: Annotated[str, typer.Option("--wishing", help="Blessing text (wishing).")],
+    remark: Annotated[str, typer.Option("--remark", help="Remark (remark).")],
+    scene_id: Annotated[
+        str | None,
+        typer.Option("--scene-id", help="PRODUCT_1 … PRODUCT_8.", show_default=False),
+    ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            "--budget",
+            metavar="YUAN",
+            help="Never spend more than this; payouts past it are skipped, never sent.",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="A unique name (default: the file's name and the time).",
+            show_default=False,
+        ),
+    ] = None,
+    merchant: MerchantOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a campaign (nothing is sent); prints its id.
+
+    The template is checked against every rule of the API now. `--amount` is what a line
+    without its own amount gets. Next: `hongbao campaign plan ID`, then `run ID`. Example:
+
+        hongbao campaign create --merchant shop --file users.csv --amount 1.88 \\
+            --send-name Acme --act-name Spring --wishing 'Thank you' --remark Enjoy --budget 2000
+    """
+    template = Template(
+        amount_fen=yuan(amount),
+        send_name=send_name,
+        wishing=wishing,
+        act_name=act_name,
+        remark=remark,
+        scene_id=scene_id,
+    )
+    budget_fen = None if budget is None else yuan(budget, "--budget")
+    chosen = name or f"{file.stem}-{SystemClock().now().astimezone(CST):%Y%m%d-%H%M%S}"
+    with guard(as_json):
+        settings = load(config)
+        profile = settings.profile(merchant)
+        with open_ledger(settings.ledger_url, create=True) as store:
+            campaign = create_campaign(
+                store,
+                profile,
+                name=chosen,
+                template=template,
+                source=file,
+                budget_fen=budget_fen,
+            )
+    if as_json:
+        print_json({"id": campaign.id})
+    else:
+        typer.echo(campaign.id)
+        note(f"campaign {campaign.name!r} created; next: hongbao campaign plan {campaign.id}")
+
+
+@campaign_app.command("plan")
+def plan_command(
+    campaign_id: IdArgument,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only check and count; record nothing.")
+    ] = False,
+    merchant: MerchantOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check every line of the campaign's file and record one payout per good line.
+
+    Nothing is sent. Bad lines are listed with their numbers and reasons. Planning again
+    records only what is missing (a crash while planning is repaired by planning again).
+    Example: `hongbao campaign plan 1 --dry-run`
+    """
+    with guard(as_json):
+        settings = load(config)
+        with open_ledger(settings.ledger_url) as store:
+            campaign = store.get_campaign(campaign_id)
+            profile = settings.profile(merchant or campaign.merchant)
+            report = plan_campaign(store, profile, campaign_id, dry_run=dry_run)
+    _print_plan(report, dry_run, as_json)
+
+
+@campaign_app.command("run")
+def run_command(
+    campaign_id: IdArgument,
+    merchant: MerchantOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send the campaign's payouts to the end, with a progress bar on a terminal.
+
+    Packets left in flight by a crash are resolved first (query, or a resend with the same
+    bill number), then the rest is sent at the merchant's rate. Interrupted (Ctrl-C, kill -9,
+    power cut)? Run it again: it continues where the ledger says. Exit codes: 0 when the
+    campaign completed, or waits for a later day (daily caps: run it again then); 3 when it
+    stopped with payouts unsent (paused, by hand or for a lack of balance, or cancelled).
+    Example: `hongbao campaign run 1`
+    """
+    with guard(as_json):
+        settings = load(config)
+        with open_ledger(settings.ledger_url) as store:
+            campaign = store.get_campaign(campaign_id)
+            profile = settings.profile(merchant or campaign.merchant)
+            with RunDisplay(f"campaign {campaign_id}", enabled=not as_json) as display:
+                summary = asyncio.run(
+                    run_campaign(store, campaign_id, profile, progress=display.update)
+                )
+    print_summary(summary, as_json)
+    if summary.campaign_state in (CampaignState.PAUSED, CampaignState.CANCELLED):
+        raise typer.Exit(int(ExitCode.REFUSED))
+
+
+@campaign_app.command("status")
+def status_command(
+    campaign_id: IdArgument, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """Counts and amounts of the campaign's payouts by state, and what held some back.
+
+    Example: `hongbao campaign status 1 --json`
+    """
+    with guard(as_json), open_ledger(load(config).ledger_url) as store:
+        status = campaign_status(store, campaign_id)
+    _print_status(status, as_json)
+
+
+@campaign_app.command("pause")
+def pause_command(
+    campaign_id: IdArgument, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """Pause a running campaign: runners stop claiming; packets in flight still resolve."""
+    with guard(as_json), open_ledger(load(config).ledger_url) as store:
+        pause_campaign(store, campaign_id)
+        state = store.get_campaign(campaign_id).state
+    _done({"id": campaign_id, "state": state.value}, f"campaign {campaign_id} paused", as_json)
+
+
+@campaign_app.command("resume")
+def resume_command(
+    campaign_id: IdArgument, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """Resume a paused campaign (then `hongbao campaign run ID` sends the rest)."""
+    with guard(as_json), open_ledger(load(config).ledger_url) as store:
+        due = resume_campaign(store, campaign_id)
+        state = store.get_campaign(campaign_id).state
+    _done(
+        {"id": campaign_id, "state": state.value, "made_due": due},
+        f"campaign {campaign_id} resumed; run it: hongbao campaign run {campaign_id}",
+        as_json,
+    )
+
+
+@campaign_app.command("cancel")
+def cancel_command(
+    campaign_id: IdArgument, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """Cancel a campaign: unsent payouts are cancelled; those in flight still resolve."""
+    with guard(as_json), open_ledger(load(config).ledger_url) as store:
+        cancelled = cancel_campaign(store, campaign_id)
+        state = store.get_campaign(campaign_id).state
+    _done(
+        {"id": campaign_id, "state": state.value, "cancelled": cancelled},
+        f"campaign {campaign_id} cancelled: {cancelled} unsent payouts will never be sent",
+        as_json,
+    )
+
+
+@campaign_app.command("report")
+def report_command(
+    campaign_id: IdArgument, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """What the campaign paid: sent, received, refunded, failed, unresolved (from the ledger).
+
+    Run `hongbao track ID` first for the latest received/refunded figures.
+    """
+    with guard(as_json), open_ledger(load(config).ledger_url) as store:
+        report = campaign_report(store, campaign_id)
+    print_report(report, as_json)
+
+
+@campaign_app.command("export")
+def export_command(
+    campaign_id: IdArgument,
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="The CSV file to write ('-': stdout).", dir_okay=False),
+    ] = Path("-"),
+    config: ConfigOption = None,
+) -> None:
+    """Every payout of the campaign as CSV: openid, amount, state, bill number, times, errors.
+
+    Example: `hongbao campaign export 1 -o spring.csv`
+    """
+    with guard(False), open_ledger(load(config).ledger_url) as store:
+        if str(output) == "-":
+            rows = export_csv(store, campaign_id, sys.stdout)
+        else:
+            with output.open("w", newline="", encoding="utf-8") as out:
+                rows = export_csv(store, campaign_id, out)
+    if str(output) != "-":
+        note(f"{rows} payouts written to {output}")
+
+
+@campaign_app.command("list")
+def list_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Every campaign in the ledger, oldest first."""
+    with guard(as_json), open_ledger(load(config).ledger_url) as store:
+        campaigns = store.list_campaigns()
+    if as_json:
+        print_json([_campaign_document(c) for c in campaigns])
+        return
+    print_table(
+        "Campaigns",
+        ["id", "name", "merchant", "state", "created"],
+        [(c.id, c.name, c.merchant, c.state.value, _time(c.created_at)) for c in campaigns],
+    )
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def _done(document: dict[str, Any], message: str, as_json: bool) -> None:
+    if as_json:
+        print_json(document)
+    else:
+        typer.echo(message)
+
+
+def _time(value: datetime) -> str:
+    return value.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _total(total: StateTotal) -> dict[str, int]:
+    return {"count": total.count, "amount_fen": total.amount_fen}
+
+
+def _campaign_document(campaign: Campaign) -> dict[str, Any]:
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "merchant": campaign.merchant,
+        "mch_id": campaign.mch_id,
+        "state": campaign.state.value,
+        "pause_reason": campaign.pause_reason,
+        "budget_fen": campaign.budget_fen,
+        "committed_fen": campaign.committed_fen,
+        "lines": {
+            "total": campaign.lines_total,
+            "good": campaign.lines_good,
+            "bad": campaign.lines_bad,
+        },
+        "created_at": campaign.created_at.isoformat(),
+    }
+
+
+def _print_plan(report: PlanReport, dry_run: bool, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "id": report.campaign_id,
+                "dry_run": dry_run,
+                "lines": report.lines,
+                "good": report.good,
+                "bad": report.bad,
+                "bad_lines": [
+                    {"line": b.line_no, "reason": b.reason, "text": b.text}
+                    for b in report.bad_lines
+                ],
+                "recorded": report.inserted,
+                "already_recorded": report.existing,
+                "total_fen": report.total_fen,
+                "budget_fen": report.budget_fen,
+                "over_budget": report.over_budget,
+                "estimated_seconds": round(report.estimated_seconds, 1),
+            }
+        )
+        return
+    rows: list[tuple[str, object]] = [
+        ("lines", report.lines),
+        ("good", report.good),
+        ("bad", report.bad),
+        ("total", f"{format_yuan(report.total_fen)} yuan"),
+    ]
+    if report.budget_fen is not None:
+        over = " (OVER: the rest will be skipped)" if report.over_budget else ""
+        rows.append(("budget", f"{format_yuan(report.budget_fen)} yuan{over}"))
+    if not dry_run:
+        rows.append(("recorded", f"{report.inserted} new, {report.existing} already"))
+    rows.append(("sending takes", f"at least {report.estimated_seconds:.0f} s at the rate cap"))
+    print_fields("Dry run" if dry_run else f"Campaign {report.campaign_id} planned", rows)
+    if report.bad_lines:
+        print_table(
+            f"Bad lines (first {min(len(report.bad_lines), _SHOWN_BAD_LINES)} of {report.bad})",
+            ["line", "reason", "text"],
+            [(b.line_no, b.reason, b.text) for b in report.bad_lines[:_SHOWN_BAD_LINES]],
+        )
+
+
+def _print_status(status: CampaignStatus, as_json: bool) -> None:
+    campaign = status.campaign
+    nonzero = {state: total for state, total in status.totals.items() if total.count}
+    problems = [
+        {
+            "state": p.state.value,
+            "err_code": p.err_code,
+            "reason": p.reason,
+            "count": p.count,
+            "amount_fen": p.amount_fen,
+        }
+        for p in status.problems
+    ]
+    if as_json:
+        document = _campaign_document(campaign)
+        # Every state, zeros included: a script reads the same keys whatever happened.
+        document["states"] = {s.value: _total(status.totals[s]) for s in PayoutState}
+        document["open"] = _total(status.open)
+        document["problems"] = problems
+        print_json(document)
+        return
+    rows: list[tuple[str, object]] = [
+        ("name", campaign.name),
+        ("merchant", f"{campaign.merchant} ({campaign.mch_id})"),
+        ("state", campaign.state.value),
+    ]
+    if campaign.pause_reason and campaign.state.value == "PAUSED":
+        rows.append(("paused because", campaign.pause_reason))
+    if campaign.budget_fen is not None:
+        rows.append(
+            (
+                "budget",
+                f"{format_yuan(campaign.committed_fen)} of {format_yuan(campaign.budget_fen)} "
+                "yuan committed",
+            )
+        )
+    print_fields(f"Campaign {campaign.id}", rows)
+    print_table(
+        "Payouts by state",
+        ["state", "count", "amount (yuan)"],
+        [(s.value, t.count, format_yuan(t.amount_fen)) for s, t in nonzero.items()],
+    )
+    if problems:
+        print_table(
+            "Held back or failed",
+            ["state", "err_code", "reason", "count"],
+            [(p["state"], p["err_code"] or "-", p["reason"] or "-", p["count"]) for p in problems],
+        )
+
+
+def print_summary(summary: RunSummary, as_json: bool) -> None:
+    """How a run ended, with the campaign's payouts by state."""
+    nonzero = {state: total for state, total in summary.totals.items() if total.count}
+    if as_json:
+        print_json(
+            {
+                "id": summary.campaign_id,
+                "state": summary.campaign_state.value,
+                "stopped": summary.stopped,
+                "driven": summary.driven,
+                "next_due": summary.next_due.isoformat() if summary.next_due else None,
+                "states": {s.value: _total(summary.totals[s]) for s in PayoutState},
+            }
+        )
+        return
+    typer.echo(f"campaign {summary.campaign_id}: {summary.stopped}")
+    print_table(
+        "Payouts by state",
+        ["state", "count", "amount (yuan)"],
+        [(s.value, t.count, format_yuan(t.amount_fen)) for s, t in nonzero.items()],
+    )
+
+
+def print_report(report: CampaignReport, as_json: bool) -> None:
+    """A campaign report: JSON, or a table of counts and amounts."""
+    lines = [
+        ("sent", report.sent),
+        ("received", report.received),
+        ("refunded", report.refunded),
+        ("waiting to be opened", report.waiting),
+        ("failed", report.failed),
+        ("skipped", report.skipped),
+        ("cancelled", report.cancelled),
+        ("unresolved", report.unresolved),
+    ]
+    if as_json:
+        document: dict[str, Any] = {"id": report.campaign_id}
+        document.update({name.split()[0]: _total(total) for name, total in lines})
+        print_json(document)
+        return
+    print_table(
+        f"Campaign {report.campaign_id} report",
+        ["", "count", "amount (yuan)"],
+        [(name, total.count, format_yuan(total.amount_fen)) for name, total in lines],
+    )

@@ -1,0 +1,138 @@
+"""How commands print: rich on a terminal, plain lines in a pipe, JSON with `--json`.
+
+>>> print_fields("Sent", [("mch_billno", "1900000109202403150000000001")])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+__all__ = [
+    "RunDisplay",
+    "is_terminal",
+    "note",
+    "print_fields",
+    "print_json",
+    "print_table",
+    "stdout_console",
+]
+
+
+def is_terminal() -> bool:
+    """Whether stdout is a terminal (then rich output; otherwise plain text)."""
+    return sys.stdout.isatty()
+
+
+def stdout_console() -> Console:
+    """A rich console on stdout (only used when `is_terminal()`)."""
+    return Console(highlight=False)
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout (non-ASCII kept readable)."""
+    typer.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+
+
+def note(message: str) -> None:
+    """A line for the human on stderr, out of the way of stdout's data."""
+    typer.echo(message, err=True)
+
+
+def print_fields(title: str, rows: Sequence[tuple[str, object]]) -> None:
+    """Name/value pairs: a rich table on a terminal, `name  value` lines otherwise."""
+    if is_terminal():
+        table = Table(title=title, show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column()
+        for name, value in rows:
+            table.add_row(name, str(value))
+        stdout_console().print(table)
+        return
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, value in rows:
+        typer.echo(f"{name:<{width}}  {value}")
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A table: rich on a terminal, tab-separated with a header line otherwise."""
+    if is_terminal():
+        table = Table(title=title, title_justify="left")
+        for index, name in enumerate(header):
+            table.add_column(name, justify="left" if index == 0 else "right")
+        for row in rows:
+            table.add_row(*(str(cell) for cell in row))
+        stdout_console().print(table)
+        return
+    typer.echo("\t".join(header))
+    for row in rows:
+        typer.echo("\t".join(str(cell) for cell in row))
+
+
+class Advance(Protocol):
+    """Anything that says how far a job is: `settled` of `total`."""
+
+    @property
+    def total(self) -> int: ...
+
+    @property
+    def settled(self) -> int: ...
+
+
+class RunDisplay:
+    """Progress bars for long work, on a terminal only (elsewhere it shows nothing).
+
+    One bar per phase; `phase()` starts the next one below the last.
+
+    >>> with RunDisplay("sending") as display:  # doctest: +SKIP
+    ...     run(progress=display.update)
+    ...     display.phase("tracking")
+    """
+
+    def __init__(self, title: str, *, enabled: bool = True, console: Console | None = None) -> None:
+        self._progress: Progress | None = None
+        if enabled and (console is not None or is_terminal()):
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console or stdout_console(),
+            )
+            self._task = self._progress.add_task(title, total=None)
+
+    def phase(self, title: str) -> None:
+        """Start a new bar; later updates move it."""
+        if self._progress is not None:
+            self._task = self._progress.add_task(title, total=None)
+
+    def update(self, advance: Advance) -> None:
+        """Move the bar to `advance.settled` of `advance.total`."""
+        self.show(advance.settled, advance.total)
+
+    def show(self, done: int, total: int | None) -> None:
+        """Move the bar to `done` of `total` (None: not known yet)."""
+        if self._progress is not None:
+            self._progress.update(self._task, total=total, completed=done)
+
+    def __enter__(self) -> Self:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -1,0 +1,163 @@
+"""`hongbao campaign …` end to end against the served simulator: the contract forms, the figures
+they print, and a run killed with SIGKILL that a second run finishes, paying everyone once."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import tomlkit
+
+from hongbao.sim.server import CLI_COMMAND
+from tests.cli.conftest import Configured, run
+
+pytestmark = pytest.mark.served
+
+TEMPLATE = ("--send-name", "Acme", "--act-name", "Spring", "--wishing", "Thanks", "--remark", "Hi")
+
+
+def _users_file(configured: Configured, count: int, extra: str = "") -> Path:
+    openids = configured.sim.add_users(configured.appid, count)
+    path = configured.config.parent / "users.txt"
+    path.write_text("openid\n" + "\n".join(openids) + "\n" + extra)
+    return path
+
+
+def _create(configured: Configured, users: Path, *extra: str) -> int:
+    created = run(
+        "campaign", "create", "--merchant", "shop", "--file", str(users), "--amount", "1.00",
+        *TEMPLATE, "-c", str(configured.config), "--json", *extra,
+    )  # fmt: skip
+    assert created.exit_code == 0, created.stderr
+    campaign_id: int = json.loads(created.stdout)["id"]
+    return campaign_id
+
+
+def _nonzero(states: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {state: total for state, total in states.items() if total["count"]}
+
+
+def _paid(configured: Configured) -> dict[str, int]:
+    """openid → fen the simulator really paid (issued records only)."""
+    _, rows = configured.sim.state.ledger(configured.mch_id)
+    paid: dict[str, int] = {}
+    for row in rows:
+        if row.status in ("SENT", "RECEIVED", "RFUND_ING", "REFUND"):
+            assert row.re_openid not in paid, f"{row.re_openid} paid twice"
+            paid[row.re_openid] = row.total_amount
+    return paid
+
+
+def test_create_plan_run_status_report_export(configured: Configured) -> None:
+    users = _users_file(configured, 12, "not an openid!\n")
+    cid = _create(configured, users, "--budget", "11.00", "--name", "spring")
+    cfg = ("-c", str(configured.config))
+
+    plan = run("campaign", "plan", str(cid), *cfg, "--json")
+    assert plan.exit_code == 0, plan.stderr
+    planned = json.loads(plan.stdout)
+    assert (planned["good"], planned["bad"], planned["recorded"]) == (12, 1, 12)
+    assert planned["bad_lines"][0]["line"] == 14
+    assert planned["over_budget"] is True
+
+    ran = run("campaign", "run", str(cid), *cfg, "--json")
+    assert ran.exit_code == 0, ran.stderr
+    assert json.loads(ran.stdout)["state"] == "COMPLETED"
+
+    status = json.loads(run("campaign", "status", str(cid), *cfg, "--json").stdout)
+    assert status["name"] == "spring"
+    # The budget of 11 yuan pays 11 packets of 1 yuan; the twelfth is skipped, never sent.
+    assert _nonzero(status["states"]) == {
+        "SENT": {"count": 11, "amount_fen": 1100},
+        "SKIPPED": {"count": 1, "amount_fen": 100},
+    }
+    assert "FAILED" in status["states"]  # every state is listed, zeros included
+    paid = _paid(configured)
+    assert len(paid) == 11
+    assert sum(paid.values()) == 1100
+
+    report = json.loads(run("campaign", "report", str(cid), *cfg, "--json").stdout)
+    assert report["sent"] == {"count": 11, "amount_fen": 1100}
+    assert report["skipped"] == {"count": 1, "amount_fen": 100}
+
+    exported = run("campaign", "export", str(cid), *cfg)
+    assert exported.exit_code == 0, exported.stderr
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    sent_rows = {r["openid"]: r["mch_billno"] for r in rows if r["state"] == "SENT"}
+    _, records = configured.sim.state.ledger(configured.mch_id)
+    assert sent_rows == {r.re_openid: r.mch_billno for r in records}
+
+
+def test_state_changes_and_their_refusals(configured: Configured) -> None:
+    cid = _create(configured, _users_file(configured, 3))
+    cfg = ("-c", str(configured.config))
+    not_planned = run("campaign", "run", str(cid), *cfg)
+    assert not_planned.exit_code == 1
+    assert "not planned yet" in not_planned.stderr
+    assert run("campaign", "plan", str(cid), *cfg).exit_code == 0
+    refused = run("campaign", "pause", str(cid), *cfg)
+    assert refused.exit_code == 1
+    assert "only a RUNNING one can pause" in refused.stderr
+    cancelled = run("campaign", "cancel", str(cid), *cfg, "--json")
+    assert cancelled.exit_code == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout) == {"id": cid, "state": "CANCELLED", "cancelled": 3}
+    assert _paid(configured) == {}
+    unknown = run("campaign", "status", "999", *cfg)
+    assert unknown.exit_code == 1
+    assert "no campaign with id 999" in unknown.stderr
+
+
+def test_a_template_the_api_refuses_creates_nothing(configured: Configured) -> None:
+    users = _users_file(configured, 1)
+    result = run(
+        "campaign", "create", "--file", str(users), "--amount", "1", "--send-name", "x" * 40,
+        "--act-name", "a", "--wishing", "w", "--remark", "r", "-c", str(configured.config),
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "send_name" in result.stderr
+    listed = run("campaign", "list", "-c", str(configured.config), "--json")
+    assert json.loads(listed.stdout) == []
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_way_is_finished_by_the_next_run(configured: Configured) -> None:
+    count = 150  # about 5 s at WeChat's 1,800 a minute: time to kill the run half-way
+    # Leases of the killed run must run out before the next run may take them over; short
+    # timeouts make a short lease safe (the simulator answers at once).
+    document = tomlkit.parse(configured.config.read_text())
+    document["merchants"]["shop"].update(
+        {"connect_timeout": 1, "read_timeout": 1, "lease_seconds": 3}
+    )
+    configured.config.write_text(tomlkit.dumps(document))
+    cid = _create(configured, _users_file(configured, count))
+    cfg = ("-c", str(configured.config))
+    assert run("campaign", "plan", str(cid), *cfg).exit_code == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HONGBAO_")}
+    process = subprocess.Popen(
+        [*CLI_COMMAND, "campaign", "run", str(cid), *cfg],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_paid(configured)) < 30 and process.poll() is None:
+            assert time.monotonic() < deadline, "the run never got going"
+            time.sleep(0.05)
+    finally:
+        process.kill()  # SIGKILL: no cleanup, leases left behind
+        process.wait(30)
+    assert 0 < len(_paid(configured)) < count
+
+    finished = run("campaign", "run", str(cid), *cfg, "--json")
+    assert finished.exit_code == 0, finished.stderr
+    assert _nonzero(json.loads(finished.stdout)["states"]) == {
+        "SENT": {"count": count, "amount_fen": count * 100}
+    }
+    assert len(_paid(configured)) == count  # everyone once: _paid fails on a second payment
