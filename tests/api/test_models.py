@@ -291,7 +291,7 @@ def test_rule_amount_range_applies_to_the_average_share_of_a_fission_set() -> No
     assert SendGroupRedpackRequest.check(group(total_amount=300, total_num=3), RULES) is None
     error = refused(SendGroupRedpackRequest, group(total_amount=299, total_num=3))
     assert (error.field, error.rule) == ("scene_id", "scene_required")
-    assert "the average of total_amount/3 (299 fen) is outside 100–20000 fen" in str(error)
+    assert "the average share (299 fen / 3 = 99.67 fen) is outside 100–20000 fen" in str(error)
     assert refused(
         SendGroupRedpackRequest, group(total_amount=150001, scene_id="PRODUCT_2")
     ).rule == ("amount_range")

@@ -125,6 +125,32 @@ def test_a_template_the_api_refuses_creates_nothing(configured: Configured) -> N
     assert json.loads(listed.stdout) == []
 
 
+def test_a_fission_campaign_sends_sets_of_total_num_shares(configured: Configured) -> None:
+    users = _users_file(configured, 2)
+    cid = _create(configured, users, "--api", "group", "--total-num", "3", "--amount", "3")
+    cfg = ("-c", str(configured.config))
+    assert run("campaign", "plan", str(cid), *cfg).exit_code == 0
+    ran = run("campaign", "run", str(cid), *cfg, "--json")
+    assert ran.exit_code == 0, ran.stderr
+    _, records = configured.sim.state.ledger(configured.mch_id)
+    assert sorted((r.api, r.total_num, r.total_amount) for r in records) == [
+        ("sendgroupredpack", 3, 300),
+        ("sendgroupredpack", 3, 300),
+    ]
+
+
+def test_a_fission_set_outside_3_to_20_shares_is_refused_at_create(configured: Configured) -> None:
+    users = _users_file(configured, 1)
+    result = run(
+        "campaign", "create", "--file", str(users), "--amount", "30", *TEMPLATE, "--api", "group",
+        "--total-num", "21", "-c", str(configured.config),
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "total_num" in result.stderr
+    listed = run("campaign", "list", "-c", str(configured.config), "--json")
+    assert json.loads(listed.stdout) == []
+
+
 @pytest.mark.slow
 def test_a_run_killed_mid_way_is_finished_by_the_next_run(configured: Configured) -> None:
     count = 150  # about 5 s at WeChat's 1,800 a minute: time to kill the run half-way

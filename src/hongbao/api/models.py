@@ -229,7 +229,11 @@ class AmountRules:
 
     def check(self, total_amount: int, total_num: int, scene_id: str | None) -> None:
         """Raise ValidationError unless `total_amount` over `total_num` shares may be sent."""
-        what = "total_amount" if total_num == 1 else f"the average of total_amount/{total_num}"
+        if total_num == 1:
+            noun, what = "total_amount", f"total_amount ({total_amount} fen)"
+        else:
+            average = f"{total_amount / total_num:.2f}".rstrip("0").rstrip(".")
+            noun = what = f"the average share ({total_amount} fen / {total_num} = {average} fen)"
         if scene_id is None:
             low, high = self.min_fen, self.max_fen
             outside_default = not (
@@ -238,7 +242,7 @@ class AmountRules:
             if outside_default:
                 raise _invalid(
                     "scene_id",
-                    f"is required: {what} ({total_amount} fen) is outside "
+                    f"is required: {what} is outside "
                     f"{DEFAULT_MIN_FEN}–{DEFAULT_MAX_FEN} fen",
                     "scene_required",
                 )
@@ -254,7 +258,7 @@ class AmountRules:
         if not low * total_num <= total_amount <= high * total_num:
             raise _invalid(
                 "total_amount",
-                f"is {total_amount} fen: {what} must be within {low}–{high} fen",
+                f"is {total_amount} fen: {noun} must be within {low}–{high} fen",
                 "amount_range",
             )
         if total_num > 1 and total_amount < DEFAULT_MIN_FEN * total_num:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,7 +47,7 @@ from hongbao.engine.campaign import (
     resume_campaign,
 )
 from hongbao.engine.runner import RunSummary, run_campaign
-from hongbao.ledger import Campaign, CampaignState, PayoutState, StateTotal
+from hongbao.ledger import Campaign, CampaignState, PayoutState, SendApi, StateTotal
 from hongbao.money import format_yuan
 
 __all__ = ["campaign_app"]
@@ -60,6 +61,21 @@ campaign_app = typer.Typer(
 IdArgument = Annotated[int, typer.Argument(help="The campaign's id (printed by `create`).")]
 
 _SHOWN_BAD_LINES = 20
+
+
+class PacketKind(StrEnum):
+    """The kind of red packet a campaign sends, as `--api` names it."""
+
+    NORMAL = "normal"
+    GROUP = "group"
+    MINI = "mini"
+
+
+_SEND_API = {
+    PacketKind.NORMAL: SendApi.SENDREDPACK,
+    PacketKind.GROUP: SendApi.SENDGROUPREDPACK,
+    PacketKind.MINI: SendApi.SENDMINIPROGRAMHB,
+}
 
 
 @campaign_app.command("create")
@@ -81,6 +97,31 @@ def create_command(
     scene_id: Annotated[
         str | None,
         typer.Option("--scene-id", help="PRODUCT_1 … PRODUCT_8.", show_default=False),
+    ] = None,
+    api: Annotated[
+        PacketKind,
+        typer.Option(
+            "--api",
+            help="normal: one packet (sendredpack); group: a fission set of --total-num shares "
+            "(sendgroupredpack); mini: a mini-program packet (sendminiprogramhb; the file holds "
+            "mini-program openids).",
+            case_sensitive=False,
+        ),
+    ] = PacketKind.NORMAL,
+    total_num: Annotated[
+        int,
+        typer.Option(
+            "--total-num",
+            help="Shares of a fission set (3-20; --api group only). --amount is the whole set.",
+        ),
+    ] = 1,
+    risk_info: Annotated[
+        str | None,
+        typer.Option(
+            "--risk-info",
+            help="URL-encoded risk_info (posttime, mobile, deviceid, clientversion).",
+            show_default=False,
+        ),
     ] = None,
     budget: Annotated[
         str | None,
@@ -110,6 +151,9 @@ def create_command(
 
         hongbao campaign create --merchant shop --file users.csv --amount 1.88 \\
             --send-name Acme --act-name Spring --wishing 'Thank you' --remark Enjoy --budget 2000
+
+    A fission campaign: `--api group --total-num 5 --amount 10` (each seed user gets a set
+    of 5 shares worth 10 yuan in all).
     """
     template = Template(
         amount_fen=yuan(amount),
@@ -118,6 +162,9 @@ def create_command(
         act_name=act_name,
         remark=remark,
         scene_id=scene_id,
+        risk_info=risk_info,
+        api=_SEND_API[api],
+        total_num=total_num,
     )
     budget_fen = None if budget is None else yuan(budget, "--budget")
     chosen = name or f"{file.stem}-{SystemClock().now().astimezone(CST):%Y%m%d-%H%M%S}"
