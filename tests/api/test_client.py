@@ -190,6 +190,27 @@ def test_text_that_looks_like_xml_goes_out_as_text(sleeps: Sleeps) -> None:
     assert verify(sent, KEY)
 
 
+@pytest.mark.parametrize("api", ["sendredpack", "sendgroupredpack", "sendminiprogramhb"])
+@pytest.mark.parametrize("field", ["send_name", "wishing", "act_name", "remark"])
+def test_a_cdata_terminator_in_any_text_field_cannot_inject_elements(
+    sleeps: Sleeps, api: str, field: str
+) -> None:
+    transport = StubTransport(success())
+    client = make(transport, sleeps, mini_appid="wxd678efh567hg6787")
+    injected = "]]><total_amount>1</total_amount"  # 32 characters: fits every field
+    args = {**SEND_ARGS, field: injected}
+    if api == "sendredpack":
+        client.send_redpack(**args)
+    elif api == "sendgroupredpack":
+        client.send_group_redpack(**{**args, "total_amount": 3000}, total_num=3)
+    else:
+        client.send_miniprogram_redpack(**args)
+    sent = transport.sent()
+    assert sent[field] == injected
+    assert sent["total_amount"] in ("1000", "3000")
+    assert verify(sent, KEY)
+
+
 def test_a_rule_broken_locally_sends_nothing(sleeps: Sleeps) -> None:
     transport = StubTransport(success())
     with pytest.raises(
