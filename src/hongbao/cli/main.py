@@ -16,6 +16,7 @@ from hongbao.cli.boundary import HongbaoGroup
 from hongbao.cli.campaign import campaign_app
 from hongbao.cli.db import db_app
 from hongbao.cli.demo import demo_command
+from hongbao.cli.rules import rules_app
 from hongbao.cli.send import query_command, send_command, send_group_command, send_mini_command
 from hongbao.cli.sim import sim_app
 from hongbao.cli.tracking import reconcile_command, track_command
@@ -60,5 +61,6 @@ app.command("query")(query_command)
 app.add_typer(campaign_app, name="campaign")
 app.command("track")(track_command)
 app.command("reconcile")(reconcile_command)
+app.add_typer(rules_app, name="rules")
 app.add_typer(sim_app, name="sim")
 app.add_typer(db_app, name="db")

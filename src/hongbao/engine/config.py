@@ -12,6 +12,13 @@ key_pem = "apiclient_key.pem"
 appid = "wx2421b1c4370ec43b"
 rate_per_minute = 1800                # engine settings: see MerchantProfile
 per_user_daily_amount = "1000.00"     # amounts in yuan, as strings
+app_appids = ["wx0123456789abcdef"]   # rule mode: appids of the merchant's mobile apps
+
+[rules.big_spender]                   # rule mode (满额送): see hongbao.engine.rules
+merchant = "shop"
+min_total_fee = 10000
+amount = "1.88"
+# …
 ```
 
 It sits at engine level because it builds both API `Merchant`s and engine `MerchantProfile`s,
@@ -40,6 +47,7 @@ from pydantic import SecretStr
 
 from hongbao.api import AmountRules, Merchant
 from hongbao.api.models import DEFAULT_MAX_FEN, DEFAULT_MIN_FEN
+from hongbao.engine.rules import AppidKind, Rule, parse_rules
 from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.states import LimitPolicy
 from hongbao.errors import ConfigurationError
@@ -81,6 +89,7 @@ _STRINGS = (
     "consume_mch_id",
 )
 _PATHS = ("cert_pem", "key_pem", "p12", "ca_bundle")
+_STRING_LISTS = ("app_appids",)
 _POSITIVE_INTS = ("rate_per_minute", "query_rate_per_minute", "concurrency")
 _COUNTS = ("per_user_daily_count",)
 _SECONDS = ("connect_timeout", "read_timeout", "lease_seconds")
@@ -108,13 +117,14 @@ MERCHANT_KEYS: frozenset[str] = frozenset(
         *_SECONDS,
         *_YUAN,
         *_CHOICES,
+        *_STRING_LISTS,
         "scenes",
         *_SECRETS,
         *(f"{name}_file" for name in _SECRETS),
     }
 )
 """Every key a `[merchants.NAME]` section may hold; any other is refused as a likely typo."""
-_TOP_KEYS = frozenset({"ledger", "merchants"})
+_TOP_KEYS = frozenset({"ledger", "merchants", "rules"})
 _LEDGER_KEYS = frozenset({"url"})
 
 
@@ -152,11 +162,13 @@ class MerchantSection:
 
 @dataclass(frozen=True)
 class HongbaoConfig:
-    """A loaded configuration: the ledger URL and the merchants by name."""
+    """A loaded configuration: the ledger URL, the merchants and the rules by name."""
 
     path: Path
     ledger_url: str
     merchants: Mapping[str, MerchantSection]
+    rules: Mapping[str, Rule] = field(default_factory=dict)
+    """Rule mode's `[rules.NAME]`, checked (each names one of `merchants`)."""
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
     _built: dict[str, Merchant] = field(default_factory=dict, init=False, repr=False)
 
@@ -184,6 +196,20 @@ class HongbaoConfig:
         if section.name not in self._built:
             self._built[section.name] = build_merchant(section, self.environ)
         return self._built[section.name]
+
+    def appid_kinds(self, name: str | None = None) -> dict[str, AppidKind]:
+        """What each appid of merchant `name` is: which red packet API pays its openids.
+
+        `appid` is its Official Account, `mini_appid` its mini program, `app_appids` its
+        mobile apps (whose payers cannot be given a red packet). Reads no secret.
+        """
+        section = self.section(name)
+        kinds = {appid: AppidKind.APP for appid in section.get("app_appids", ())}
+        if "mini_appid" in section.values:
+            kinds[section.values["mini_appid"]] = AppidKind.MINI_PROGRAM
+        if "appid" in section.values:
+            kinds[section.values["appid"]] = AppidKind.OFFICIAL_ACCOUNT
+        return kinds
 
     def profile(self, name: str | None = None) -> MerchantProfile:
         """The engine's `MerchantProfile` of `name`: its `Merchant` plus pacing, caps, policy.
@@ -266,8 +292,13 @@ def parse_config(
         if not isinstance(raw, dict):
             raise ConfigurationError(f"{where}: must be a table of settings")
         sections[name] = MerchantSection(name, _check_section(raw, where, base), where)
+    rules = parse_rules(document.get("rules", {}), merchants=set(sections), where=str(path))
     return HongbaoConfig(
-        path=path, ledger_url=_ledger_url(url, base), merchants=sections, environ=env
+        path=path,
+        ledger_url=_ledger_url(url, base),
+        merchants=sections,
+        rules=rules,
+        environ=env,
     )
 
 
@@ -330,6 +361,11 @@ def _check_value(key: str, value: Any, where: str, base: Path) -> Any:
             shown = "" if key in _SECRETS else hint
             raise ConfigurationError(f"{here}: must be a string, not {_kind(value)}{shown}")
         return value
+    if key in _STRING_LISTS:
+        valid = isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+        if not valid or len(set(value)) != len(value):
+            raise ConfigurationError(f"{here}: must be a list of distinct appids (strings)")
+        return tuple(value)
     if key in _PATHS or key.endswith("_file"):
         if not isinstance(value, str) or not value:
             raise ConfigurationError(f"{here}: must be a file path (a string), not {_kind(value)}")

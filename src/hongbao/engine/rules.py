@@ -36,7 +36,8 @@ how much, and the payout's natural key `rule:<name>:<transaction_id>`) or a `Ski
 reason. The window and the daily limit read the payment's `time_end` (Beijing time), not the
 arrival time, and the customer's past comes from a `CustomerHistory` that excludes the payment
 being judged: the same notification judged again, however often and however late, gets the same
-answer. The counts are advisory: the ledger checks limits and budget again when it commits.
+answer. The ledger judges a payment inside the transaction that records it, under its rules'
+lock, so the counts cannot change before the commit; it charges the budget again atomically.
 
 >>> rule = parse_rule("big_spender", {"merchant": "shop", "min_total_fee": 10000,
 ...     "amount": "1.88", "send_name": "Acme", "wishing": "Thanks", "act_name": "Promo",
@@ -695,7 +696,7 @@ class CustomerHistory(Protocol):
     """
 
     def rewards(self, rule: str, openid: str, *, excluding: str) -> int:
-        """Payouts `rule` has made or planned for `openid` (failed ones not counted)."""
+        """Red packets `rule` decided for `openid` (each counts, whatever became of it)."""
         ...
 
     def rewards_on(self, rule: str, openid: str, day: date, *, excluding: str) -> int:
@@ -708,7 +709,8 @@ class CustomerHistory(Protocol):
         ...
 
     def committed_fen(self, rule: str, *, excluding: str) -> int:
-        """Fen `rule` has committed (planned, sending, sent or received; not failed)."""
+        """Fen `rule` has committed: every red packet it decided (a ceiling, never a figure that
+        grows back)."""
         ...
 
 

@@ -10,6 +10,9 @@ daily_counters   per (mch_id, openid, UTC+8 day): packets and fen committed; ope
                  the merchant's own daily total
 bill_serials     per (mch_id, UTC+8 day): the next serial for minting bill numbers
 limiter_state    per mch_id: the GCRA theoretical arrival time shared by every process
+rule_payments    rule mode: one row per payment notification verified, keyed on transaction_id
+rule_results     rule mode: what each rule gave each payment (a payout, or the reason it did not)
+rule_budgets     rule mode: per rule, its budget and the fen committed against it
 ```
 
 The Alembic migrations in `hongbao/ledger/migrations/versions` create exactly this; a test
@@ -54,6 +57,9 @@ __all__ = [
     "metadata",
     "payout_events",
     "payouts",
+    "rule_budgets",
+    "rule_payments",
+    "rule_results",
 ]
 
 VERSION_TABLE = "hongbao_schema_version"
@@ -212,3 +218,57 @@ limiter_state = Table(
     Column("mch_id", String(32), primary_key=True),
     Column("tat", Float, nullable=False),
 )
+
+rule_payments = Table(
+    "rule_payments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("transaction_id", String(32), nullable=False, unique=True),
+    Column("merchant", String(64), nullable=False),
+    Column("mch_id", String(32), nullable=False),
+    Column("appid", String(32), nullable=False),
+    Column("openid", String(128), nullable=False),
+    Column("trade_type", String(16), nullable=False),
+    Column("total_fee", BigInteger, nullable=False),
+    Column("cash_fee", BigInteger, nullable=False),
+    Column("out_trade_no", String(32), nullable=False),
+    Column("result_code", String(16), nullable=False),
+    Column("attach", String(128), nullable=True),
+    Column("time_end", UTCDateTime(), nullable=False),
+    Column("fields", Text, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Index(None, "mch_id", "openid", "id"),
+)
+"""Rule mode: every verified payment notification, recorded before it is acknowledged."""
+
+rule_results = Table(
+    "rule_results",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("payment_id", Id, ForeignKey("rule_payments.id"), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("natural_key", String(200), nullable=False, unique=True),
+    Column("outcome", String(32), nullable=False),
+    Column("detail", String(512), nullable=True),
+    Column("openid", String(128), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("amount_fen", BigInteger, nullable=True),
+    Column("payout_id", Id, ForeignKey("payouts.id"), nullable=True),
+    Index(None, "rule", "openid", "day"),
+    Index(None, "rule", "outcome"),
+)
+"""Rule mode: what each rule gave each payment: `outcome` "match" (with its payout) or why not."""
+
+rule_budgets = Table(
+    "rule_budgets",
+    metadata,
+    Column("rule", String(64), primary_key=True),
+    Column("merchant", String(64), nullable=False),
+    Column("budget_fen", BigInteger, nullable=False),
+    Column("committed_fen", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    # As for campaigns: no bug above can commit a rule past its budget.
+    CheckConstraint("committed_fen <= budget_fen", name="committed_within_budget"),
+    CheckConstraint("committed_fen >= 0", name="committed_not_negative"),
+)
+"""Rule mode: one row per rule, locked by every payment it judges; `committed_fen` only grows."""
