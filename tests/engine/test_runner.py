@@ -110,8 +110,10 @@ async def test_a_cancel_from_another_process_stops_the_run(bench: Bench) -> None
 
     assert summary.stopped == "cancelled"
     sent = summary.totals[P.SENT].count
-    assert sent == 1
-    assert summary.totals[P.CANCELLED].count == len(bench.users) - 1
+    # The first outcome was committed together with the claim of the next payout (one commit
+    # round), so that one was already on its way when the cancel came; nothing after it was.
+    assert 1 <= sent <= 2
+    assert summary.totals[P.CANCELLED].count == len(bench.users) - sent
     assert sum(bench.issued().values()) == sent
 
 

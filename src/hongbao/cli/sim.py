@@ -21,6 +21,7 @@ import httpx
 import typer
 
 from hongbao.cli.configfile import SavedFiles, SimMerchant, save_merchant
+from hongbao.clock import SystemClock
 from hongbao.errors import ConfigurationError
 from hongbao.sim.app import Simulator
 from hongbao.sim.server import DEFAULT_PORT, serve
@@ -159,6 +160,14 @@ def serve_command(
             file_okay=False,
         ),
     ] = None,
+    wall_clock: Annotated[
+        bool,
+        typer.Option(
+            "--wall-clock",
+            help="Run on the real clock: the FREQ_LIMIT window, daily limits and refunds follow "
+            "real time (`sim clock` cannot move it then). Default: a frozen clock.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the simulator over HTTPS with client certificates (stop with Ctrl-C).
 
@@ -166,7 +175,7 @@ def serve_command(
     trust (DIR/ca.pem, or a temporary file when the state lives in memory).
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sim = Simulator(data_dir=data)
+    sim = Simulator(clock=SystemClock() if wall_clock else None, data_dir=data)
 
     def announce(url: str, ca_file: Path) -> None:
         typer.echo(url)

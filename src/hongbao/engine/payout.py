@@ -10,7 +10,8 @@ hands each to `drive_payout`, which takes it one step toward its end:
   record, or a refused one, resend the same frozen parameters (WeChat issues a bill at most once).
 
 Each outcome is one compare-and-set transition committed together with its audit event (the
-request and answer, masked). A pause, a back-off or a re-issue happens only *after* that commit,
+request and answer, masked) — alone, or with a `GroupCommitter` in one transaction with the
+outcomes of other drives. A pause, a back-off or a re-issue happens only *after* that commit,
 so a process killed at any instant leaves the ledger in a state the next recovery resolves.
 A new bill number is minted only for a bill WeChat reported definitively FAILED, as a new payout
 linked to the old one (`LedgerStore.reissue`).
@@ -35,6 +36,7 @@ from typing import ParamSpec, TypeVar
 
 from hongbao.api import AsyncClient, RedpackInfo
 from hongbao.clock import Clock, SystemClock, beijing_day
+from hongbao.engine.groupcommit import GroupCommitter
 from hongbao.engine.limiter import Pacer
 from hongbao.engine.outcomes import answer_record, query_outcome, send_outcome, sent_outcome
 from hongbao.engine.settings import MerchantProfile
@@ -49,6 +51,7 @@ from hongbao.ledger import (
     Payout,
     PayoutState,
     ReissueError,
+    Transition,
 )
 
 __all__ = ["DriveResult", "PayoutDriver", "drive_payout", "resume_command"]
@@ -98,6 +101,7 @@ class PayoutDriver:
 
     Store calls block, so they run on `executor` (None: the loop's default) and never stall the
     event loop; a cancelled drive leaves any commit in progress to finish, like a crash would.
+    With a `committer`, outcomes are committed in rounds shared with other drives.
     """
 
     store: LedgerStore
@@ -109,6 +113,7 @@ class PayoutDriver:
     query_pacer: Pacer | None = None
     reissue_limit: int = 2
     executor: Executor | None = None
+    committer: GroupCommitter | None = None
 
     def __post_init__(self) -> None:
         if self.client.merchant.mch_id != self.profile.mch_id:
@@ -211,8 +216,11 @@ class PayoutDriver:
             return await self._send(payout)
         return await self._apply(payout, decision, event)
 
-    async def _apply(self, payout: Payout, decision: Decision, event: EventInfo) -> DriveResult:
-        moved = await self.db(
+    async def _commit(self, payout: Payout, decision: Decision, event: EventInfo) -> bool:
+        if self.committer is not None:
+            change = Transition(payout.id, payout.state, decision.state, event, decision.fields)
+            return await self.committer.transition(change)
+        return await self.db(
             self.store.transition,
             payout.id,
             payout.state,
@@ -220,6 +228,9 @@ class PayoutDriver:
             event=event,
             **decision.fields,
         )
+
+    async def _apply(self, payout: Payout, decision: Decision, event: EventInfo) -> DriveResult:
+        moved = await self._commit(payout, decision, event)
         if not moved:
             logger.info("payout %s moved on without this drive (lease lost)", payout.id)
             return DriveResult(payout.id, payout.state, lost=True)

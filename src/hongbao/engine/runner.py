@@ -6,11 +6,14 @@
 1. **Recovery first.** Every in-flight payout whose lease ran out (`LedgerStore.claim_stale`) is
    resolved by gethbinfo or a same-bill resend, and every definitively failed bill gets its
    re-issue, before any new work is claimed — and again every `recovery_every` seconds.
-2. **Claims** take as many due payouts as there are free workers; the caps and the budget are
-   charged inside the claim's transaction. Each claimed payout goes to `drive_payout`.
-3. Between claims the campaign's state is read from the ledger, so `pause`, `cancel` (from
-   any process) or a pause by the engine itself (NOTENOUGH, a setup error) stops the run; the
-   payouts already in flight finish first.
+2. **Claims** take due payouts for the free workers, several at once: one transaction commits
+   them all SENDING, with the caps and the budget charged in it. Each claimed payout goes to
+   `drive_payout`. The drives' outcomes are committed in rounds by a `GroupCommitter`, and a
+   round also claims the payouts for the workers its drives free — outcomes and next work in
+   one transaction, one commit — while each drive waits for its own commit before it goes on.
+3. A claim takes only payouts of a RUNNING campaign, so `pause`, `cancel` (from any process) or
+   a pause by the engine itself (NOTENOUGH, a setup error) stops the claims; the run ends once
+   the payouts already in flight finish.
 4. The run ends when nothing is left to do: the campaign is COMPLETED once no payout is open,
    or the run returns early when the next due payout is more than `max_idle_wait` away (a
    daily limit deferred it to tomorrow: run again then).
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,10 +38,21 @@ from datetime import datetime
 from hongbao.api import AsyncClient
 from hongbao.clock import Clock, SystemClock
 from hongbao.engine.campaign import OPEN_STATES, CampaignError
+from hongbao.engine.groupcommit import GroupCommitter, Refill
 from hongbao.engine.limiter import Pacer
 from hongbao.engine.payout import DriveResult, PayoutDriver, drive_payout, resume_command
 from hongbao.engine.settings import MerchantProfile, RunSettings
-from hongbao.ledger import Campaign, CampaignState, LedgerStore, Payout, PayoutState, StateTotal
+from hongbao.ledger import (
+    Campaign,
+    CampaignState,
+    ClaimRequest,
+    ClaimResult,
+    LedgerStore,
+    Payout,
+    PayoutState,
+    StateTotal,
+    Transition,
+)
 
 __all__ = ["CampaignRunner", "RunProgress", "RunSummary", "run_campaign"]
 
@@ -48,6 +62,13 @@ C = CampaignState
 P = PayoutState
 
 Sleep = Callable[[float], Awaitable[None]]
+
+_HOLD_BACK = frozenset({P.DEFERRED, P.UNKNOWN})
+"""Outcomes after which a commit round claims nothing new."""
+
+CLAIM_SLACK_SECONDS = 1.0
+"""Added to a claim's lease: the hand-off to a worker and the wait for the group commit of
+the run's other outcomes take time too, and a lease too short is renewed before the send."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +126,12 @@ class CampaignRunner:
         self._sleep = sleep
         self._progress = progress
         self._inflight: set[asyncio.Task[DriveResult]] = set()
+        self._reserved = 0
+        """Workers promised to claims under way."""
+        self._refill = False
+        """Whether commit rounds may claim (not during recovery, nor once the run ends)."""
+        self._driver: PayoutDriver | None = None
+        self._wake: asyncio.Future[None] | None = None
         self._failure: BaseException | None = None
         self._campaign_id = 0
         self._driven = 0
@@ -133,7 +160,8 @@ class CampaignRunner:
         sqlite = self.store.engine.dialect.name == "sqlite"
         workers = 1 if sqlite else self.profile.concurrency + 2
         with ThreadPoolExecutor(workers, thread_name_prefix="hongbao-ledger") as executor:
-            driver = PayoutDriver(
+            committer = GroupCommitter(self.store, executor=executor, refill=_RoundClaims(self))
+            driver = self._driver = PayoutDriver(
                 store=self.store,
                 client=client,
                 profile=self.profile,
@@ -143,11 +171,15 @@ class CampaignRunner:
                 query_pacer=self._pacer(self.profile.query_rate_per_minute),
                 reissue_limit=self.settings.reissue_limit,
                 executor=executor,
+                committer=committer,
             )
             try:
                 return await self._run(driver, campaign)
             finally:
+                self._refill = False
                 await self._cancel_inflight()
+                await committer.aclose()
+                self._driver = None
                 if self._client is None:
                     await client.aclose()
 
@@ -184,19 +216,27 @@ class CampaignRunner:
         self._settled = self._total - sum(totals[state].count for state in OPEN_STATES)
         await self._recover_all(driver)
         last_recovery = self.clock.monotonic()
+        self._refill = True
+        # Claim when a few workers are free, not one by one: a claim is a transaction.
+        batch = max(1, self.profile.concurrency // 4)
         while True:
             self._raise_failure()
-            campaign = await driver.db(self.store.get_campaign, cid)
-            if campaign.state is not C.RUNNING:
-                return await self._stop(driver, campaign)
             if self.clock.monotonic() - last_recovery >= self.settings.recovery_every:
+                # Rounds stop claiming until recovery had the workers it needs.
+                self._refill = False
+                if self._free() < 1 and self._inflight:
+                    await self._wait_any()
+                    continue
                 await self._recover(driver)
                 last_recovery = self.clock.monotonic()
-            free = self.profile.concurrency - len(self._inflight)
-            if free <= 0:
+                self._refill = True
+            free = self._free()
+            if free < batch and self._inflight:
                 await self._wait_any()
                 continue
-            if await self._claim(driver, cid, free):
+            # Nothing claimed: none due, or the campaign is no longer RUNNING (claims take
+            # only a running campaign's payouts).
+            if await self._claim(driver, free):
                 continue
             if self._inflight:
                 await self._wait_any()
@@ -220,23 +260,54 @@ class CampaignRunner:
                 continue
             await self._sleep(max(0.0, min(wait, self.settings.poll_seconds)))
 
-    async def _claim(self, driver: PayoutDriver, campaign_id: int, free: int) -> bool:
-        # The lease covers the wait for the pacer's slots as well as the call itself.
+    def _free(self) -> int:
+        """Workers neither driving a payout nor promised to a claim under way."""
+        return self.profile.concurrency - len(self._inflight) - self._reserved
+
+    def _claim_request(self, free: int) -> ClaimRequest:
+        """A claim of the campaign's due payouts for `free` workers (their slots reserved)."""
+        driver = self._driver
+        assert driver is not None
         assert driver.send_pacer is not None
-        lease = self.profile.lease_seconds + free * driver.send_pacer.period
-        batch = await driver.db(
-            self.store.claim,
-            self.profile.mch_id,
+        self._reserved += free
+        # The lease covers the wait for the pacer's slots as well as the call itself.
+        lease = self.profile.lease_seconds + free * driver.send_pacer.period + CLAIM_SLACK_SECONDS
+        return ClaimRequest(
+            mch_id=self.profile.mch_id,
             limit=free,
             lease_seconds=lease,
             caps=self.profile.caps,
             on_cap=self.profile.cap_policy,
-            campaign_id=campaign_id,
+            campaign_id=self._campaign_id,
         )
-        for payout in batch.claimed:
+
+    def _claimed(self, request: ClaimRequest, result: ClaimResult | None) -> None:
+        """Hand what a claim took to drives, and give its unused reservation back."""
+        self._reserved -= request.limit
+        if result is None:
+            return
+        driver = self._driver
+        assert driver is not None
+        for payout in result.claimed:
             self._spawn(driver, payout)
-        self._settled += len(batch.skipped)
-        return bool(batch.claimed or batch.deferred or batch.skipped)
+        self._settled += len(result.skipped)
+
+    async def _claim(self, driver: PayoutDriver, free: int) -> bool:
+        request = self._claim_request(free)
+        result = None
+        try:
+            result = await driver.db(
+                self.store.claim,
+                request.mch_id,
+                limit=request.limit,
+                lease_seconds=request.lease_seconds,
+                caps=request.caps,
+                on_cap=request.on_cap,
+                campaign_id=request.campaign_id,
+            )
+        finally:
+            self._claimed(request, result)
+        return bool(result.claimed or result.deferred or result.skipped)
 
     async def _recover_all(self, driver: PayoutDriver) -> None:
         """Resolve every stale in-flight payout before any new claim (design §4)."""
@@ -246,7 +317,7 @@ class CampaignRunner:
 
     async def _recover(self, driver: PayoutDriver) -> int:
         """Take over in-flight payouts whose lease ran out, and re-issue dead bills."""
-        free = self.profile.concurrency - len(self._inflight)
+        free = self._free()
         taken = 0
         if free > 0:
             assert driver.query_pacer is not None
@@ -281,6 +352,8 @@ class CampaignRunner:
 
     def _done(self, task: asyncio.Task[DriveResult]) -> None:
         self._inflight.discard(task)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
         if task.cancelled():
             return
         failure = task.exception()
@@ -305,14 +378,16 @@ class CampaignRunner:
             )
 
     async def _wait_any(self) -> None:
-        if self._inflight:
-            await asyncio.wait(
-                self._inflight,
-                timeout=self.settings.poll_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        else:
+        """Until a drive ends (at most `poll_seconds`), or a poll's sleep when none is running."""
+        if not self._inflight:
             await self._sleep(self.settings.poll_seconds)
+            return
+        # One future that `_done` resolves: cheaper than watching every task in flight.
+        self._wake = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait({self._wake}, timeout=self.settings.poll_seconds)
+        finally:
+            self._wake = None
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
@@ -347,6 +422,28 @@ class CampaignRunner:
             totals=self.store.totals_by_state(campaign_id),
             next_due=due,
         )
+
+
+class _RoundClaims(Refill):
+    """The runner's side of the commit rounds: what a round claims, and where it goes."""
+
+    def __init__(self, runner: CampaignRunner) -> None:
+        self.runner = runner
+
+    def claim_for(self, finishing: Sequence[Transition]) -> ClaimRequest | None:
+        runner = self.runner
+        if not runner._refill or runner._failure is not None:
+            return None
+        if any(change.to_state in _HOLD_BACK for change in finishing):
+            # A limit, the balance or an unknown outcome: new work waits until these drives
+            # have backed off or paused the campaign (the main loop claims then).
+            return None
+        # The finishing drives are still in flight, but their workers are free once it commits.
+        free = runner._free() + len(finishing)
+        return runner._claim_request(free) if free > 0 else None
+
+    def claimed(self, request: ClaimRequest, result: ClaimResult | None) -> None:
+        self.runner._claimed(request, result)
 
 
 async def run_campaign(

@@ -14,6 +14,7 @@ from hongbao.ledger.records import (
     AddResult,
     Campaign,
     CapPolicy,
+    ClaimRequest,
     ClaimResult,
     CodeTotal,
     DailyCaps,
@@ -28,6 +29,7 @@ from hongbao.ledger.records import (
     ReissueError,
     SendApi,
     StateTotal,
+    Transition,
     freeze_params,
 )
 from hongbao.ledger.states import CampaignState, PayoutState
@@ -40,6 +42,7 @@ __all__ = [
     "Campaign",
     "CampaignState",
     "CapPolicy",
+    "ClaimRequest",
     "ClaimResult",
     "CodeTotal",
     "DailyCaps",
@@ -57,6 +60,7 @@ __all__ = [
     "SchemaStatus",
     "SendApi",
     "StateTotal",
+    "Transition",
     "check_schema",
     "create_ledger_engine",
     "display_url",

@@ -5,23 +5,129 @@ are always those of the payouts in money-committing states. Each charge is one a
 conditional statement, safe under any concurrency: an UPDATE of the campaign's `committed_fen`
 guarded by the budget (and by a CHECK constraint besides), and an upsert of the counter row
 guarded by the caps.
+
+A claim of many payouts first tries `reserve_all`: the same guarded statements, once per
+campaign, receiver and merchant for the whole batch, inside a savepoint. When everything fits —
+the usual case — each payout fits on its own too, whatever the order; when anything does not,
+the savepoint is rolled back and the claim charges payout by payout with `reserve`.
 """
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import date
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Connection, and_, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, select, update
 
-from hongbao.ledger.records import DailyCaps, Payout
+from hongbao.ledger.records import DailyCaps
 from hongbao.ledger.rows import upsert
 from hongbao.ledger.schema import MERCHANT_TOTAL, campaigns, daily_counters
+from hongbao.ledger.statements import charge_budget, charge_counters
 
-__all__ = ["release", "reserve"]
+__all__ = ["Charged", "release", "reserve", "reserve_all"]
+
+
+class Charged(Protocol):
+    """What charging reads of a payout: a `Payout`, or the store's brief row of one."""
+
+    @property
+    def campaign_id(self) -> int | None: ...
+
+    @property
+    def mch_id(self) -> str: ...
+
+    @property
+    def re_openid(self) -> str: ...
+
+    @property
+    def total_amount(self) -> int: ...
+
+
+class _DoesNotFit(Exception):
+    """Raised inside `reserve_all`'s savepoint to undo a partial charge."""
+
+
+def reserve_all(
+    conn: Connection, dialect: str, batch: Sequence[Charged], day: date, caps: DailyCaps
+) -> bool:
+    """Charge budget and counters for every payout of `batch` at once: True when all fit.
+
+    False when any would be refused; then nothing is kept, and `reserve` must decide payout by
+    payout which ones fit.
+    """
+    if not batch:
+        return True
+    budgets: Counter[int] = Counter()
+    users: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    merchants: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for payout in batch:
+        if payout.campaign_id is not None:
+            budgets[payout.campaign_id] += payout.total_amount
+        for total in (users[payout.mch_id, payout.re_openid], merchants[payout.mch_id]):
+            total[0] += 1
+            total[1] += payout.total_amount
+    # Sorted: concurrent claimers lock counter rows in one order (PostgreSQL deadlocks less).
+    user_rows = [_row(mch, openid, day, total) for (mch, openid), total in sorted(users.items())]
+    merchant_rows = [
+        _row(mch, MERCHANT_TOTAL, day, total) for mch, total in sorted(merchants.items())
+    ]
+    if not (
+        _within(user_rows, caps.per_user_count, caps.per_user_amount_fen)
+        and _within(merchant_rows, None, caps.merchant_amount_fen)
+    ):
+        return False
+    try:
+        with conn.begin_nested():
+            for campaign_id, amount in sorted(budgets.items()):
+                if not _charge_budget(conn, campaign_id, amount):
+                    raise _DoesNotFit
+            limits = (caps.per_user_count, caps.per_user_amount_fen)
+            for rows, (max_count, max_amount) in (
+                (user_rows, limits),
+                (merchant_rows, (None, caps.merchant_amount_fen)),
+            ):
+                if not _charge_rows(conn, dialect, rows, max_count, max_amount):
+                    raise _DoesNotFit
+    except _DoesNotFit:
+        return False
+    return True
+
+
+def _row(mch_id: str, openid: str, day: date, total: list[int]) -> dict[str, Any]:
+    return {"mch_id": mch_id, "openid": openid, "day": day, "count": total[0],
+            "amount_fen": total[1]}  # fmt: skip
+
+
+def _within(rows: list[dict[str, Any]], max_count: int | None, max_amount: int | None) -> bool:
+    """Whether each row's own charge stays under the caps (before adding what is counted)."""
+    return all(
+        (max_count is None or row["count"] <= max_count)
+        and (max_amount is None or row["amount_fen"] <= max_amount)
+        for row in rows
+    )
+
+
+def _charge_rows(
+    conn: Connection,
+    dialect: str,
+    rows: list[dict[str, Any]],
+    max_count: int | None,
+    max_amount: int | None,
+) -> bool:
+    """Add each row to its counter if the caps allow; True when every row was added."""
+    stmt = charge_counters(
+        dialect, max_count=max_count is not None, max_amount=max_amount is not None
+    )
+    caps = {"max_count": max_count, "max_amount": max_amount}
+    # RETURNING lists the rows added to; a refused one is missing.
+    added = conn.execute(stmt, [{**row, **caps} for row in rows]).all()
+    return len(added) == len(rows)
 
 
 def reserve(
-    conn: Connection, dialect: str, payout: Payout, day: date, caps: DailyCaps
+    conn: Connection, dialect: str, payout: Charged, day: date, caps: DailyCaps
 ) -> str | None:
     """Charge budget and counters for `payout`: None when all agreed, else why not (nothing kept).
 
@@ -46,7 +152,7 @@ def reserve(
     return refusal
 
 
-def release(conn: Connection, payout: Payout, counted_day: date | None) -> None:
+def release(conn: Connection, payout: Charged, counted_day: date | None) -> None:
     """Give back what `payout` committed: budget, and the counters of the day it was charged."""
     if payout.campaign_id is not None:
         _release_budget(conn, payout.campaign_id, payout.total_amount)
@@ -56,15 +162,7 @@ def release(conn: Connection, payout: Payout, counted_day: date | None) -> None:
 
 
 def _charge_budget(conn: Connection, campaign_id: int, amount: int) -> bool:
-    within = or_(
-        campaigns.c.budget_fen.is_(None),
-        campaigns.c.committed_fen + amount <= campaigns.c.budget_fen,
-    )
-    result = conn.execute(
-        update(campaigns)
-        .where(campaigns.c.id == campaign_id, within)
-        .values(committed_fen=campaigns.c.committed_fen + amount)
-    )
+    result = conn.execute(charge_budget(), {"campaign_id": campaign_id, "amount": amount})
     return result.rowcount == 1
 
 

@@ -9,7 +9,7 @@ so the row can never disagree with what is sent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -22,6 +22,7 @@ __all__ = [
     "AddResult",
     "Campaign",
     "CapPolicy",
+    "ClaimRequest",
     "ClaimResult",
     "CodeTotal",
     "DailyCaps",
@@ -36,6 +37,7 @@ __all__ = [
     "ReissueError",
     "SendApi",
     "StateTotal",
+    "Transition",
     "freeze_params",
 ]
 
@@ -212,6 +214,21 @@ class EventInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Transition:
+    """One compare-and-set of a payout's state with its event, for `LedgerStore.transition_many`.
+
+    `fields` are the columns the transition sets besides the state (`err_code`, `send_listid`,
+    `next_attempt_at`…), as `LedgerStore.transition` takes them.
+    """
+
+    payout_id: int
+    from_state: PayoutState
+    to_state: PayoutState
+    event: EventInfo | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class PayoutEvent:
     """One row of the append-only audit trail (request and response already masked)."""
 
@@ -239,6 +256,25 @@ class DailyCaps:
     per_user_count: int | None = 10
     per_user_amount_fen: int | None = 100_000
     merchant_amount_fen: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimRequest:
+    """What to claim, as `LedgerStore.claim` takes it (for `LedgerStore.transition_and_claim`)."""
+
+    mch_id: str | None = None
+    payout_ids: Collection[int] | None = None
+    limit: int = 1
+    lease_seconds: float = 60.0
+    caps: DailyCaps = field(default_factory=DailyCaps)
+    on_cap: CapPolicy = CapPolicy.DEFER
+    campaign_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError("limit must be >= 1")
+        if self.mch_id is None and self.payout_ids is None:
+            raise ValueError("claim needs a merchant or payout ids")
 
 
 @dataclass(frozen=True, slots=True)

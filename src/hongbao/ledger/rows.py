@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Table
@@ -22,14 +23,23 @@ def to_json(data: Mapping[str, Any] | None) -> str | None:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
+_PAYOUT_FIELDS = tuple(field.name for field in fields(Payout))
+_API, _PARAMS, _STATE, _BILL_DEAD = (
+    _PAYOUT_FIELDS.index(name) for name in ("api", "params", "state", "bill_dead")
+)
+
+
 def payout_from_row(row: Row[Any]) -> Payout:
     """A `Payout` from a full row of `payouts`."""
-    values = dict(row._mapping)
-    values["api"] = SendApi(values["api"])
-    values["params"] = json.loads(values["params"])
-    values["state"] = PayoutState(values["state"])
-    values["bill_dead"] = bool(values["bill_dead"])
-    return Payout(**values)
+    # Positional: keyword construction of a 32-field frozen dataclass costs three times more,
+    # and the dispatchers build one per claimed payout.
+    mapping = row._mapping
+    values = [mapping[name] for name in _PAYOUT_FIELDS]
+    values[_API] = SendApi(values[_API])
+    values[_PARAMS] = json.loads(values[_PARAMS])
+    values[_STATE] = PayoutState(values[_STATE])
+    values[_BILL_DEAD] = bool(values[_BILL_DEAD])
+    return Payout(*values)
 
 
 def campaign_from_row(row: Row[Any]) -> Campaign:

@@ -10,7 +10,8 @@ Exactly-once rests on three operations here:
   claimers can claim one payout twice or overshoot a budget or a cap.
 * `transition` is a compare-and-set (`UPDATE … WHERE id=? AND state=?`) plus its audit event in
   one transaction; leaving the money-committing states gives the amount back to the budget and
-  the counters in that same transaction.
+  the counters in that same transaction. `transition_many` commits several such compare-and-sets
+  in one transaction (one commit, one fsync, for many payouts: a dispatcher's group commit).
 * `claim_stale` re-leases SENDING/UNKNOWN payouts whose lease ran out, for recovery by gethbinfo
   or a same-bill resend.
 
@@ -24,6 +25,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
 from typing import Any, Self, TypeVar
@@ -46,7 +48,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
 from hongbao.clock import CST, Clock, SystemClock, beijing_day
-from hongbao.ledger.accounting import release, reserve
+from hongbao.ledger.accounting import release, reserve, reserve_all
 from hongbao.ledger.db import create_ledger_engine, read_transaction, write_transaction
 from hongbao.ledger.masking import mask
 from hongbao.ledger.migrate import check_schema
@@ -54,6 +56,7 @@ from hongbao.ledger.records import (
     AddResult,
     Campaign,
     CapPolicy,
+    ClaimRequest,
     ClaimResult,
     CodeTotal,
     DailyCaps,
@@ -66,6 +69,7 @@ from hongbao.ledger.records import (
     PayoutEvent,
     ReissueError,
     StateTotal,
+    Transition,
     freeze_params,
 )
 from hongbao.ledger.rows import (
@@ -83,6 +87,13 @@ from hongbao.ledger.schema import (
     payout_events,
     payouts,
 )
+from hongbao.ledger.statements import (
+    INSERT_EVENT,
+    cas_update,
+    claim_candidates,
+    lock_payouts,
+    take_payouts,
+)
 from hongbao.ledger.states import (
     CAMPAIGN_TRANSITIONS,
     CLAIMABLE,
@@ -95,6 +106,7 @@ from hongbao.ledger.states import (
 __all__ = ["LedgerStore"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 P = PayoutState
 
 TRANSITION_FIELDS = frozenset(
@@ -139,6 +151,64 @@ def _aware(value: datetime | str) -> datetime:
 
 def _next_day_start(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(0), CST).astimezone(UTC)
+
+
+def _transition_values(change: Transition, now: datetime) -> tuple[dict[str, Any], bool]:
+    """The columns a transition sets, and whether it gives back budget and counters.
+
+    Raises `IllegalTransitionError` or `TypeError` for a transition `transition` refuses.
+    """
+    from_state, to_state, fields = change.from_state, change.to_state, change.fields
+    if not is_allowed(from_state, to_state):
+        raise IllegalTransitionError(f"a payout cannot go from {from_state} to {to_state}")
+    if to_state is P.SENDING:
+        raise IllegalTransitionError("only claim() moves a payout to SENDING")
+    unknown = set(fields) - TRANSITION_FIELDS
+    if unknown:
+        raise TypeError(f"transition() cannot set {sorted(unknown)}")
+    values: dict[str, Any] = {"state": to_state, "updated_at": now, **fields}
+    if from_state in _IN_FLIGHT and to_state not in _IN_FLIGHT:
+        values.setdefault("lease_until", None)
+        values.setdefault("resolved_at", now)
+    if to_state is P.UNKNOWN:
+        values.setdefault("lease_until", None)
+    if to_state in _ISSUED and from_state in _IN_FLIGHT:
+        values.setdefault("sent_at", now)
+    if to_state is P.RECEIVED:
+        values.setdefault("received_at", now)
+    if to_state is P.REFUNDED:
+        values.setdefault("refunded_at", now)
+    releases = from_state in COMMITTING and to_state not in COMMITTING
+    if releases:
+        values["counted_day"] = None
+    return dict(sorted(values.items())), releases
+
+
+@dataclass(frozen=True, slots=True)
+class _Brief:
+    """What claiming and transitions read of a payout they change (`BRIEF_COLUMNS`)."""
+
+    id: int
+    state: PayoutState
+    attempts: int
+    counted_day: date | None
+    campaign_id: int | None
+    mch_id: str
+    re_openid: str
+    total_amount: int
+
+    @classmethod
+    def of(cls, row: Any) -> _Brief:
+        return cls(
+            row.id,
+            PayoutState(row.state),
+            row.attempts,
+            row.counted_day,
+            row.campaign_id,
+            row.mch_id,
+            row.re_openid,
+            row.total_amount,
+        )
 
 
 class LedgerStore:
@@ -190,9 +260,12 @@ class LedgerStore:
     def _first(self, query: Select[Any]) -> Any:
         return read_transaction(self._engine, lambda conn: conn.execute(query).first())
 
-    def _event(
+    def _event(self, conn: Connection, **event: Any) -> None:
+        """Append one event (the keywords of `_event_row`)."""
+        conn.execute(INSERT_EVENT, [self._event_row(**event)])
+
+    def _event_row(
         self,
-        conn: Connection,
         *,
         payout_id: int,
         attempt: int,
@@ -202,24 +275,22 @@ class LedgerStore:
         info: EventInfo | None = None,
         err_code: str | None = None,
         detail: str | None = None,
-    ) -> None:
+    ) -> dict[str, Any]:
         text = (info.detail if info is not None else None) or detail
         request = info.request if info is not None else None
         response = info.response if info is not None else None
-        conn.execute(
-            insert(payout_events).values(
-                payout_id=payout_id,
-                at=self._clock.now(),
-                kind=info.kind if info is not None else kind,
-                from_state=from_state,
-                to_state=to_state,
-                attempt=attempt,
-                err_code=(info.err_code if info is not None else None) or err_code,
-                detail=text[:_DETAIL_MAX] if text else None,
-                request=to_json(mask(request)) if request is not None else None,
-                response=to_json(mask(response)) if response is not None else None,
-            )
-        )
+        return {
+            "payout_id": payout_id,
+            "at": self._clock.now(),
+            "kind": info.kind if info is not None else kind,
+            "from_state": from_state,
+            "to_state": to_state,
+            "attempt": attempt,
+            "err_code": (info.err_code if info is not None else None) or err_code,
+            "detail": text[:_DETAIL_MAX] if text else None,
+            "request": to_json(mask(request)) if request is not None else None,
+            "response": to_json(mask(response)) if response is not None else None,
+        }
 
     # -- campaigns -------------------------------------------------------------------------
 
@@ -625,84 +696,117 @@ class LedgerStore:
         the daily caps of its receiver and merchant (over them: per `on_cap`) in the same
         transaction.
         """
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
-        if mch_id is None and payout_ids is None:
-            raise ValueError("claim needs a merchant or payout ids")
-        caps = caps or DailyCaps()
+        request = ClaimRequest(
+            mch_id=mch_id,
+            payout_ids=payout_ids,
+            limit=limit,
+            lease_seconds=lease_seconds,
+            caps=caps or DailyCaps(),
+            on_cap=on_cap,
+            campaign_id=campaign_id,
+        )
+        return write_transaction(
+            self._engine, lambda conn: self._events(conn, self._claim, request)
+        )
 
-        def work(conn: Connection) -> ClaimResult:
-            now = self._clock.now()
-            day = beijing_day(now)
-            query = (
-                select(payouts)
-                .select_from(payouts.outerjoin(campaigns, payouts.c.campaign_id == campaigns.c.id))
-                .where(
-                    _chosen(mch_id, payout_ids),
-                    payouts.c.state.in_(CLAIMABLE),
-                    or_(payouts.c.next_attempt_at.is_(None), payouts.c.next_attempt_at <= now),
-                    or_(
-                        payouts.c.campaign_id.is_(None),
-                        campaigns.c.state == CampaignState.RUNNING,
-                    ),
-                )
-                .order_by(payouts.c.id)
-                .limit(limit)
-                .with_for_update(of=payouts, skip_locked=True)
-            )
-            if campaign_id is not None:
-                query = query.where(payouts.c.campaign_id == campaign_id)
-            candidates = [payout_from_row(row) for row in conn.execute(query).all()]
-            # One lock order (campaign, then id) across claimers keeps deadlocks rare.
-            candidates.sort(key=lambda p: (p.campaign_id or 0, p.id))
-            result = ClaimResult(claimed=[], deferred=[], skipped=[])
+    def _events(
+        self,
+        conn: Connection,
+        work: Callable[[Connection, R, list[dict[str, Any]]], T],
+        arg: R,
+    ) -> T:
+        """Run `work(conn, arg, events)`, then insert the events it collected, in one go."""
+        events: list[dict[str, Any]] = []
+        result = work(conn, arg, events)
+        if events:
+            conn.execute(INSERT_EVENT, events)
+        return result
+
+    def _claim(
+        self, conn: Connection, request: ClaimRequest, events: list[dict[str, Any]]
+    ) -> ClaimResult:
+        now = self._clock.now()
+        day = beijing_day(now)
+        limit, caps = request.limit, request.caps
+        shape = {
+            "by_mch": request.mch_id is not None,
+            "by_ids": request.payout_ids is not None,
+            "by_campaign": request.campaign_id is not None,
+        }
+        params = {
+            "now": now,
+            "limit": limit,
+            "mch_id": request.mch_id,
+            "ids": list(request.payout_ids or ()),
+            "campaign_id": request.campaign_id,
+        }
+        found = [
+            _Brief.of(row)
+            for state in sorted(CLAIMABLE)
+            for row in conn.execute(claim_candidates(state, **shape), params)
+        ]
+        # The first `limit` by id over both states; then one lock order (campaign, then id)
+        # across claimers keeps deadlocks rare.
+        candidates = sorted(found, key=lambda p: p.id)[:limit]
+        candidates.sort(key=lambda p: (p.campaign_id or 0, p.id))
+        result = ClaimResult(claimed=[], deferred=[], skipped=[])
+        if not candidates:
+            return result
+        if reserve_all(conn, self._dialect, candidates, day, caps):
+            fitting = candidates
+        else:
+            fitting = []
             for payout in candidates:
                 refusal = reserve(conn, self._dialect, payout, day, caps)
                 if refusal is None:
-                    result.claimed.append(self._take(conn, payout, now, day, lease_seconds))
-                elif refusal == "over_budget" or on_cap is CapPolicy.SKIP:
+                    fitting.append(payout)
+                elif refusal == "over_budget" or request.on_cap is CapPolicy.SKIP:
                     self._refuse(conn, payout, P.SKIPPED, refusal, None)
                     result.skipped.append(payout.id)
                 else:
                     self._refuse(conn, payout, P.DEFERRED, refusal, _next_day_start(day))
                     result.deferred.append(payout.id)
-            return result
-
-        return write_transaction(self._engine, work)
+        result.claimed.extend(self._take(conn, fitting, now, day, request.lease_seconds, events))
+        return result
 
     def _take(
-        self, conn: Connection, payout: Payout, now: datetime, day: date, lease_seconds: float
-    ) -> Payout:
-        row = conn.execute(
-            update(payouts)
-            .where(payouts.c.id == payout.id, payouts.c.state == payout.state)
-            .values(
-                state=P.SENDING,
-                reason=None,
-                lease_until=now + timedelta(seconds=lease_seconds),
-                claimed_at=now,
-                attempts=payouts.c.attempts + 1,
-                counted_day=day,
-                next_attempt_at=None,
-                updated_at=now,
+        self,
+        conn: Connection,
+        batch: Sequence[_Brief],
+        now: datetime,
+        day: date,
+        lease_seconds: float,
+        events: list[dict[str, Any]],
+    ) -> list[Payout]:
+        """Move the (locked, charged) payouts of `batch` to SENDING in one statement."""
+        if not batch:
+            return []
+        params = {
+            "ids": [payout.id for payout in batch],
+            "now": now,
+            "lease_until": now + timedelta(seconds=lease_seconds),
+            "day": day,
+        }
+        taken = {row.id: payout_from_row(row) for row in conn.execute(take_payouts(), params)}
+        if len(taken) != len(batch):
+            # The candidates are locked by this transaction: nothing else can have moved them.
+            raise RuntimeError(f"claim: {len(batch) - len(taken)} locked payouts moved away")
+        events.extend(
+            self._event_row(
+                payout_id=payout.id,
+                attempt=taken[payout.id].attempts,
+                kind="claim",
+                from_state=payout.state,
+                to_state=P.SENDING,
             )
-            .returning(*payouts.c)
-        ).one()
-        claimed = payout_from_row(row)
-        self._event(
-            conn,
-            payout_id=payout.id,
-            attempt=claimed.attempts,
-            kind="claim",
-            from_state=payout.state,
-            to_state=P.SENDING,
+            for payout in batch
         )
-        return claimed
+        return [taken[payout.id] for payout in batch]
 
     def _refuse(
         self,
         conn: Connection,
-        payout: Payout,
+        payout: _Brief,
         to_state: PayoutState,
         reason: str,
         next_attempt_at: datetime | None,
@@ -829,61 +933,111 @@ class LedgerStore:
         Leaving SENDING/UNKNOWN for a state that commits no money returns its amount to the
         budget and the daily counters. Only `claim` may enter SENDING.
         """
-        if not is_allowed(from_state, to_state):
-            raise IllegalTransitionError(f"a payout cannot go from {from_state} to {to_state}")
-        if to_state is P.SENDING:
-            raise IllegalTransitionError("only claim() moves a payout to SENDING")
-        unknown = set(fields) - TRANSITION_FIELDS
-        if unknown:
-            raise TypeError(f"transition() cannot set {sorted(unknown)}")
-        now = self._clock.now()
-        values: dict[str, Any] = {"state": to_state, "updated_at": now, **fields}
-        if from_state in _IN_FLIGHT and to_state not in _IN_FLIGHT:
-            values.setdefault("lease_until", None)
-            values.setdefault("resolved_at", now)
-        if to_state is P.UNKNOWN:
-            values.setdefault("lease_until", None)
-        if to_state in _ISSUED and from_state in _IN_FLIGHT:
-            values.setdefault("sent_at", now)
-        if to_state is P.RECEIVED:
-            values.setdefault("received_at", now)
-        if to_state is P.REFUNDED:
-            values.setdefault("refunded_at", now)
-        releases = from_state in COMMITTING and to_state not in COMMITTING
-        if releases:
-            values["counted_day"] = None
+        [moved] = self.transition_many([Transition(payout_id, from_state, to_state, event, fields)])
+        return moved
 
-        def work(conn: Connection) -> bool:
-            before = conn.execute(
-                select(payouts.c.counted_day)
-                .where(payouts.c.id == payout_id, payouts.c.state == from_state)
-                .with_for_update()
-            ).first()
-            if before is None:
-                return False
-            row = conn.execute(
-                update(payouts)
-                .where(payouts.c.id == payout_id, payouts.c.state == from_state)
-                .values(**values)
-                .returning(*payouts.c)
-            ).one()
-            payout = payout_from_row(row)
-            if releases:
-                release(conn, payout, before.counted_day)
-            self._event(
-                conn,
-                payout_id=payout_id,
-                attempt=payout.attempts,
-                kind="transition",
-                from_state=from_state,
-                to_state=to_state,
-                info=event,
-                err_code=fields.get("err_code"),
-                detail=fields.get("reason"),
-            )
-            return True
+    def transition_many(self, transitions: Sequence[Transition]) -> list[bool]:
+        """Several `transition`s, in order, in one transaction: one commit for many payouts.
+
+        Each is the same compare-and-set with its event as `transition`; the result says for
+        each whether it moved its payout (False: the payout was no longer in `from_state`, and
+        nothing was written for it). An illegal one is refused before anything is written.
+
+        >>> store.transition_many([Transition(7, PayoutState.SENDING, PayoutState.SENT,
+        ...                                   fields={"send_listid": "1000041701…"})])
+        [True]
+        """
+        planned = self._plan_transitions(transitions)
+        if not planned:
+            return []
+        return write_transaction(
+            self._engine, lambda conn: self._events(conn, self._transition, planned)
+        )
+
+    def transition_and_claim(
+        self, transitions: Sequence[Transition], claim: ClaimRequest
+    ) -> tuple[list[bool], ClaimResult]:
+        """`transition_many`, then `claim`, in one transaction: a dispatcher's whole round.
+
+        The outcomes of the drives that finished and the payouts for the workers they free are
+        committed together: one commit (one fsync on SQLite) instead of two.
+        """
+        planned = self._plan_transitions(transitions)
+
+        def work(conn: Connection) -> tuple[list[bool], ClaimResult]:
+            events: list[dict[str, Any]] = []
+            moved = self._transition(conn, planned, events) if planned else []
+            claimed = self._claim(conn, claim, events)
+            if events:
+                conn.execute(INSERT_EVENT, events)
+            return moved, claimed
 
         return write_transaction(self._engine, work)
+
+    def _plan_transitions(
+        self, transitions: Sequence[Transition]
+    ) -> list[tuple[Transition, dict[str, Any], bool]]:
+        now = self._clock.now()
+        return [(change, *_transition_values(change, now)) for change in transitions]
+
+    def _transition(
+        self,
+        conn: Connection,
+        planned: list[tuple[Transition, dict[str, Any], bool]],
+        events: list[dict[str, Any]],
+    ) -> list[bool]:
+        ids = sorted({change.payout_id for change, _, _ in planned})
+        # Locked in id order (PostgreSQL); on SQLite the write lock is already held.
+        found = conn.execute(lock_payouts(), {"ids": ids})
+        current = {row.id: _Brief.of(row) for row in found}
+        moved: list[bool] = []
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        pending: set[int] = set()
+        for change, values, releases in planned:
+            payout = current.get(change.payout_id)
+            if payout is None or payout.state is not change.from_state:
+                moved.append(False)
+                continue
+            if payout.id in pending:
+                # A second move of one payout: the first must be written before it.
+                self._update_payouts(conn, updates)
+                updates, pending = {}, set()
+            updates.setdefault(tuple(values), []).append(
+                {"_id": payout.id, "_from": change.from_state, **values}
+            )
+            pending.add(payout.id)
+            if releases:
+                release(conn, payout, payout.counted_day)
+            current[payout.id] = replace(
+                payout,
+                state=change.to_state,
+                counted_day=values.get("counted_day", payout.counted_day),
+            )
+            events.append(
+                self._event_row(
+                    payout_id=payout.id,
+                    attempt=payout.attempts,
+                    kind="transition",
+                    from_state=change.from_state,
+                    to_state=change.to_state,
+                    info=change.event,
+                    err_code=change.fields.get("err_code"),
+                    detail=change.fields.get("reason"),
+                )
+            )
+            moved.append(True)
+        self._update_payouts(conn, updates)
+        return moved
+
+    def _update_payouts(
+        self, conn: Connection, updates: Mapping[tuple[str, ...], list[dict[str, Any]]]
+    ) -> None:
+        """Run the compare-and-set UPDATEs, one executemany per set of columns."""
+        for columns, rows in updates.items():
+            result = conn.execute(cas_update(columns), rows)
+            if conn.dialect.supports_sane_multi_rowcount and result.rowcount != len(rows):
+                # The rows are locked by this transaction: nothing else can have moved them.
+                raise RuntimeError(f"transition: {len(rows) - result.rowcount} locked rows moved")
 
     def record_event(self, payout_id: int, event: EventInfo) -> None:
         """Append an event that changed no state (e.g. a query that told nothing new)."""

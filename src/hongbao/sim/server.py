@@ -255,16 +255,24 @@ class SimServerProcess:
     """`hongbao sim serve` in a child process, for load generators and other programs.
 
     Without `data_dir` the child keeps its state in memory and its CA in a temporary file.
+    With `wall_clock` it runs on the real clock (`hongbao sim serve --wall-clock`): a load test
+    of the FREQ_LIMIT window needs time to pass as it does for WeChat.
 
     >>> with SimServerProcess(Path("sim-data")) as server:  # doctest: +SKIP
     ...     print(server.url, server.ca_path)
     """
 
     def __init__(
-        self, data_dir: Path | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        data_dir: Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        wall_clock: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.host = host
+        self.wall_clock = wall_clock
         self._requested_port = port
         self._process: subprocess.Popen[str] | None = None
         self.url = ""
@@ -293,6 +301,8 @@ class SimServerProcess:
         command += ["--port", str(self._requested_port)]
         if self.data_dir is not None:
             command += ["--data", str(self.data_dir)]
+        if self.wall_clock:
+            command.append("--wall-clock")
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
         )

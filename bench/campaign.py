@@ -1,0 +1,490 @@
+"""The campaign engine's figures: send throughput, pacing under a cap, planning a large file.
+
+Prints figures; asserts nothing but the bookkeeping each figure rests on. Three parts:
+
+(a) `throughput` — payouts/s of `run_campaign` (what `hongbao campaign run` calls) against the
+    served simulator with its rate cap lifted, beside a sequential loop of wechatpy 1.8.18's
+    `WeChatPay.redpack.send` on the same simulator. The simulator runs in its own process
+    (`SimServerProcess`, uvicorn over mutual TLS), so it shares neither the event loop nor the
+    GIL with the runner. hongbao: one ledger for the part (a SQLite file with WAL and
+    synchronous=FULL, or PostgreSQL with `--ledger-url`), per repetition one campaign of
+    `--payouts` lines planned beforehand (not timed), then `run_campaign` timed from call to
+    return; afterwards
+    the ledger must hold that many SENT payouts and the simulator that many paid bills, or the
+    bench stops. wechatpy is wired to the simulator like this: `WeChatPay(appid, api_key, mch_id,
+    mch_cert=PEM, mch_key=PEM)` (the certificate the simulator issued, as PEM files), its
+    `API_BASE_URL` set on the instance to the simulator's URL (the class fixes
+    api.mch.weixin.qq.com and `_request` reads `self.API_BASE_URL`), and its requests session
+    told to trust the simulator's CA (`pay._http.verify = ca.pem`, with `trust_env = False` so
+    that a REQUESTS_CA_BUNDLE in the environment does not override it); each call has its own bill
+    number and `client_ip`, and must answer SUCCESS. Its figure is how fast a merchant's loop
+    of the most used Python SDK sends, one call after another.
+(b) `cap` — the simulator on the wall clock (`SimServerProcess(wall_clock=True)`, i.e.
+    `hongbao sim serve --wall-clock`: its 60 s FREQ_LIMIT window follows real time) with the
+    merchant's rate set to `--cap` a minute, the engine's `rate_per_minute` the same, and a
+    campaign sized to last `--cap-seconds`: achieved rate (payouts sent ÷ run time) ÷ cap, and
+    the FREQ_LIMIT answers seen on the wire (the client's transport is wrapped to count them).
+(c) `plan` — `create_campaign` + `plan_campaign` of a `--lines`-line file of distinct 28-char
+    openids into a fresh ledger, in a child process of its own: its time, and its own peak RSS
+    (`getrusage(RUSAGE_SELF).ru_maxrss` read by the child as it ends).
+
+Run: `.venv/bin/python bench/campaign.py [--parts throughput,cap,plan] [--payouts 3000]
+[--repeat 3] [--cap 1200] [--cap-seconds 65] [--lines 1000000] [--ledger-url URL]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import resource
+import ssl
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from wechatpy.pay import WeChatPay
+
+from hongbao.api import AsyncClient, Merchant
+from hongbao.clock import SystemClock
+from hongbao.engine.campaign import Template, create_campaign, plan_campaign
+from hongbao.engine.runner import run_campaign
+from hongbao.engine.settings import MerchantProfile, RunSettings
+from hongbao.ids import mint_bill_no
+from hongbao.ledger import LedgerStore, PayoutState, upgrade
+from hongbao.sim.server import SimServerProcess
+from hongbao.wire.http_async import AiohttpTransport
+from hongbao.wire.transport import AsyncTransport, WireRequest, WireResponse
+
+TEMPLATE = Template(
+    amount_fen=100, send_name="Acme", wishing="Happy New Year", act_name="Spring", remark="Thanks"
+)
+CONTENT = {"send_name": "Acme", "wishing": "Happy New Year", "act_name": "Spring"}
+CLIENT_IP = "192.168.0.1"
+UNLIMITED = {
+    "balance_fen": 10**13,
+    "rate_per_minute": 10**9,
+    "query_rate_per_minute": 10**9,
+    "per_user_count": 10**9,
+    "per_user_amount": 10**13,
+    "merchant_amount": 10**13,
+}
+LIFTED = 10**8
+"""The engine's own rate for part (a): no pacing, only the ledger and the network count."""
+_ALPHABET = string.ascii_letters + string.digits + "-_"
+
+
+def _median_spread(values: list[float]) -> str:
+    """ "median (min–max, n=…)" of the repetitions."""
+    if len(values) == 1:
+        return f"{values[0]:,.0f}"
+    return (
+        f"{statistics.median(values):,.0f} (min {min(values):,.0f}, max {max(values):,.0f}, "
+        f"n={len(values)})"
+    )
+
+
+# -- the served simulator ------------------------------------------------------------------
+
+
+@dataclass
+class SimMerchant:
+    """A merchant created on the served simulator, with its certificate in PEM files."""
+
+    server: SimServerProcess
+    creds: dict[str, Any]
+    cert_path: Path
+    key_path: Path
+
+    def control(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One call to the simulator's control API."""
+        trust = ssl.create_default_context(cafile=str(self.server.ca_path))
+        response = httpx.request(
+            method, self.server.url + path, verify=trust, timeout=120, **kwargs
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def users(self, count: int) -> list[str]:
+        """`count` new openids under the merchant's Official Account appid."""
+        answer = self.control(
+            "POST", "/__sim/users", json={"appid": self.creds["appid"], "count": count}
+        )
+        openids: list[str] = answer["openids"]
+        return openids
+
+    def paid(self, bills: set[str] | None = None) -> int:
+        """Bills the simulator really paid (among `bills`, if given)."""
+        ledger = self.control("GET", "/__sim/ledger", params={"mch_id": self.creds["mch_id"]})
+        return sum(
+            1
+            for row in ledger["records"]
+            if row["status"] == "SENT" and (bills is None or row["mch_billno"] in bills)
+        )
+
+    def merchant(self) -> Merchant:
+        """The API `Merchant` reaching the served simulator over mutual TLS."""
+        return Merchant.from_pem_files(
+            self.cert_path,
+            self.key_path,
+            mch_id=self.creds["mch_id"],
+            api_key=self.creds["api_key"],
+            appid=self.creds["appid"],
+            base_url=self.server.url,
+            backup_url=None,
+            ca_bundle=self.server.ca_path,
+        )
+
+
+@contextmanager
+def served(scratch: Path, settings: dict[str, Any], *, wall_clock: bool) -> Iterator[SimMerchant]:
+    """A simulator in a child process with one merchant of these settings."""
+    with SimServerProcess(wall_clock=wall_clock) as server:
+        trust = ssl.create_default_context(cafile=str(server.ca_path))
+        created = httpx.post(
+            server.url + "/__sim/merchants", json=settings, verify=trust, timeout=60
+        )
+        created.raise_for_status()
+        creds = created.json()
+        cert_path, key_path = scratch / "apiclient_cert.pem", scratch / "apiclient_key.pem"
+        cert_path.write_text(creds["cert_pem"], encoding="ascii")
+        key_path.write_text(creds["key_pem"], encoding="ascii")
+        yield SimMerchant(server, creds, cert_path, key_path)
+
+
+# -- hongbao: one campaign run -------------------------------------------------------------
+
+
+class CountingTransport(AsyncTransport):
+    """The aiohttp transport, counting the FREQ_LIMIT answers that come back."""
+
+    def __init__(self, inner: AsyncTransport) -> None:
+        self.inner = inner
+        self.freq_limits = 0
+
+    async def handle_async_request(self, request: WireRequest) -> WireResponse:
+        response = await self.inner.handle_async_request(request)
+        if b"FREQ_LIMIT" in response.body:
+            self.freq_limits += 1
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """One timed campaign run."""
+
+    sent: int
+    seconds: float
+    freq_limits: int | None = None
+
+    @property
+    def rate(self) -> float:
+        """Payouts sent per second."""
+        return self.sent / self.seconds
+
+
+def _ledger_url(base: str | None, scratch: Path, name: str) -> str:
+    return base if base is not None else f"sqlite:///{scratch / f'{name}.db'}"
+
+
+def run_hongbao(
+    sim: SimMerchant,
+    profile: MerchantProfile,
+    openids: list[str],
+    ledger_url: str,
+    scratch: Path,
+    name: str,
+    *,
+    count_freq_limits: bool = False,
+) -> RunFigures:
+    """Plan a campaign paying `openids`, then time `run_campaign`; check every payout landed."""
+    source = scratch / f"{name}.txt"
+    source.write_text("".join(f"{openid}\n" for openid in openids), encoding="ascii")
+    upgrade(ledger_url)
+    with LedgerStore.open(ledger_url) as store:
+        campaign = create_campaign(store, profile, name=name, template=TEMPLATE, source=source)
+        plan_campaign(store, profile, campaign.id)
+        bills = {payout.mch_billno for payout in store.iter_payouts(campaign.id)}
+        counter = None
+        client = None
+        if count_freq_limits:
+            merchant = profile.merchant
+            counter = CountingTransport(
+                AiohttpTransport(
+                    base_url=merchant.base_url,
+                    backup_url=None,
+                    certificate=merchant.certificate,
+                    ca_bundle=merchant.ca_bundle,
+                    timeouts=merchant.timeouts,
+                )
+            )
+            client = AsyncClient(merchant, transport=counter)
+
+        async def send() -> float:
+            started = time.perf_counter()
+            summary = await run_campaign(
+                store,
+                campaign.id,
+                profile,
+                client=client,
+                settings=RunSettings(poll_seconds=0.05),
+            )
+            elapsed = time.perf_counter() - started
+            if client is not None:
+                await client.aclose()
+            if summary.stopped != "completed":
+                raise SystemExit(f"the run stopped: {summary.stopped}")
+            return elapsed
+
+        elapsed = asyncio.run(send())
+        sent = store.totals_by_state(campaign.id)[PayoutState.SENT].count
+    paid = sim.paid(bills)
+    if sent != len(openids) or paid != len(openids):
+        raise SystemExit(
+            f"{len(openids)} payouts planned: the ledger has {sent} SENT, the simulator paid {paid}"
+        )
+    return RunFigures(sent, elapsed, counter.freq_limits if counter is not None else None)
+
+
+# -- wechatpy: a sequential loop -------------------------------------------------------------
+
+
+def wechatpy_client(sim: SimMerchant) -> WeChatPay:
+    """wechatpy's pay client aimed at the served simulator (see the module docstring)."""
+    pay = WeChatPay(
+        appid=sim.creds["appid"],
+        api_key=sim.creds["api_key"],
+        mch_id=sim.creds["mch_id"],
+        mch_cert=str(sim.cert_path),
+        mch_key=str(sim.key_path),
+        timeout=10,
+    )
+    pay.API_BASE_URL = sim.server.url + "/"
+    # Without trust_env=False, REQUESTS_CA_BUNDLE (when set) would override `verify`.
+    pay._http.trust_env = False
+    pay._http.verify = str(sim.server.ca_path)
+    return pay
+
+
+def run_wechatpy(sim: SimMerchant, openids: list[str], first_serial: int) -> RunFigures:
+    """`redpack.send` to each openid in turn, each with its own bill number; time the loop."""
+    pay = wechatpy_client(sim)
+    mch_id = sim.creds["mch_id"]
+    now = SystemClock().now()
+    bills = [mint_bill_no(mch_id, now, first_serial + n) for n in range(len(openids))]
+    # One call first: the TLS handshake, like hongbao's first request, but outside the timing.
+    warm = mint_bill_no(mch_id, now, first_serial + len(openids))
+    pay.redpack.send(
+        openids[0], 100, remark="warm", client_ip=CLIENT_IP, out_trade_no=warm, **CONTENT
+    )
+    started = time.perf_counter()
+    for openid, bill in zip(openids, bills, strict=True):
+        answer = pay.redpack.send(
+            openid, 100, remark="Thanks", client_ip=CLIENT_IP, out_trade_no=bill, **CONTENT
+        )
+        if answer.get("result_code") != "SUCCESS":
+            raise SystemExit(f"wechatpy: unexpected answer {answer}")
+    elapsed = time.perf_counter() - started
+    paid = sim.paid(set(bills))
+    if paid != len(openids):
+        raise SystemExit(f"wechatpy sent {len(openids)}, the simulator paid {paid}")
+    return RunFigures(len(openids), elapsed)
+
+
+# -- the parts -----------------------------------------------------------------------------
+
+
+def _profile(sim: SimMerchant, rate: int, concurrency: int) -> MerchantProfile:
+    return MerchantProfile(
+        name="bench",
+        merchant=sim.merchant(),
+        rate_per_minute=rate,
+        query_rate_per_minute=rate,
+        concurrency=concurrency,
+        per_user_daily_count=10**6,
+        per_user_daily_amount_fen=10**9,
+    )
+
+
+def part_throughput(args: argparse.Namespace) -> None:
+    """(a) run_campaign against the served simulator, cap lifted, beside wechatpy's loop."""
+    print(
+        f"(a) throughput: {args.payouts:,} payouts per hongbao run, {args.wechatpy_calls:,} "
+        f"wechatpy calls, {args.repeat} repetitions, ledger {args.ledger_url or 'SQLite file'}"
+    )
+    hongbao: list[float] = []
+    wechatpy: list[float] = []
+    with tempfile.TemporaryDirectory() as directory:
+        scratch = Path(directory)
+        with served(scratch, UNLIMITED, wall_clock=False) as sim:
+            profile = _profile(sim, LIFTED, args.concurrency)
+            # The first bill serials are the campaigns' (reserved per ledger); wechatpy's loop
+            # mints from far above them.
+            serial = 5 * 10**9
+            # One ledger for every repetition: its bill serials go on from run to run, as they
+            # must for one merchant (a fresh ledger would mint the first run's bill numbers).
+            url = _ledger_url(args.ledger_url, scratch, "throughput")
+            for rep in range(args.repeat):
+                name = f"throughput-{os.getpid()}-{rep}"
+                run = run_hongbao(sim, profile, sim.users(args.payouts), url, scratch, name)
+                hongbao.append(run.rate)
+                loop = run_wechatpy(sim, sim.users(args.wechatpy_calls), serial)
+                serial += args.wechatpy_calls + 1
+                wechatpy.append(loop.rate)
+                print(
+                    f"    run {rep + 1}: hongbao {run.sent:,} in {run.seconds:.2f} s = "
+                    f"{run.rate:,.0f}/s; wechatpy {loop.sent:,} in {loop.seconds:.2f} s = "
+                    f"{loop.rate:,.0f}/s; ratio {run.rate / loop.rate:.2f}"
+                )
+    ratios = [h / w for h, w in zip(hongbao, wechatpy, strict=True)]
+    print(
+        f"    hongbao campaign run, {args.concurrency} in flight: "
+        f"{_median_spread(hongbao)} payouts/s"
+    )
+    print(f"    wechatpy redpack.send, sequential: {_median_spread(wechatpy)} payouts/s")
+    print(
+        f"    ratio (median of per-repetition ratios): {statistics.median(ratios):.2f}× "
+        f"(min {min(ratios):.2f}, max {max(ratios):.2f}); goal ≥ 3×; every hongbao payout SENT "
+        "in the ledger and paid by the simulator"
+    )
+
+
+def part_cap(args: argparse.Namespace) -> None:
+    """(b) the rate achieved under a cap, on the simulator's wall clock."""
+    count = round(args.cap * args.cap_seconds / 60)
+    print(
+        f"(b) cap: {args.cap:,}/min on the simulator's wall clock, {count:,} payouts "
+        f"(~{args.cap_seconds:g} s), ledger {args.ledger_url or 'SQLite file'}"
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        scratch = Path(directory)
+        settings = {**UNLIMITED, "rate_per_minute": args.cap}
+        with served(scratch, settings, wall_clock=True) as sim:
+            profile = _profile(sim, args.cap, args.concurrency)
+            name = f"cap-{os.getpid()}"
+            url = _ledger_url(args.ledger_url, scratch, name)
+            run = run_hongbao(
+                sim, profile, sim.users(count), url, scratch, name, count_freq_limits=True
+            )
+    achieved = run.rate * 60
+    print(
+        f"    {run.sent:,} sent in {run.seconds:.1f} s = {achieved:,.0f}/min; "
+        f"achieved ÷ cap = {achieved / args.cap:.3f} (goal ≥ 0.98); "
+        f"FREQ_LIMIT answers: {run.freq_limits} (goal 0)"
+    )
+
+
+def write_openids(path: Path, lines: int, seed: int = 1) -> None:
+    """A file of `lines` distinct openids, 28 characters each like WeChat's."""
+    draw = random.Random(seed)
+    with path.open("w", encoding="ascii") as out:
+        for n in range(lines):
+            out.write("o" + "".join(draw.choices(_ALPHABET, k=19)) + f"{n:08d}\n")
+
+
+def plan_child(source: Path, ledger_url: str) -> None:
+    """Create and plan a campaign from `source`; print seconds, payouts and own peak RSS."""
+    upgrade(ledger_url)
+    merchant = Merchant(
+        mch_id="1900000109",
+        api_key=SecretStr("k" * 32),
+        appid="wx2421b1c4370ec43b",
+        backup_url=None,
+    )
+    profile = MerchantProfile(name="bench", merchant=merchant)
+    with LedgerStore.open(ledger_url) as store:
+        started = time.perf_counter()
+        campaign = create_campaign(
+            store, profile, name=f"plan-{os.getpid()}", template=TEMPLATE, source=source
+        )
+        report = plan_campaign(store, profile, campaign.id)
+        elapsed = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{elapsed} {report.inserted} {peak_mb}")
+
+
+def part_plan(args: argparse.Namespace) -> None:
+    """(c) time and the planning process's own peak RSS for a large file."""
+    print(
+        f"(c) plan: {args.lines:,}-line file, {args.plan_repeat} repetition(s), each a fresh "
+        f"child process and ledger ({args.ledger_url or 'SQLite file'})"
+    )
+    seconds: list[float] = []
+    peaks: list[float] = []
+    with tempfile.TemporaryDirectory() as directory:
+        scratch = Path(directory)
+        source = scratch / "users.txt"
+        write_openids(source, args.lines)
+        for rep in range(args.plan_repeat):
+            url = _ledger_url(args.ledger_url, scratch, f"plan-{rep}")
+            command = [sys.executable, __file__, "--plan-child", str(source), "--ledger-url", url]
+            done = subprocess.run(command, check=True, capture_output=True, text=True)
+            elapsed, inserted, peak = done.stdout.split()
+            if int(inserted) != args.lines:
+                raise SystemExit(f"planned {inserted} payouts of {args.lines} lines")
+            seconds.append(float(elapsed))
+            peaks.append(float(peak))
+            print(f"    run {rep + 1}: {float(elapsed):.1f} s, peak RSS {float(peak):.0f} MB")
+            if args.ledger_url is None:
+                Path(url.removeprefix("sqlite:///")).unlink()
+    print(
+        f"    {args.lines:,} payouts planned: {_median_spread(seconds)} s (goal ≤ 60), "
+        f"peak RSS {_median_spread(peaks)} MB (goal ≤ 200)"
+    )
+
+
+PARTS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "throughput": part_throughput,
+    "cap": part_cap,
+    "plan": part_plan,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="throughput,cap,plan", help="comma-separated parts")
+    parser.add_argument("--payouts", type=int, default=3000, help="(a) payouts per hongbao run")
+    parser.add_argument("--wechatpy-calls", type=int, default=1000, help="(a) wechatpy calls")
+    parser.add_argument("--repeat", type=int, default=3, help="(a) repetitions")
+    parser.add_argument("--concurrency", type=int, default=16, help="sends in flight")
+    parser.add_argument("--cap", type=int, default=1200, help="(b) the cap, sends per minute")
+    parser.add_argument("--cap-seconds", type=float, default=65.0, help="(b) run length")
+    parser.add_argument("--lines", type=int, default=1_000_000, help="(c) lines to plan")
+    parser.add_argument("--plan-repeat", type=int, default=1, help="(c) repetitions")
+    parser.add_argument(
+        "--ledger-url", help="a PostgreSQL ledger (default: a fresh SQLite file per run)"
+    )
+    parser.add_argument("--plan-child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plan_child is not None:
+        plan_child(args.plan_child, args.ledger_url)
+        return
+    unknown = set(args.parts.split(",")) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; choose from {sorted(PARTS)}")
+    load = os.getloadavg()
+    print(
+        f"{os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}. Noise: the "
+        "simulator, the runner and the database share these cores and the disk; figures move "
+        "by 10-20% from run to run, so read the spread, not one number."
+    )
+    for name in args.parts.split(","):
+        PARTS[name](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Prepared statements of the dispatchers' hot path: claim, charge, take, compare-and-set.
+
+Each is built once, with bind parameters, and cached by its shape: executing a prepared
+statement skips SQLAlchemy's per-call construction and cache-key work, which on the hot path
+costs more than SQLite itself. The store fills the parameters; no statement here commits.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import (
+    Insert,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hongbao.ledger.schema import UTCDateTime, campaigns, daily_counters, payout_events, payouts
+from hongbao.ledger.states import CLAIMABLE, CampaignState, PayoutState
+
+__all__ = [
+    "BRIEF_COLUMNS",
+    "INSERT_EVENT",
+    "cas_update",
+    "charge_budget",
+    "charge_counters",
+    "claim_candidates",
+    "lock_payouts",
+    "take_payouts",
+]
+
+BRIEF_COLUMNS = (
+    payouts.c.id,
+    payouts.c.state,
+    payouts.c.attempts,
+    payouts.c.counted_day,
+    payouts.c.campaign_id,
+    payouts.c.mch_id,
+    payouts.c.re_openid,
+    payouts.c.total_amount,
+)
+"""What claiming and transitions read of a payout they change (not its parameters)."""
+
+INSERT_EVENT = payout_events.insert()
+"""One audit event; executed with a list of rows, many in one executemany."""
+
+
+@functools.cache
+def claim_candidates(
+    state: PayoutState, *, by_mch: bool, by_ids: bool, by_campaign: bool
+) -> Select[Any]:
+    """Due payouts in `state`, by id, `LIMIT :limit`, locked (`SKIP LOCKED` on PostgreSQL).
+
+    Parameters: `:now`, `:limit`, and `:mch_id`, `:ids`, `:campaign_id` as chosen. One state
+    per query: with `state = ?` SQLite walks the (campaign_id, state) index in id order and
+    stops after `limit` rows, where `state IN (…)` would sort every candidate row first.
+    """
+    assert state in CLAIMABLE
+    conditions = [
+        payouts.c.state == state.value,
+        or_(
+            payouts.c.next_attempt_at.is_(None),
+            payouts.c.next_attempt_at <= bindparam("now", type_=UTCDateTime()),
+        ),
+        or_(payouts.c.campaign_id.is_(None), campaigns.c.state == CampaignState.RUNNING.value),
+    ]
+    if by_mch:
+        conditions.append(payouts.c.mch_id == bindparam("mch_id"))
+    if by_ids:
+        conditions.append(payouts.c.id.in_(bindparam("ids", expanding=True)))
+    if by_campaign:
+        conditions.append(payouts.c.campaign_id == bindparam("campaign_id"))
+    return (
+        select(*BRIEF_COLUMNS)
+        .select_from(payouts.outerjoin(campaigns, payouts.c.campaign_id == campaigns.c.id))
+        .where(*conditions)
+        .order_by(payouts.c.id)
+        .limit(bindparam("limit"))
+        .with_for_update(of=payouts, skip_locked=True)
+    )
+
+
+@functools.cache
+def charge_budget() -> Update:
+    """`committed_fen += :amount` of campaign `:campaign_id`, only within its budget."""
+    c = campaigns.c
+    amount = bindparam("amount", type_=c.committed_fen.type)
+    return (
+        update(campaigns)
+        .where(
+            c.id == bindparam("campaign_id"),
+            or_(c.budget_fen.is_(None), c.committed_fen + amount <= c.budget_fen),
+        )
+        .values(committed_fen=c.committed_fen + amount)
+    )
+
+
+@functools.cache
+def charge_counters(dialect: str, *, max_count: bool, max_amount: bool) -> Insert:
+    """Add rows (mch_id, openid, day, count, amount_fen) to the daily counters within the caps.
+
+    Caps as `:max_count` / `:max_amount` in each row's parameters; RETURNING names the rows
+    added to, so a refused row is the one missing.
+    """
+    c = daily_counters.c
+    stmt: postgresql.Insert | sqlite.Insert
+    if dialect == "postgresql":
+        stmt = postgresql.insert(daily_counters)
+    else:
+        stmt = sqlite.insert(daily_counters)
+    added = stmt.excluded
+    limits = []
+    if max_count:
+        limits.append(c.count + added["count"] <= bindparam("max_count"))
+    if max_amount:
+        limits.append(c.amount_fen + added.amount_fen <= bindparam("max_amount"))
+    upsert = stmt.on_conflict_do_update(
+        index_elements=["mch_id", "openid", "day"],
+        set_={"count": c.count + added["count"], "amount_fen": c.amount_fen + added.amount_fen},
+        where=and_(*limits) if limits else None,
+    )
+    return upsert.returning(c.mch_id, c.openid)
+
+
+@functools.cache
+def take_payouts() -> Update:
+    """Claimable payouts `:ids` to SENDING under a lease; RETURNING the whole rows.
+
+    Parameters: `:ids`, `:now`, `:lease_until`, `:day`.
+    """
+    now = bindparam("now", type_=UTCDateTime())
+    return (
+        update(payouts)
+        .where(
+            payouts.c.id.in_(bindparam("ids", expanding=True)),
+            payouts.c.state.in_([state.value for state in CLAIMABLE]),
+        )
+        .values(
+            state=PayoutState.SENDING.value,
+            reason=None,
+            lease_until=bindparam("lease_until", type_=UTCDateTime()),
+            claimed_at=now,
+            attempts=payouts.c.attempts + 1,
+            counted_day=bindparam("day", type_=payouts.c.counted_day.type),
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        .returning(*payouts.c)
+    )
+
+
+@functools.cache
+def lock_payouts() -> Select[Any]:
+    """The brief rows of payouts `:ids`, locked in id order (`FOR UPDATE` on PostgreSQL)."""
+    return (
+        select(*BRIEF_COLUMNS)
+        .where(payouts.c.id.in_(bindparam("ids", expanding=True)))
+        .order_by(payouts.c.id)
+        .with_for_update()
+    )
+
+
+@functools.cache
+def cas_update(columns: tuple[str, ...]) -> Update:
+    """`UPDATE payouts SET <columns> WHERE id = :_id AND state = :_from` (for executemany)."""
+    return (
+        update(payouts)
+        .where(payouts.c.id == bindparam("_id"), payouts.c.state == bindparam("_from"))
+        .values({name: bindparam(name, type_=payouts.c[name].type) for name in columns})
+    )
