@@ -31,6 +31,7 @@ from hongbao.errors import ConfigurationError, ValidationError
 from hongbao.wire import xmlcodec
 from hongbao.wire.sign import sign
 from tests.api.apikit import APPID, BILL, KEY, MCH_ID, OPENID
+from tests.spec_samples import GETHBINFO_RECEIVED as RECEIVED
 
 V3_RISK = (
     "posttime%3d1710489600%26clientversion%3d8.0.47%26mobile%3d86-13800138000%26deviceid%3dIOS"
@@ -530,31 +531,6 @@ def test_a_mini_program_result_keeps_the_package() -> None:
     )
     result = SendResult.from_response(xmlcodec.loads(body), body)
     assert result.package == "sendid=242e&ver=8&mchid=11475856"
-
-
-RECEIVED = b"""<xml>
-<return_code><![CDATA[SUCCESS]]></return_code>
-<return_msg><![CDATA[OK]]></return_msg>
-<result_code><![CDATA[SUCCESS]]></result_code>
-<err_code><![CDATA[SUCCESS]]></err_code>
-<err_code_des><![CDATA[OK]]></err_code_des>
-<mch_billno><![CDATA[1473919402201801230145075410]]></mch_billno>
-<mch_id><![CDATA[1497236182]]></mch_id>
-<detail_id><![CDATA[1000041701201801233000139830103]]></detail_id>
-<status><![CDATA[RECEIVED]]></status>
-<send_type><![CDATA[API]]></send_type>
-<hb_type><![CDATA[NORMAL]]></hb_type>
-<total_num>1</total_num>
-<total_amount>100</total_amount>
-<send_time><![CDATA[2018-01-23 13:45:08]]></send_time>
-<hblist>
-<hbinfo>
-<openid><![CDATA[o3yHF0uHuckI3yE6lwWiFQBQdVDI]]></openid>
-<amount>100</amount>
-<rcv_time><![CDATA[2018-01-23 13:45:31]]></rcv_time>
-</hbinfo>
-</hblist>
-</xml>"""
 
 
 def test_redpack_info_reads_the_spec_example_of_a_received_packet() -> None:
