@@ -159,9 +159,11 @@ class PayoutDriver:
     async def _send(self, payout: Payout) -> DriveResult:
         pacer = self.send_pacer
         assert pacer is not None
-        await pacer.acquire()
+        # The lease is renewed before the pacer, never between the slot and the send: a ledger
+        # round trip there would let sends bunch up past the merchant's cap.
         if not await self._hold_lease(payout):
             return DriveResult(payout.id, payout.state, lost=True)
+        await pacer.acquire()
         try:
             answer = await self.client.send_frozen(payout.api.value, payout.params)
         except HongbaoError as exc:
@@ -180,8 +182,9 @@ class PayoutDriver:
         return await self._apply(payout, decision, event)
 
     async def _hold_lease(self, payout: Payout) -> bool:
-        # Waiting for the pacer (a FREQ_LIMIT back-off) may eat into the lease: renew it before
-        # sending, or give the payout up if recovery has already taken it over.
+        # Renew the lease before waiting for the pacer, or give the payout up if recovery has
+        # already taken it over. Should a long back-off outlast the lease, recovery resends the
+        # same bill, which WeChat pays at most once, and this driver's compare-and-set loses.
         lease = payout.lease_until
         needed = timedelta(seconds=self.profile.lease_seconds)
         if lease is not None and self.clock.now() + needed <= lease:
