@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
 from dataclasses import replace
 from itertools import islice
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hongbao.api._base import BaseClient
 from hongbao.engine.campaign import (
     CampaignError,
     Template,
@@ -334,3 +336,40 @@ def test_a_fission_template_plans_its_shares(bench: Bench, tmp_path: Path) -> No
     assert payout.api is SendApi.SENDGROUPREDPACK
     assert (payout.total_num, payout.params["amt_type"]) == (3, "ALL_RAND")
     assert Template.from_dict(bench.store.get_campaign(campaign.id).template) == template
+
+
+@pytest.mark.parametrize("api", list(SendApi))
+def test_every_planned_payout_is_what_the_api_itself_builds(bench: Bench, api: SendApi) -> None:
+    """Planning copies the checked parameters of the first line; every line must still come out
+    exactly as `send_params` builds it for that line (same fields, values, order), bar its own
+    random nonce."""
+    total_num = 3 if api is SendApi.SENDGROUPREDPACK else 1
+    template = replace(TEMPLATE, api=api, total_num=total_num, amount_fen=300 * total_num)
+    a, b, c = bench.users[:3]
+    path = bench.write_file(f"{api.value}.csv", [a, f"{b},{4 * total_num}.00", c])
+    campaign = create_campaign(
+        bench.store, bench.profile, name=api.value, template=template, source=path
+    )
+    plan_campaign(bench.store, bench.profile, campaign.id, clock=bench.clock)
+
+    builder = BaseClient(bench.profile.merchant)
+    nonces = set()
+    for payout in bench.store.iter_payouts(campaign.id):
+        expected = template.params(
+            builder,
+            mch_billno=payout.mch_billno,
+            openid=payout.re_openid,
+            amount_fen=payout.total_amount,
+        )
+        nonce = payout.params["nonce_str"]
+        assert re.fullmatch(r"[0-9a-f]{32}", str(nonce))
+        nonces.add(nonce)
+        assert list(payout.params.items()) == [
+            (name, nonce if name == "nonce_str" else value) for name, value in expected.items()
+        ]
+    assert [p.total_amount for p in bench.store.iter_payouts(campaign.id)] == [
+        300 * total_num,
+        400 * total_num,
+        300 * total_num,
+    ]
+    assert len(nonces) == 3

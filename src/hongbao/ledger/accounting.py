@@ -49,9 +49,7 @@ class _DoesNotFit(Exception):
     """Raised inside `reserve_all`'s savepoint to undo a partial charge."""
 
 
-def reserve_all(
-    conn: Connection, dialect: str, batch: Sequence[Charged], day: date, caps: DailyCaps
-) -> bool:
+def reserve_all(conn: Connection, batch: Sequence[Charged], day: date, caps: DailyCaps) -> bool:
     """Charge budget and counters for every payout of `batch` at once: True when all fit.
 
     False when any would be refused; then nothing is kept, and `reserve` must decide payout by
@@ -88,7 +86,7 @@ def reserve_all(
                 (user_rows, limits),
                 (merchant_rows, (None, caps.merchant_amount_fen)),
             ):
-                if not _charge_rows(conn, dialect, rows, max_count, max_amount):
+                if not _charge_rows(conn, rows, max_count, max_amount):
                     raise _DoesNotFit
     except _DoesNotFit:
         return False
@@ -111,19 +109,14 @@ def _within(rows: list[dict[str, Any]], max_count: int | None, max_amount: int |
 
 def _charge_rows(
     conn: Connection,
-    dialect: str,
     rows: list[dict[str, Any]],
     max_count: int | None,
     max_amount: int | None,
 ) -> bool:
     """Add each row to its counter if the caps allow; True when every row was added."""
-    stmt = charge_counters(
-        dialect, max_count=max_count is not None, max_amount=max_amount is not None
-    )
+    stmt = charge_counters(max_count=max_count is not None, max_amount=max_amount is not None)
     caps = {"max_count": max_count, "max_amount": max_amount}
-    # RETURNING lists the rows added to; a refused one is missing.
-    added = conn.execute(stmt, [{**row, **caps} for row in rows]).all()
-    return len(added) == len(rows)
+    return stmt.run(conn, [{**row, **caps} for row in rows]) == len(rows)
 
 
 def reserve(

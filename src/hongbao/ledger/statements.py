@@ -8,10 +8,12 @@ costs more than SQLite itself. The store fills the parameters; no statement here
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
-    Insert,
+    Connection,
+    Dialect,
     Select,
     Update,
     and_,
@@ -21,13 +23,16 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.expression import UpdateBase
 
 from hongbao.ledger.schema import UTCDateTime, campaigns, daily_counters, payout_events, payouts
 from hongbao.ledger.states import CLAIMABLE, CampaignState, PayoutState
 
 __all__ = [
     "BRIEF_COLUMNS",
-    "INSERT_EVENT",
+    "INSERT_EVENTS",
+    "INSERT_PAYOUTS",
+    "ManyRows",
     "cas_update",
     "charge_budget",
     "charge_counters",
@@ -48,8 +53,70 @@ BRIEF_COLUMNS = (
 )
 """What claiming and transitions read of a payout they change (not its parameters)."""
 
-INSERT_EVENT = payout_events.insert()
-"""One audit event; executed with a list of rows, many in one executemany."""
+
+class ManyRows:
+    """A statement run for many rows as one DBAPI executemany, compiled once per dialect.
+
+    Each value goes through its parameter's own bind processor, and nothing else happens per
+    row: SQLAlchemy's per-row parameter handling costs as much as SQLite's own work, and the
+    hot path runs these for every payout. `build(dialect_name)` makes the statement; rows are
+    mappings of its parameter names (an INSERT's are its column names). Both drivers (sqlite3,
+    psycopg) report the rows an executemany changed, summed, as its row count.
+    """
+
+    def __init__(self, build: Callable[[str], UpdateBase]) -> None:
+        self.build = build
+        self._compiled: dict[tuple[str, str, tuple[str, ...]], _Compiled] = {}
+
+    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Execute once for each row; returns how many rows the executions changed in all."""
+        if not rows:
+            return 0
+        sql, positional, binds = self._compile(conn.dialect, tuple(rows[0]))
+        params: list[Any]
+        if positional:
+            params = [tuple(_value(row, *bind) for bind in binds) for row in rows]
+        else:
+            params = [{bind[0]: _value(row, *bind) for bind in binds} for row in rows]
+        return int(conn.exec_driver_sql(sql, params).rowcount)
+
+    def _compile(self, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+        cache_key = (dialect.name, str(dialect.paramstyle), keys)
+        found = self._compiled.get(cache_key)
+        if found is None:
+            compiled = self.build(dialect.name).compile(dialect=dialect, column_keys=list(keys))
+            order = compiled.positiontup
+            binds = []
+            for name in order if order is not None else compiled.binds:
+                bind = compiled.binds[name]
+                process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                binds.append((name, process, _MISSING if bind.required else bind.effective_value))
+            found = self._compiled[cache_key] = (str(compiled), order is not None, binds)
+        return found
+
+
+_Compiled = tuple[str, bool, list[tuple[str, Any, Any]]]
+
+
+_MISSING = object()
+
+
+def _value(row: Mapping[str, Any], name: str, process: Any, default: Any) -> Any:
+    value = row.get(name, default)
+    if value is _MISSING:
+        raise KeyError(f"no value for parameter {name!r}")
+    return value if process is None else process(value)
+
+
+INSERT_EVENTS = ManyRows(lambda _: payout_events.insert())
+"""Audit events, one row each."""
+
+INSERT_PAYOUTS = ManyRows(
+    lambda dialect: (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+        payouts
+    ).on_conflict_do_nothing(index_elements=["natural_key", "generation"])
+)
+"""New payouts; a natural key already recorded is left alone (the row count says which)."""
 
 
 @functools.cache
@@ -103,30 +170,29 @@ def charge_budget() -> Update:
 
 
 @functools.cache
-def charge_counters(dialect: str, *, max_count: bool, max_amount: bool) -> Insert:
+def charge_counters(*, max_count: bool, max_amount: bool) -> ManyRows:
     """Add rows (mch_id, openid, day, count, amount_fen) to the daily counters within the caps.
 
-    Caps as `:max_count` / `:max_amount` in each row's parameters; RETURNING names the rows
-    added to, so a refused row is the one missing.
+    Caps as `max_count` / `max_amount` in each row; a refused row changes nothing, so the row
+    count falls short of the rows by the refused ones.
     """
-    c = daily_counters.c
-    stmt: postgresql.Insert | sqlite.Insert
-    if dialect == "postgresql":
-        stmt = postgresql.insert(daily_counters)
-    else:
-        stmt = sqlite.insert(daily_counters)
-    added = stmt.excluded
-    limits = []
-    if max_count:
-        limits.append(c.count + added["count"] <= bindparam("max_count"))
-    if max_amount:
-        limits.append(c.amount_fen + added.amount_fen <= bindparam("max_amount"))
-    upsert = stmt.on_conflict_do_update(
-        index_elements=["mch_id", "openid", "day"],
-        set_={"count": c.count + added["count"], "amount_fen": c.amount_fen + added.amount_fen},
-        where=and_(*limits) if limits else None,
-    )
-    return upsert.returning(c.mch_id, c.openid)
+
+    def build(dialect: str) -> UpdateBase:
+        c = daily_counters.c
+        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(daily_counters)
+        added = stmt.excluded
+        limits = []
+        if max_count:
+            limits.append(c.count + added["count"] <= bindparam("max_count"))
+        if max_amount:
+            limits.append(c.amount_fen + added.amount_fen <= bindparam("max_amount"))
+        return stmt.on_conflict_do_update(
+            index_elements=["mch_id", "openid", "day"],
+            set_={"count": c.count + added["count"], "amount_fen": c.amount_fen + added.amount_fen},
+            where=and_(*limits) if limits else None,
+        )
+
+    return ManyRows(build)
 
 
 @functools.cache
@@ -168,10 +234,11 @@ def lock_payouts() -> Select[Any]:
 
 
 @functools.cache
-def cas_update(columns: tuple[str, ...]) -> Update:
-    """`UPDATE payouts SET <columns> WHERE id = :_id AND state = :_from` (for executemany)."""
-    return (
+def cas_update(columns: tuple[str, ...]) -> ManyRows:
+    """`UPDATE payouts SET <columns> WHERE id = :_id AND state = :_from`, for many rows."""
+    stmt = (
         update(payouts)
         .where(payouts.c.id == bindparam("_id"), payouts.c.state == bindparam("_from"))
         .values({name: bindparam(name, type_=payouts.c[name].type) for name in columns})
     )
+    return ManyRows(lambda _: stmt)

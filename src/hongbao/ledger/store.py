@@ -43,7 +43,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
@@ -88,7 +87,8 @@ from hongbao.ledger.schema import (
     payouts,
 )
 from hongbao.ledger.statements import (
-    INSERT_EVENT,
+    INSERT_EVENTS,
+    INSERT_PAYOUTS,
     cas_update,
     claim_candidates,
     lock_payouts,
@@ -262,7 +262,7 @@ class LedgerStore:
 
     def _event(self, conn: Connection, **event: Any) -> None:
         """Append one event (the keywords of `_event_row`)."""
-        conn.execute(INSERT_EVENT, [self._event_row(**event)])
+        INSERT_EVENTS.run(conn, [self._event_row(**event)])
 
     def _event_row(
         self,
@@ -511,13 +511,7 @@ class LedgerStore:
             values = [self._payout_values(new, now) for new in batch]
 
             def work(conn: Connection, values: list[dict[str, Any]] = values) -> int:
-                module = postgresql if self._dialect == "postgresql" else sqlite
-                stmt = (
-                    module.insert(payouts)
-                    .on_conflict_do_nothing(index_elements=["natural_key", "generation"])
-                    .returning(payouts.c.id)
-                )
-                return len(conn.execute(stmt, values).all())
+                return INSERT_PAYOUTS.run(conn, values)
 
             count = write_transaction(self._engine, work)
             inserted += count
@@ -719,7 +713,7 @@ class LedgerStore:
         events: list[dict[str, Any]] = []
         result = work(conn, arg, events)
         if events:
-            conn.execute(INSERT_EVENT, events)
+            INSERT_EVENTS.run(conn, events)
         return result
 
     def _claim(
@@ -752,7 +746,7 @@ class LedgerStore:
         result = ClaimResult(claimed=[], deferred=[], skipped=[])
         if not candidates:
             return result
-        if reserve_all(conn, self._dialect, candidates, day, caps):
+        if reserve_all(conn, candidates, day, caps):
             fitting = candidates
         else:
             fitting = []
@@ -969,7 +963,7 @@ class LedgerStore:
             moved = self._transition(conn, planned, events) if planned else []
             claimed = self._claim(conn, claim, events)
             if events:
-                conn.execute(INSERT_EVENT, events)
+                INSERT_EVENTS.run(conn, events)
             return moved, claimed
 
         return write_transaction(self._engine, work)
@@ -1034,10 +1028,10 @@ class LedgerStore:
     ) -> None:
         """Run the compare-and-set UPDATEs, one executemany per set of columns."""
         for columns, rows in updates.items():
-            result = conn.execute(cas_update(columns), rows)
-            if conn.dialect.supports_sane_multi_rowcount and result.rowcount != len(rows):
+            changed = cas_update(columns).run(conn, rows)
+            if changed != len(rows):
                 # The rows are locked by this transaction: nothing else can have moved them.
-                raise RuntimeError(f"transition: {len(rows) - result.rowcount} locked rows moved")
+                raise RuntimeError(f"transition: {len(rows) - changed} locked rows moved")
 
     def record_event(self, payout_id: int, event: EventInfo) -> None:
         """Append an event that changed no state (e.g. a query that told nothing new)."""
