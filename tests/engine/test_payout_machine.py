@@ -3,6 +3,7 @@
 Each rule is something a dispatcher or the world does: claim and drive a payout, recover the
 stale ones, re-issue dead bills, arm a fault in the simulator, kill the process at the next
 request or right after the next ledger write, move the clock, drain or refill the balance.
+The dispatcher commits its outcomes alone or, as the runner does, through a group committer.
 A crash is a `BaseException` nothing on the way up handles; afterwards only the ledger is left
 (a fresh driver, fresh pacers). After every step the invariants are checked against the
 simulator's ledger, the ground truth; at the end the world turns calm and everything must
@@ -15,15 +16,22 @@ import asyncio
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from hongbao.clock import FrozenClock
+from hongbao.engine.groupcommit import GroupCommitter
 from hongbao.engine.payout import PayoutDriver, drive_payout
 from hongbao.engine.settings import MerchantProfile
 from hongbao.ledger import (
@@ -32,6 +40,7 @@ from hongbao.ledger import (
     LedgerStore,
     Payout,
     PayoutState,
+    Transition,
     upgrade,
 )
 from hongbao.sim.app import Simulator
@@ -107,6 +116,12 @@ class CrashingStore(LedgerStore):
             "transition", lambda: super(CrashingStore, self).transition(*args, **kwargs)
         )
 
+    def transition_many(self, transitions: Sequence[Transition]) -> list[bool]:
+        # A group committer's round is the "transition" write of its drives.
+        return self._around(
+            "transition", lambda: super(CrashingStore, self).transition_many(transitions)
+        )
+
     def record_event(self, payout_id: int, event: EventInfo) -> None:
         self._around(
             "record_event", lambda: super(CrashingStore, self).record_event(payout_id, event)
@@ -144,13 +159,22 @@ class PayoutMachine(RuleBasedStateMachine):
         )
         self.transport = CrashingTransport(self.bench.transport())
         self.intents: dict[str, int] = {}
+        self.grouped = False
+        self.driver = self._new_driver()
+
+    @initialize(grouped=st.booleans())
+    def choose_commits(self, grouped: bool) -> None:
+        """Commit each outcome alone, or in rounds through a group committer (the runner's way)."""
+        self.grouped = grouped
         self.driver = self._new_driver()
 
     def _new_driver(self) -> PayoutDriver:
         """What a restarted process has: the ledger, and nothing it held in memory."""
         self.store.armed = None
         self.transport.crash = None
-        return self.bench.driver(self.bench.client(transport=self.transport), store=self.store)
+        committer = GroupCommitter(self.store) if self.grouped else None
+        client = self.bench.client(transport=self.transport)
+        return self.bench.driver(client, store=self.store, committer=committer)
 
     def _survive(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         try:

@@ -91,6 +91,11 @@ class GroupCommitter:
             self._flusher = asyncio.create_task(self._flush(), name="hongbao-group-commit")
         return await waiter
 
+    @property
+    def pending(self) -> int:
+        """Transitions queued for the next round (not those of the round being committed)."""
+        return len(self._queue)
+
     async def aclose(self) -> None:
         """Wait until everything queued is committed (or failed)."""
         if self._flusher is not None:
@@ -116,13 +121,14 @@ class GroupCommitter:
             if request is None:
                 moved = await self._run(self.store.transition_many, changes)
             else:
-                moved, claimed = await self._run(
-                    lambda: self.store.transition_and_claim(changes, request)
-                )
+                moved, claimed = await self._run(self.store.transition_and_claim, changes, request)
         except Exception:
             # One bad transition must not fail the others: each commits alone, with its own
-            # answer or error (nothing of the failed round was committed).
+            # answer or error (nothing of the failed round, its claim included, was committed).
             logger.debug("group commit of %d transitions failed; one by one", len(batch))
+            if request is not None and self.refill is not None:
+                self.refill.claimed(request, None)
+                request = None
             await self._one_by_one(batch)
         except BaseException as exc:
             # Cancelled, or the process is dying: whether the round committed is for recovery
