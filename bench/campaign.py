@@ -8,10 +8,10 @@ Prints figures; asserts nothing but the bookkeeping each figure rests on. Three 
     (`SimServerProcess`, uvicorn over mutual TLS), so it shares neither the event loop nor the
     GIL with the runner. hongbao: one ledger for the part (a SQLite file with WAL and
     synchronous=FULL, or PostgreSQL with `--ledger-url`), per repetition one campaign of
-    `--payouts` lines planned beforehand (not timed), then `run_campaign` timed from call to
-    return; afterwards
-    the ledger must hold that many SENT payouts and the simulator that many paid bills, or the
-    bench stops. wechatpy is wired to the simulator like this: `WeChatPay(appid, api_key, mch_id,
+    `--payouts` lines planned beforehand (not timed), then `run_campaign` (its own aiohttp
+    client, `--concurrency` sends in flight) timed from call to return; afterwards the ledger
+    must hold that many SENT payouts and the simulator that many paid bills, or the bench
+    stops. wechatpy is wired to the simulator like this: `WeChatPay(appid, api_key, mch_id,
     mch_cert=PEM, mch_key=PEM)` (the certificate the simulator issued, as PEM files), its
     `API_BASE_URL` set on the instance to the simulator's URL (the class fixes
     api.mch.weixin.qq.com and `_request` reads `self.API_BASE_URL`), and its requests session
@@ -25,8 +25,13 @@ Prints figures; asserts nothing but the bookkeeping each figure rests on. Three 
     campaign sized to last `--cap-seconds`: achieved rate (payouts sent ÷ run time) ÷ cap, and
     the FREQ_LIMIT answers seen on the wire (the client's transport is wrapped to count them).
 (c) `plan` — `create_campaign` + `plan_campaign` of a `--lines`-line file of distinct 28-char
-    openids into a fresh ledger, in a child process of its own: its time, and its own peak RSS
-    (`getrusage(RUSAGE_SELF).ru_maxrss` read by the child as it ends).
+    openids into a fresh, migrated ledger, in a child process of its own that imports only the
+    engine and the ledger: its time (wall, and CPU as user + system, which the machine's other
+    load moves less), and its own peak RSS (`getrusage(RUSAGE_SELF).ru_maxrss`, read by the
+    child as it ends).
+
+The load generators' own imports (wechatpy, httpx, the simulator's server) are made where they
+are used, so that the planning child does not carry them in its RSS.
 
 Run: `.venv/bin/python bench/campaign.py [--parts throughput,cap,plan] [--payouts 3000]
 [--repeat 3] [--cap 1200] [--cap-seconds 65] [--lines 1000000] [--ledger-url URL]`.
@@ -50,11 +55,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import SecretStr
-from wechatpy.pay import WeChatPay
 
 from hongbao.api import AsyncClient, Merchant
 from hongbao.clock import SystemClock
@@ -63,9 +66,13 @@ from hongbao.engine.runner import run_campaign
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.ids import mint_bill_no
 from hongbao.ledger import LedgerStore, PayoutState, upgrade
-from hongbao.sim.server import SimServerProcess
 from hongbao.wire.http_async import AiohttpTransport
 from hongbao.wire.transport import AsyncTransport, WireRequest, WireResponse
+
+if TYPE_CHECKING:
+    from wechatpy.pay import WeChatPay
+
+    from hongbao.sim.server import SimServerProcess
 
 TEMPLATE = Template(
     amount_fen=100, send_name="Acme", wishing="Happy New Year", act_name="Spring", remark="Thanks"
@@ -85,13 +92,14 @@ LIFTED = 10**8
 _ALPHABET = string.ascii_letters + string.digits + "-_"
 
 
-def _median_spread(values: list[float]) -> str:
-    """ "median (min–max, n=…)" of the repetitions."""
+def _median_spread(values: list[float], digits: int = 0) -> str:
+    """The median of the repetitions, with their min and max: "120 (min 110, max 130, n=3)"."""
+    shown = f"{{:,.{digits}f}}".format
     if len(values) == 1:
-        return f"{values[0]:,.0f}"
+        return shown(values[0])
     return (
-        f"{statistics.median(values):,.0f} (min {min(values):,.0f}, max {max(values):,.0f}, "
-        f"n={len(values)})"
+        f"{shown(statistics.median(values))} (min {shown(min(values))}, "
+        f"max {shown(max(values))}, n={len(values)})"
     )
 
 
@@ -109,6 +117,8 @@ class SimMerchant:
 
     def control(self, method: str, path: str, **kwargs: Any) -> Any:
         """One call to the simulator's control API."""
+        import httpx
+
         trust = ssl.create_default_context(cafile=str(self.server.ca_path))
         response = httpx.request(
             method, self.server.url + path, verify=trust, timeout=120, **kwargs
@@ -150,6 +160,10 @@ class SimMerchant:
 @contextmanager
 def served(scratch: Path, settings: dict[str, Any], *, wall_clock: bool) -> Iterator[SimMerchant]:
     """A simulator in a child process with one merchant of these settings."""
+    import httpx
+
+    from hongbao.sim.server import SimServerProcess
+
     with SimServerProcess(wall_clock=wall_clock) as server:
         trust = ssl.create_default_context(cafile=str(server.ca_path))
         created = httpx.post(
@@ -244,8 +258,8 @@ def run_hongbao(
                 settings=RunSettings(poll_seconds=0.05),
             )
             elapsed = time.perf_counter() - started
-            if client is not None:
-                await client.aclose()
+            if counter is not None:
+                await counter.aclose()  # the client does not close a transport it was given
             if summary.stopped != "completed":
                 raise SystemExit(f"the run stopped: {summary.stopped}")
             return elapsed
@@ -265,6 +279,8 @@ def run_hongbao(
 
 def wechatpy_client(sim: SimMerchant) -> WeChatPay:
     """wechatpy's pay client aimed at the served simulator (see the module docstring)."""
+    from wechatpy.pay import WeChatPay
+
     pay = WeChatPay(
         appid=sim.creds["appid"],
         api_key=sim.creds["api_key"],
@@ -397,8 +413,7 @@ def write_openids(path: Path, lines: int, seed: int = 1) -> None:
 
 
 def plan_child(source: Path, ledger_url: str) -> None:
-    """Create and plan a campaign from `source`; print seconds, payouts and own peak RSS."""
-    upgrade(ledger_url)
+    """Create and plan a campaign from `source`; print seconds, CPU seconds, payouts, peak RSS."""
     merchant = Merchant(
         mch_id="1900000109",
         api_key=SecretStr("k" * 32),
@@ -407,14 +422,14 @@ def plan_child(source: Path, ledger_url: str) -> None:
     )
     profile = MerchantProfile(name="bench", merchant=merchant)
     with LedgerStore.open(ledger_url) as store:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         campaign = create_campaign(
             store, profile, name=f"plan-{os.getpid()}", template=TEMPLATE, source=source
         )
         report = plan_campaign(store, profile, campaign.id)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{elapsed} {report.inserted} {peak_mb}")
+    print(f"{elapsed} {cpu} {report.inserted} {peak_mb}")
 
 
 def part_plan(args: argparse.Namespace) -> None:
@@ -424,6 +439,7 @@ def part_plan(args: argparse.Namespace) -> None:
         f"child process and ledger ({args.ledger_url or 'SQLite file'})"
     )
     seconds: list[float] = []
+    cpus: list[float] = []
     peaks: list[float] = []
     with tempfile.TemporaryDirectory() as directory:
         scratch = Path(directory)
@@ -431,19 +447,22 @@ def part_plan(args: argparse.Namespace) -> None:
         write_openids(source, args.lines)
         for rep in range(args.plan_repeat):
             url = _ledger_url(args.ledger_url, scratch, f"plan-{rep}")
+            upgrade(url)  # here, not in the child: migrations are not planning
             command = [sys.executable, __file__, "--plan-child", str(source), "--ledger-url", url]
             done = subprocess.run(command, check=True, capture_output=True, text=True)
-            elapsed, inserted, peak = done.stdout.split()
+            elapsed, cpu, inserted, peak = (float(word) for word in done.stdout.split())
             if int(inserted) != args.lines:
-                raise SystemExit(f"planned {inserted} payouts of {args.lines} lines")
-            seconds.append(float(elapsed))
-            peaks.append(float(peak))
-            print(f"    run {rep + 1}: {float(elapsed):.1f} s, peak RSS {float(peak):.0f} MB")
+                raise SystemExit(f"planned {inserted:.0f} payouts of {args.lines} lines")
+            seconds.append(elapsed)
+            cpus.append(cpu)
+            peaks.append(peak)
+            print(f"    run {rep + 1}: {elapsed:.1f} s ({cpu:.1f} s CPU), peak RSS {peak:.0f} MB")
             if args.ledger_url is None:
-                Path(url.removeprefix("sqlite:///")).unlink()
+                for leftover in scratch.glob(f"plan-{rep}.db*"):
+                    leftover.unlink()
     print(
-        f"    {args.lines:,} payouts planned: {_median_spread(seconds)} s (goal ≤ 60), "
-        f"peak RSS {_median_spread(peaks)} MB (goal ≤ 200)"
+        f"    {args.lines:,} payouts planned: {_median_spread(seconds, 1)} s (goal ≤ 60; CPU "
+        f"{_median_spread(cpus, 1)} s), peak RSS {_median_spread(peaks)} MB (goal ≤ 200)"
     )
 
 
