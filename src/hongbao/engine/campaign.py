@@ -89,7 +89,7 @@ MAX_REPORTED_BAD_LINES = 10_000
 
 _SAMPLE_OPENID = "o" * 28
 _SERIAL_DIGITS = 10
-_BATCH = 2000
+_BATCH = 3000
 """Payouts recorded per transaction while planning (a crash keeps whole batches)."""
 _SERIALS = 10_000
 """Bill-number serials reserved at a time while planning (one commit each)."""

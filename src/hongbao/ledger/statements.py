@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -66,21 +67,16 @@ class ManyRows:
 
     def __init__(self, build: Callable[[str], UpdateBase]) -> None:
         self.build = build
-        self._compiled: dict[tuple[str, str, tuple[str, ...]], _Compiled] = {}
+        self._compiled: dict[tuple[str, str, tuple[str, ...]], _Plan] = {}
 
     def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
         """Execute once for each row; returns how many rows the executions changed in all."""
         if not rows:
             return 0
-        sql, positional, binds = self._compile(conn.dialect, tuple(rows[0]))
-        params: list[Any]
-        if positional:
-            params = [tuple(_value(row, *bind) for bind in binds) for row in rows]
-        else:
-            params = [{bind[0]: _value(row, *bind) for bind in binds} for row in rows]
-        return int(conn.exec_driver_sql(sql, params).rowcount)
+        plan = self._compile(conn.dialect, tuple(rows[0]))
+        return int(conn.exec_driver_sql(plan.sql, plan.params(rows)).rowcount)
 
-    def _compile(self, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+    def _compile(self, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
         cache_key = (dialect.name, str(dialect.paramstyle), keys)
         found = self._compiled.get(cache_key)
         if found is None:
@@ -91,21 +87,62 @@ class ManyRows:
                 bind = compiled.binds[name]
                 process = bind.type.dialect_impl(dialect).bind_processor(dialect)
                 binds.append((name, process, _MISSING if bind.required else bind.effective_value))
-            found = self._compiled[cache_key] = (str(compiled), order is not None, binds)
+            found = self._compiled[cache_key] = _Plan(str(compiled), order is not None, binds)
         return found
-
-
-_Compiled = tuple[str, bool, list[tuple[str, Any, Any]]]
 
 
 _MISSING = object()
 
 
-def _value(row: Mapping[str, Any], name: str, process: Any, default: Any) -> Any:
-    value = row.get(name, default)
-    if value is _MISSING:
-        raise KeyError(f"no value for parameter {name!r}")
-    return value if process is None else process(value)
+class _Plan:
+    """A compiled statement and how to turn rows into its DBAPI parameters.
+
+    When every row names every parameter (the usual case), the values are picked in C with
+    `itemgetter`, and each bind processor runs once per distinct value object in a row (a
+    batch's rows share their timestamps).
+    """
+
+    def __init__(self, sql: str, positional: bool, binds: list[tuple[str, Any, Any]]) -> None:
+        self.sql = sql
+        self.positional = positional
+        self.binds = binds
+        self.names = [name for name, _, _ in binds]
+        self.processors = [(i, process) for i, (_, process, _) in enumerate(binds) if process]
+
+    def params(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        if not set(self.names).issubset(rows[0]):
+            return [self._slow(row) for row in rows]
+        pick = itemgetter(*self.names)
+        single = len(self.names) == 1
+        last: dict[int, tuple[Any, Any]] = {}
+        params: list[Any] = []
+        for row in rows:
+            picked = (pick(row),) if single else pick(row)
+            if not self.processors:
+                params.append(
+                    picked if self.positional else dict(zip(self.names, picked, strict=True))
+                )
+                continue
+            values = list(picked)
+            for i, process in self.processors:
+                value = values[i]
+                seen = last.get(i)
+                if seen is None or seen[0] is not value:
+                    seen = last[i] = (value, process(value))
+                values[i] = seen[1]
+            params.append(
+                tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
+            )
+        return params
+
+    def _slow(self, row: Mapping[str, Any]) -> Any:
+        values = []
+        for name, process, default in self.binds:
+            value = row.get(name, default)
+            if value is _MISSING:
+                raise KeyError(f"no value for parameter {name!r}")
+            values.append(value if process is None else process(value))
+        return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
 
 
 INSERT_EVENTS = ManyRows(lambda _: payout_events.insert())
