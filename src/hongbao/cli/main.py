@@ -14,6 +14,7 @@ import typer
 from hongbao import __version__
 from hongbao.cli.boundary import HongbaoGroup
 from hongbao.cli.campaign import campaign_app
+from hongbao.cli.dashboard import dashboard_command
 from hongbao.cli.db import db_app
 from hongbao.cli.demo import demo_command
 from hongbao.cli.rules import rules_app
@@ -64,3 +65,4 @@ app.command("reconcile")(reconcile_command)
 app.add_typer(rules_app, name="rules")
 app.add_typer(sim_app, name="sim")
 app.add_typer(db_app, name="db")
+app.command("dashboard")(dashboard_command)

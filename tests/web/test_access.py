@@ -1,0 +1,156 @@
+"""Who may see the dashboard: token, sessions, CSRF, and the loopback rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from hongbao.errors import ConfigurationError
+from hongbao.ledger import CampaignState
+from hongbao.web import SESSION_COOKIE, check_bind, is_loopback
+from hongbao.web.access import Access
+from tests.web.webkit import EVERY_ADDRESS, TOKEN, Filled, csrf_of, dashboard
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost"])
+def test_loopback_addresses_may_run_open(host: str) -> None:
+    assert is_loopback(host)
+    check_bind(host, None)
+
+
+@pytest.mark.parametrize("host", [EVERY_ADDRESS, "::", "192.168.1.20", "dashboard.example.com"])
+def test_any_other_address_needs_a_token(host: str) -> None:
+    assert not is_loopback(host)
+    with pytest.raises(ConfigurationError, match="set an access token"):
+        check_bind(host, None)
+    check_bind(host, TOKEN)
+
+
+def test_a_short_token_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="at least 16 characters"):
+        check_bind("127.0.0.1", "short")
+
+
+def test_a_session_cookie_is_signed_and_its_csrf_token_is_its_own() -> None:
+    access = Access(TOKEN)
+    session, cookie = access.new_session(authenticated=True)
+
+    assert access.read_session(cookie) == session
+    assert TOKEN not in cookie
+    nonce, _, signature = cookie.split(".")
+    assert access.read_session(f"{nonce}.1.{'0' * len(signature)}") is None
+    other, _ = access.new_session(authenticated=True)
+    assert access.csrf_matches(session, access.csrf_token(session))
+    assert not access.csrf_matches(session, access.csrf_token(other))
+    assert not access.csrf_matches(session, None)
+    # Another dashboard (another token) does not accept this one's cookies.
+    assert Access("another-token-0123456789").read_session(cookie) is None
+
+
+def test_an_unauthenticated_cookie_cannot_be_turned_into_an_authenticated_one() -> None:
+    access = Access(TOKEN)
+    _, cookie = access.new_session(authenticated=False)
+    nonce, _, signature = cookie.split(".")
+    assert access.read_session(f"{nonce}.1.{signature}") is None
+
+
+def test_without_the_token_every_page_is_refused(filled: Filled) -> None:
+    with dashboard(filled.bench, token=TOKEN) as client:
+        page = client.get("/")
+        live = client.get("/api/campaigns")
+        payout = client.get(f"/payouts/{filled.failed.id}")
+
+    assert page.status_code == 401
+    assert 'name="token"' in page.text  # the login form
+    assert filled.campaign.name not in page.text
+    assert live.status_code == 401
+    assert live.json() == {"error": "access token needed"}
+    assert payout.status_code == 401
+    assert filled.failed.mch_billno not in payout.text
+
+
+def test_a_wrong_token_is_401(filled: Filled) -> None:
+    with dashboard(filled.bench, token=TOKEN) as client:
+        bearer = client.get("/", headers={"Authorization": "Bearer wrong-token-0123456789"})
+        csrf = csrf_of(client.get("/login").text)
+        login = client.post("/login", data={"csrf": csrf, "token": "wrong", "next": "/"})
+        after = client.get("/")
+
+    assert bearer.status_code == 401
+    assert login.status_code == 401
+    assert "Wrong access token" in login.text
+    assert after.status_code == 401
+
+
+def test_the_right_bearer_token_opens_the_pages(filled: Filled) -> None:
+    with dashboard(filled.bench, token=TOKEN) as client:
+        page = client.get("/", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert page.status_code == 200
+    assert filled.campaign.name in page.text
+    assert TOKEN not in page.text
+
+
+def test_logging_in_sets_a_strict_http_only_session(filled: Filled) -> None:
+    with dashboard(filled.bench, token=TOKEN) as client:
+        csrf = csrf_of(client.get("/login").text)
+        login = client.post("/login", data={"csrf": csrf, "token": TOKEN, "next": "/rules"})
+        cookie = login.headers["set-cookie"]
+        page = client.get("/")
+        logout = client.post("/logout", data={"csrf": csrf_of(page.text)})
+        after = client.get("/")
+
+    assert (login.status_code, login.headers["location"]) == (303, "/rules")
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+    assert TOKEN not in cookie
+    assert page.status_code == 200
+    assert TOKEN not in page.text
+    assert logout.status_code == 303
+    assert after.status_code == 401
+
+
+def test_login_redirects_only_within_the_site(filled: Filled) -> None:
+    with dashboard(filled.bench, token=TOKEN) as client:
+        csrf = csrf_of(client.get("/login").text)
+        login = client.post(
+            "/login", data={"csrf": csrf, "token": TOKEN, "next": "//evil.example.com/"}
+        )
+    assert login.headers["location"] == "/"
+
+
+def test_a_post_without_the_csrf_token_is_refused(filled: Filled) -> None:
+    bench = filled.bench
+    campaign = bench.campaign(bench.sim.add_users(bench.creds.appid, 2), name="autumn")
+    bench.store.set_campaign_state(campaign.id, CampaignState.PLANNED, CampaignState.RUNNING)
+    with dashboard(bench) as client:
+        client.get("/")  # a session cookie
+        missing = client.post(f"/campaigns/{campaign.id}/pause", data={})
+        wrong = client.post(f"/campaigns/{campaign.id}/cancel", data={"csrf": "0" * 64})
+        login = client.post("/login", data={"token": TOKEN})
+
+    assert missing.status_code == 403
+    assert "CSRF" in missing.text
+    assert wrong.status_code == 403
+    assert login.status_code == 403
+    assert bench.store.get_campaign(campaign.id).state is CampaignState.RUNNING
+
+
+def test_a_bearer_post_still_needs_a_csrf_token(filled: Filled) -> None:
+    bench = filled.bench
+    campaign = bench.campaign(bench.sim.add_users(bench.creds.appid, 2), name="autumn")
+    bench.store.set_campaign_state(campaign.id, CampaignState.PLANNED, CampaignState.RUNNING)
+    with dashboard(bench, token=TOKEN) as client:
+        refused = client.post(
+            f"/campaigns/{campaign.id}/pause", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+    assert refused.status_code == 403
+    assert bench.store.get_campaign(campaign.id).state is CampaignState.RUNNING
+
+
+def test_pages_forbid_framing_and_foreign_scripts(filled: Filled) -> None:
+    with dashboard(filled.bench) as client:
+        page = client.get("/")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
