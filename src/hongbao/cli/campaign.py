@@ -31,6 +31,7 @@ from hongbao.cli.options import (
     yuan,
 )
 from hongbao.cli.output import RunDisplay, note, print_fields, print_json, print_table
+from hongbao.cli.worker import print_workers, worker_documents
 from hongbao.clock import CST, SystemClock
 from hongbao.engine.campaign import (
     CampaignReport,
@@ -215,6 +216,13 @@ def plan_command(
 @campaign_app.command("run")
 def run_command(
     campaign_id: IdArgument,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            "--distributed",
+            help="Hand the payouts to `hongbao worker`s (PostgreSQL ledger) and follow them.",
+        ),
+    ] = False,
     merchant: MerchantOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -226,7 +234,8 @@ def run_command(
     power cut)? Run it again: it continues where the ledger says. Exit codes: 0 when the
     campaign completed, or waits for a later day (daily caps: run it again then); 3 when it
     stopped with payouts unsent (paused, by hand or for a lack of balance, or cancelled).
-    Example: `hongbao campaign run 1`
+    With `--distributed`, the workers send and this command defers their jobs and follows
+    them (see docs/scale-out.md). Example: `hongbao campaign run 1`
     """
     with guard(as_json):
         settings = load(config)
@@ -234,9 +243,13 @@ def run_command(
             campaign = store.get_campaign(campaign_id)
             profile = settings.profile(merchant or campaign.merchant)
             with RunDisplay(f"campaign {campaign_id}", enabled=not as_json) as display:
-                summary = asyncio.run(
-                    run_campaign(store, campaign_id, profile, progress=display.update)
-                )
+                if distributed:
+                    from hongbao.engine.distributed import run_distributed
+
+                    running = run_distributed(store, campaign_id, progress=display.update)
+                else:
+                    running = run_campaign(store, campaign_id, profile, progress=display.update)
+                summary = asyncio.run(running)
     print_summary(summary, as_json)
     if summary.campaign_state in (CampaignState.PAUSED, CampaignState.CANCELLED):
         raise typer.Exit(int(ExitCode.REFUSED))
@@ -252,7 +265,8 @@ def status_command(
     """
     with guard(as_json), open_ledger(load(config).ledger_url) as store:
         status = campaign_status(store, campaign_id)
-    _print_status(status, as_json)
+        workers = worker_documents(store, campaign_id)
+    _print_status(status, as_json, workers)
 
 
 @campaign_app.command("pause")
@@ -427,7 +441,7 @@ def _print_plan(report: PlanReport, dry_run: bool, as_json: bool) -> None:
         )
 
 
-def _print_status(status: CampaignStatus, as_json: bool) -> None:
+def _print_status(status: CampaignStatus, as_json: bool, workers: list[dict[str, Any]]) -> None:
     campaign = status.campaign
     nonzero = {state: total for state, total in status.totals.items() if total.count}
     problems = [
@@ -446,6 +460,7 @@ def _print_status(status: CampaignStatus, as_json: bool) -> None:
         document["states"] = {s.value: _total(status.totals[s]) for s in PayoutState}
         document["open"] = _total(status.open)
         document["problems"] = problems
+        document["workers"] = workers
         print_json(document)
         return
     rows: list[tuple[str, object]] = [
@@ -475,6 +490,7 @@ def _print_status(status: CampaignStatus, as_json: bool) -> None:
             ["state", "err_code", "reason", "count"],
             [(p["state"], p["err_code"] or "-", p["reason"] or "-", p["count"]) for p in problems],
         )
+    print_workers(workers)
 
 
 def print_summary(summary: RunSummary, as_json: bool) -> None:

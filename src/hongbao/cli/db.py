@@ -85,23 +85,43 @@ def upgrade_command(
     url = _resolved(ledger, config)
     try:
         before = upgrade(url)
+        jobs_installed = _install_jobs(url)
     except ConfigurationError as exc:
         _fail(str(exc))
     except SQLAlchemyError as exc:
         _database_error("upgrade", url, exc)
     shown = display_url(url)
+    if jobs_installed and not as_json:
+        typer.echo(f"ledger {shown}: scale-out job tables (procrastinate) installed")
     if as_json:
         document = {
             "ledger": shown,
             "before": before.current,
             "current": before.head,
             "upgraded": not before.up_to_date,
+            "jobs_installed": jobs_installed,
         }
         typer.echo(json.dumps(document))
     elif before.up_to_date:
         typer.echo(f"ledger {shown} is up to date (schema {before.head})")
     else:
         typer.echo(f"ledger {shown} upgraded: schema {before.current or 'empty'} -> {before.head}")
+
+
+def _install_jobs(url: str) -> bool:
+    """On PostgreSQL, install the scale-out workers' job tables too; True if installed now."""
+    from hongbao.ledger import create_ledger_engine
+    from hongbao.ledger.db import normalise_url
+
+    if normalise_url(url).get_backend_name() != "postgresql":
+        return False
+    from hongbao.engine.distributed import install_schema
+
+    engine = create_ledger_engine(url)
+    try:
+        return install_schema(engine)
+    finally:
+        engine.dispose()
 
 
 @db_app.command("status")

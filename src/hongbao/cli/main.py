@@ -21,6 +21,7 @@ from hongbao.cli.rules import rules_app
 from hongbao.cli.send import query_command, send_command, send_group_command, send_mini_command
 from hongbao.cli.sim import sim_app
 from hongbao.cli.tracking import reconcile_command, track_command
+from hongbao.cli.worker import worker_command
 
 app = typer.Typer(
     name="hongbao",
@@ -65,4 +66,5 @@ app.command("reconcile")(reconcile_command)
 app.add_typer(rules_app, name="rules")
 app.add_typer(sim_app, name="sim")
 app.add_typer(db_app, name="db")
+app.command("worker")(worker_command)
 app.command("dashboard")(dashboard_command)

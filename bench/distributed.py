@@ -1,0 +1,241 @@
+"""The scale-out dispatcher's figures: the shared rate cap, and scaling from 1 to 3 workers.
+
+Prints figures; asserts only the bookkeeping they rest on (every payout SENT, the simulator paid
+each once). Each run: a fresh schema in the PostgreSQL database `--admin-url` names (dropped
+afterwards), migrated with the job tables; the simulator in its own process on the wall clock
+(`SimServerProcess`, mutual TLS); a campaign planned beforehand; N `hongbao worker` processes
+(`--concurrency` each) started and given 3 s to come up; then timed from `defer_campaign` (what
+`hongbao campaign run --distributed` calls first) until no payout is open.
+
+(a) `cap` — 3 workers, the merchant's `rate_per_minute` and the simulator's cap both `--cap`,
+    `--cap-seconds` worth of payouts: achieved rate ÷ cap, FREQ_LIMIT answers in the ledger's
+    audit trail, the most sends the simulator saw in any sliding 60 s window and in each
+    calendar minute.
+(b) `scaling` — the cap lifted: payouts/s with 1, 2 and 3 workers, `--payouts` each.
+
+Run: `.venv/bin/python bench/distributed.py [--parts cap,scaling] [--cap 1800]
+[--cap-seconds 130] [--payouts 3000] [--concurrency 16]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from campaign import LIFTED, TEMPLATE, UNLIMITED, SimMerchant, served
+from hongbao.engine.campaign import create_campaign, plan_campaign
+from hongbao.engine.config import load_config
+from hongbao.engine.distributed import defer_campaign, install_schema
+from hongbao.ledger import LedgerStore, PayoutState, upgrade
+from hongbao.ledger.schema import payout_events
+
+HONGBAO = str(Path(sys.executable).parent / "hongbao")
+OPEN = (PayoutState.PLANNED, PayoutState.DEFERRED, PayoutState.SENDING, PayoutState.UNKNOWN)
+
+
+@contextmanager
+def scratch_schema(admin_url: str, name: str) -> Iterator[str]:
+    """A fresh schema in the admin URL's database; yields its ledger URL, drops it at the end."""
+    url = make_url(admin_url)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    ledger = url.set(drivername="postgresql+psycopg").update_query_dict(
+        {"options": f"-csearch_path={name}"}
+    )
+    try:
+        yield ledger.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+def write_config(sim: SimMerchant, path: Path, ledger_url: str, rate: int) -> None:
+    """The configuration file every worker reads: the ledger and the simulated merchant."""
+    creds = sim.creds
+    path.write_text(
+        f"""[ledger]
+url = "{ledger_url}"
+
+[merchants.shop]
+mch_id = "{creds["mch_id"]}"
+api_key = "{creds["api_key"]}"
+appid = "{creds["appid"]}"
+cert_pem = "{sim.cert_path}"
+key_pem = "{sim.key_path}"
+base_url = "{sim.server.url}"
+ca_bundle = "{sim.server.ca_path}"
+rate_per_minute = {rate}
+query_rate_per_minute = {LIFTED}
+""",
+        encoding="utf-8",
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed distributed run."""
+
+    sent: int
+    seconds: float
+    freq_limits: int
+    send_times: list[datetime]
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds
+
+
+def run_workers(
+    sim: SimMerchant, ledger_url: str, scratch: Path, *, workers: int, payouts: int, rate: int,
+    concurrency: int,
+) -> Run:  # fmt: skip
+    """Plan `payouts`, start `workers` worker processes, time the campaign to its end."""
+    config = scratch / "hongbao.toml"
+    write_config(sim, config, ledger_url, rate)
+    upgrade(ledger_url)
+    store = LedgerStore.open(ledger_url)
+    install_schema(store.engine)
+    source = scratch / f"openids-{workers}.txt"
+    source.write_text("".join(f"{o}\n" for o in sim.users(payouts)), encoding="utf-8")
+    profile = load_config(config).profile("shop")
+    campaign = create_campaign(store, profile, name="bench", template=TEMPLATE, source=source)
+    plan_campaign(store, profile, campaign.id)
+    log = (scratch / "workers.log").open("ab")
+    command = [HONGBAO, "worker", "--concurrency", str(concurrency), "--config", str(config)]
+    processes = [
+        subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT) for _ in range(workers)
+    ]
+    try:
+        time.sleep(3.0)
+        started = time.perf_counter()
+        defer_campaign(store, campaign.id)
+        while True:
+            totals = store.totals_by_state(campaign.id)
+            if sum(totals[state].count for state in OPEN) == 0:
+                break
+            if any(p.poll() is not None for p in processes):
+                raise SystemExit(f"a worker ended; see {scratch / 'workers.log'}")
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait()
+        log.close()
+    sent = totals[PayoutState.SENT].count
+    if sent != payouts or sim.paid() != payouts:
+        raise SystemExit(f"expected {payouts} SENT and paid, got {sent} / {sim.paid()}")
+    with store.engine.connect() as conn:
+        freq_limits = conn.execute(
+            select(func.count()).where(payout_events.c.err_code == "FREQ_LIMIT")
+        ).scalar_one()
+    ledger = sim.control("GET", "/__sim/ledger", params={"mch_id": sim.creds["mch_id"]})
+    send_times = [datetime.fromisoformat(row["send_time"]) for row in ledger["records"]]
+    store.close()
+    return Run(sent, seconds, int(freq_limits), send_times)
+
+
+def most_in_a_minute(times: list[datetime]) -> int:
+    """The most stamps in any sliding 60 s window."""
+    window: deque[float] = deque()
+    most = 0
+    for stamp in sorted(t.timestamp() for t in times):
+        window.append(stamp)
+        while window[0] <= stamp - 60.0:
+            window.popleft()
+        most = max(most, len(window))
+    return most
+
+
+def part_cap(args: argparse.Namespace) -> None:
+    """(a) three workers under one cap."""
+    count = round(args.cap * args.cap_seconds / 60)
+    print(
+        f"(a) cap: {args.cap:,}/min shared by 3 workers, {count:,} payouts (~{args.cap_seconds} s)"
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        scratch = Path(directory)
+        settings = {**UNLIMITED, "rate_per_minute": args.cap}
+        with (
+            served(scratch, settings, wall_clock=True) as sim,
+            scratch_schema(args.admin_url, f"bench_cap_{os.getpid()}") as url,
+        ):
+            run = run_workers(
+                sim, url, scratch, workers=3, payouts=count, rate=args.cap,
+                concurrency=args.concurrency,
+            )  # fmt: skip
+    achieved = run.rate * 60
+    minutes = Counter(t.replace(second=0, microsecond=0) for t in run.send_times)
+    whole = sorted(minutes.items())[1:-1]  # the first and last minutes are partly idle
+    print(
+        f"    {run.sent:,} sent in {run.seconds:.1f} s = {achieved:,.0f}/min; achieved ÷ cap = "
+        f"{achieved / args.cap:.3f} (goal ≥ 0.95); FREQ_LIMIT answers: {run.freq_limits} "
+        f"(goal 0)"
+    )
+    print(
+        f"    most sends in any sliding 60 s window: {most_in_a_minute(run.send_times):,} "
+        f"(cap {args.cap:,}); full calendar minutes: "
+        + ", ".join(f"{at:%H:%M} {n:,}" for at, n in whole)
+    )
+
+
+def part_scaling(args: argparse.Namespace) -> None:
+    """(b) payouts/s with the cap lifted, 1 to 3 workers."""
+    print(f"(b) scaling: cap lifted, {args.payouts:,} payouts, {args.concurrency} jobs per worker")
+    rates: dict[int, float] = {}
+    for workers in (1, 2, 3):
+        with tempfile.TemporaryDirectory() as directory:
+            scratch = Path(directory)
+            with (
+                served(scratch, UNLIMITED, wall_clock=True) as sim,
+                scratch_schema(args.admin_url, f"bench_scale_{os.getpid()}_{workers}") as url,
+            ):
+                run = run_workers(
+                    sim, url, scratch, workers=workers, payouts=args.payouts, rate=LIFTED,
+                    concurrency=args.concurrency,
+                )  # fmt: skip
+        rates[workers] = run.rate
+        print(
+            f"    {workers} worker(s): {run.sent:,} in {run.seconds:.1f} s = {run.rate:,.0f} "
+            f"payouts/s ({run.rate / rates[1]:.2f}× one worker)"
+        )
+    print(f"    machine: {os.cpu_count()} cores shared by workers, simulator and PostgreSQL")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default="cap,scaling")
+    parser.add_argument("--cap", type=int, default=1800)
+    parser.add_argument("--cap-seconds", type=int, default=130)
+    parser.add_argument("--payouts", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get(
+            "HONGBAO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    args = parser.parse_args()
+    parts = {"cap": part_cap, "scaling": part_scaling}
+    for name in args.parts.split(","):
+        parts[name](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,602 @@
+"""The scale-out dispatcher: procrastinate jobs on PostgreSQL drive payouts through `drive_payout`.
+
+Many `hongbao worker` processes, on any machines that reach the ledger's PostgreSQL, share one
+campaign:
+
+1. **The outbox.** `defer_campaign` takes the campaign PLANNED → RUNNING and defers the jobs for
+   its open payouts *in the same transaction* (procrastinate inserts them on our connection):
+   a campaign never runs with payouts no job holds, and no job names a payout that was rolled
+   back. Run it again (`hongbao campaign run ID --distributed`) and it defers jobs only for open
+   payouts no waiting or running job holds (after a pause, or a job that gave up).
+2. **One job, one chunk, one lock.** A job holds up to `CHUNK_SIZE` payouts whose receivers fall
+   in one of `RECIPIENT_LOCKS` buckets (a hash of the openid), with procrastinate's `lock` set to
+   that bucket, so jobs of one bucket never run side by side — in any campaign of the merchant.
+   A job drives its payouts one at a time through the same `drive_payout` as the embedded
+   runner: no person ever has two sends in flight.
+3. **Recovery first.** A job starts with the in-flight payouts of its chunk whose lease ran out
+   (`claim_stale`: gethbinfo, or a same-bill resend), then claims the rest one by one (caps and
+   budget are charged in each claim). Workers heartbeat; a periodic job (`retry_stalled_jobs`)
+   puts the jobs of a worker that went silent (`kill -9`, a lost machine) back to the queue,
+   and the job that runs again resolves what the dead one left in flight before anything new.
+4. **One pace.** Sends and queries are paced by `SharedPacer`s, one PostgreSQL row per merchant,
+   so all workers together stay under the merchant's rate; FREQ_LIMIT holds them all.
+
+A job whose remaining payouts are not due for a long while (a daily limit: tomorrow) defers its
+successor at that time and ends. The campaign is COMPLETED by whichever job finds nothing open.
+
+>>> defer_campaign(store, campaign_id)            # hongbao campaign run ID --distributed
+>>> asyncio.run(run_worker(url, config.profile))  # hongbao worker  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ParamSpec, TypeVar
+
+from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
+from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.types import JSONValue
+from sqlalchemy import Connection, Engine, text
+
+from hongbao.api import AsyncClient
+from hongbao.clock import Clock, SystemClock
+from hongbao.engine.campaign import OPEN_STATES, CampaignError
+from hongbao.engine.payout import DriveResult, PayoutDriver, drive_payout, resume_command
+from hongbao.engine.pglimiter import SharedPacer
+from hongbao.engine.runner import RunProgress, RunSummary
+from hongbao.engine.settings import MerchantProfile, RunSettings
+from hongbao.errors import ConfigurationError
+from hongbao.ledger import CampaignState, LedgerStore, Payout
+from hongbao.ledger.db import display_url, normalise_url, read_transaction, write_transaction
+from hongbao.ledger.dispatch import (
+    WorkerProgress,
+    active_jobs,
+    due_at,
+    held_payout_ids,
+    open_recipients,
+    payout_times,
+    start_run,
+    worker_progress,
+)
+
+__all__ = [
+    "CHUNK_SIZE",
+    "QUEUE",
+    "RECIPIENT_LOCKS",
+    "TASK_NAME",
+    "ChunkDriver",
+    "Deferral",
+    "WorkerOptions",
+    "campaign_workers",
+    "conninfo",
+    "defer_campaign",
+    "follow_campaign",
+    "install_schema",
+    "make_app",
+    "recipient_lock",
+    "run_distributed",
+    "run_worker",
+]
+
+logger = logging.getLogger("hongbao.engine")
+
+C = CampaignState
+A = ParamSpec("A")
+T = TypeVar("T")
+
+TASK_NAME = "hongbao.drive_payouts"
+RETRY_STALLED_TASK = "hongbao.retry_stalled_jobs"
+REMOVE_OLD_TASK = "hongbao.remove_old_jobs"
+QUEUE = "hongbao"
+"""The queue of every hongbao job."""
+RECIPIENT_LOCKS = 64
+"""Receivers fall into this many buckets per merchant; the jobs of one bucket run one at a time.
+It bounds the sends in flight per merchant (64 at ~0.1 s a call is far above 1800/min)."""
+CHUNK_SIZE = 200
+"""Payouts per job at most."""
+JOB_RETENTION_HOURS = 72
+"""Finished jobs are kept this long (they are what `campaign status` shows per worker)."""
+_RUNTIME = "hongbao"
+_JOB_RETRY = RetryStrategy(max_attempts=100, wait=5)
+"""A job that failed (the database restarting, a bug) runs again after 5 s, 100 times at most;
+after that `hongbao campaign run ID --distributed` defers its payouts again."""
+
+
+def recipient_lock(mch_id: str, openid: str) -> str:
+    """The procrastinate lock of every job that pays `openid` from merchant `mch_id`."""
+    digest = hashlib.blake2b(openid.encode(), digest_size=8).digest()
+    return f"hongbao:{mch_id}:recipients:{int.from_bytes(digest) % RECIPIENT_LOCKS}"
+
+
+def conninfo(url: str) -> str:
+    """The libpq connection string of a SQLAlchemy PostgreSQL URL (query options kept)."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigurationError(
+            f"the scale-out dispatcher needs a PostgreSQL ledger, not {display_url(url)}"
+        )
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+# -- schema -----------------------------------------------------------------------------------
+
+
+def install_schema(engine: Engine) -> bool:
+    """Install procrastinate's tables and functions beside the ledger; False if present."""
+    from procrastinate.schema import SchemaManager
+
+    def work(conn: Connection) -> bool:
+        if conn.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar() is not None:
+            return False
+        # The raw driver connection: the schema is many statements with $$ bodies.
+        conn.connection.driver_connection.execute(SchemaManager.get_schema())  # type: ignore[union-attr]
+        return True
+
+    return write_transaction(engine, work)
+
+
+def _check_schema(engine: Engine) -> None:
+    def work(conn: Connection) -> object:
+        return conn.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar()
+
+    if read_transaction(engine, work) is None:
+        raise ConfigurationError(
+            f"the ledger {display_url(engine.url)} has no job tables: run `hongbao db upgrade`"
+        )
+
+
+# -- the outbox -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """What `defer_campaign` did."""
+
+    campaign_id: int
+    jobs: int
+    """Jobs deferred now."""
+    payouts: int
+    """Open payouts those jobs hold."""
+
+
+def _outbox_app() -> App:
+    # Never opened: jobs deferred through it go onto the caller's connection.
+    return App(connector=PsycopgConnector())
+
+
+def defer_campaign(
+    store: LedgerStore,
+    campaign_id: int,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    clock: Clock | None = None,
+) -> Deferral:
+    """Start a planned campaign and defer the jobs for its open payouts, in one transaction.
+
+    A running campaign gets jobs only for the open payouts that no waiting or running job holds.
+    Raises `CampaignError` for a campaign that is not planned or running.
+    """
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be >= 1")
+    now = (clock or SystemClock()).now()
+    campaign = store.get_campaign(campaign_id)
+    app = _outbox_app()
+
+    def work(conn: Connection) -> Deferral:
+        state = start_run(conn, campaign_id, now)
+        if state is C.DRAFT:
+            raise CampaignError(
+                f"campaign {campaign_id} is not planned yet: plan it (`hongbao campaign plan "
+                f"{campaign_id}`), then run it"
+            )
+        if state is C.PAUSED:
+            raise CampaignError(
+                f"campaign {campaign_id} is paused: fix the cause, then "
+                f"{resume_command(campaign_id)}"
+            )
+        if state is not C.RUNNING:
+            return Deferral(campaign_id, 0, 0)
+        held = held_payout_ids(conn, TASK_NAME, campaign_id)
+        buckets: dict[str, list[int]] = {}
+        for payout_id, openid in open_recipients(conn, campaign_id):
+            if payout_id not in held:
+                buckets.setdefault(recipient_lock(campaign.mch_id, openid), []).append(payout_id)
+        driver_connection = conn.connection.driver_connection
+        jobs = payouts = 0
+        for lock, ids in sorted(buckets.items()):
+            for start in range(0, len(ids), chunk_size):
+                chunk = ids[start : start + chunk_size]
+                app.configure_task(
+                    TASK_NAME, queue=QUEUE, lock=lock, connection=driver_connection
+                ).defer(campaign_id=campaign_id, payout_ids=list[JSONValue](chunk))
+                jobs += 1
+                payouts += len(chunk)
+        return Deferral(campaign_id, jobs, payouts)
+
+    return write_transaction(store.engine, work)
+
+
+# -- the worker side --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Merchant:
+    driver: PayoutDriver
+    client: AsyncClient
+
+
+class ChunkDriver:
+    """A worker's side of the jobs: drives a job's chunk of payouts with `drive_payout`.
+
+    One per worker process: it owns one `AsyncClient` and the two `SharedPacer`s of each
+    merchant it met, and runs ledger calls on `executor`. `profiles` gives a merchant's profile
+    by its configuration name (`HongbaoConfig.profile`).
+    """
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        profiles: Callable[[str], MerchantProfile],
+        *,
+        settings: RunSettings | None = None,
+        executor: Executor | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store = store
+        self.profiles = profiles
+        self.settings = settings or RunSettings()
+        self.executor = executor
+        self.clock: Clock = clock or SystemClock()
+        self._merchants: dict[str, _Merchant] = {}
+
+    async def db(self, work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
+        """Run a blocking ledger call off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(work, *args, **kwargs))
+
+    def driver(self, merchant: str) -> PayoutDriver:
+        """The `PayoutDriver` of a merchant (by configuration name), made on first use."""
+        known = self._merchants.get(merchant)
+        if known is None:
+            profile = self.profiles(merchant)
+            client = AsyncClient(profile.merchant, clock=self.clock)
+            engine, mch_id = self.store.engine, profile.mch_id
+            driver = PayoutDriver(
+                store=self.store,
+                client=client,
+                profile=profile,
+                policy=self.settings.policy,
+                clock=self.clock,
+                send_pacer=SharedPacer(
+                    engine, mch_id, profile.rate_per_minute, executor=self.executor
+                ),
+                query_pacer=SharedPacer(
+                    engine,
+                    f"{mch_id}:query",
+                    profile.query_rate_per_minute,
+                    executor=self.executor,
+                ),
+                reissue_limit=self.settings.reissue_limit,
+                executor=self.executor,
+            )
+            known = self._merchants[merchant] = _Merchant(driver, client)
+        return known.driver
+
+    async def aclose(self) -> None:
+        """Close the clients."""
+        for merchant in self._merchants.values():
+            await merchant.client.aclose()
+        self._merchants.clear()
+
+    def _lease(self, driver: PayoutDriver) -> float:
+        # A claimed payout may wait for its slot behind one send of every other bucket.
+        assert driver.send_pacer is not None
+        return driver.profile.lease_seconds + RECIPIENT_LOCKS * driver.send_pacer.period + 1.0
+
+    async def drive(
+        self, campaign_id: int, payout_ids: Iterable[int], *, defer_later: DeferLater
+    ) -> str:
+        """Drive the payouts `payout_ids` of a campaign until none is left to do now.
+
+        Returns what the job achieved, for procrastinate's log.
+        """
+        campaign = await self.db(self.store.get_campaign, campaign_id)
+        if campaign.state is not C.RUNNING:
+            return f"campaign {campaign_id} is {campaign.state.value}"
+        driver = self.driver(campaign.merchant)
+        ids = set(payout_ids)
+        driven = 0
+        while True:
+            # Recovery first: what a dead worker left in flight, and bills it left dead.
+            lease = self._lease(driver)
+            stale = await self.db(
+                self.store.claim_stale, payout_ids=sorted(ids), limit=len(ids), lease_seconds=lease
+            )
+            for payout in stale:
+                await self._drive(driver, payout, ids)
+            driven += len(stale)
+            driven += await self._reissue_dead(driver, campaign_id, ids)
+            claimed = await self._claim_one(driver, campaign_id, ids)
+            if claimed:
+                driven += 1
+                continue
+            if stale:
+                continue
+            waiting = await self.db(payout_times, self.store.engine, ids)
+            if not waiting:
+                await self._complete(campaign_id)
+                return f"{driven} drives; every payout of the chunk settled"
+            campaign = await self.db(self.store.get_campaign, campaign_id)
+            if campaign.state is not C.RUNNING:
+                return f"{driven} drives; campaign {campaign_id} is {campaign.state.value}"
+            now = self.clock.now()
+            due = min(due_at(payout, now) for payout in waiting)
+            wait = (due - now).total_seconds()
+            if wait > self.settings.max_idle_wait:
+                await defer_later(due, [payout.id for payout in waiting])
+                return f"{driven} drives; {len(waiting)} payouts wait until {due.isoformat()}"
+            await asyncio.sleep(max(0.0, min(wait, self.settings.poll_seconds)))
+
+    async def _claim_one(self, driver: PayoutDriver, campaign_id: int, ids: set[int]) -> bool:
+        profile = driver.profile
+        result = await self.db(
+            self.store.claim,
+            payout_ids=sorted(ids),
+            limit=1,
+            lease_seconds=self._lease(driver),
+            caps=profile.caps,
+            on_cap=profile.cap_policy,
+            campaign_id=campaign_id,
+        )
+        for payout in result.claimed:
+            await self._drive(driver, payout, ids)
+        return bool(result.claimed or result.deferred or result.skipped)
+
+    async def _drive(self, driver: PayoutDriver, payout: Payout, ids: set[int]) -> DriveResult:
+        result = await drive_payout(payout, driver)
+        if result.reissued is not None:
+            # The same receiver, so the same lock: this job drives the new bill too.
+            ids.add(result.reissued.id)
+        return result
+
+    async def _reissue_dead(self, driver: PayoutDriver, campaign_id: int, ids: set[int]) -> int:
+        dead = await self.db(
+            self.store.dead_bills,
+            campaign_id=campaign_id,
+            mch_id=driver.profile.mch_id,
+            max_generation=self.settings.reissue_limit,
+        )
+        made = 0
+        for payout in dead:
+            if payout.id in ids:
+                reissued = await driver.reissue(payout)
+                if reissued is not None:
+                    ids.add(reissued.id)
+                    made += 1
+        return made
+
+    async def _complete(self, campaign_id: int) -> None:
+        if await self.db(self.store.next_due, campaign_id) is None:
+            await self.db(self.store.set_campaign_state, campaign_id, C.RUNNING, C.COMPLETED)
+
+
+DeferLater = Callable[[datetime, list[int]], Any]
+"""Defers a successor job for the payouts still open, at the time they are due."""
+
+
+def _runtime(context: JobContext) -> ChunkDriver:
+    runtime = context.additional_context.get(_RUNTIME)
+    if not isinstance(runtime, ChunkDriver):
+        raise ConfigurationError("hongbao jobs run in `hongbao worker` only")
+    return runtime
+
+
+async def _drive_payouts(context: JobContext, campaign_id: int, payout_ids: list[int]) -> str:
+    """The job: drive a chunk of one campaign's payouts (see the module docstring)."""
+    job = context.job
+
+    async def defer_later(due: datetime, ids: list[int]) -> None:
+        try:
+            await context.app.configure_task(
+                TASK_NAME,
+                queue=QUEUE,
+                lock=job.lock,
+                # Deferred once, even when this job runs again after a crash.
+                queueing_lock=f"hongbao:after:{job.id}",
+                schedule_at=due,
+            ).defer_async(campaign_id=campaign_id, payout_ids=list[JSONValue](ids))
+        except AlreadyEnqueued:
+            logger.info("job %s: its successor was deferred before", job.id)
+
+    return await _runtime(context).drive(campaign_id, payout_ids, defer_later=defer_later)
+
+
+async def _retry_stalled_jobs(context: JobContext, timestamp: int) -> int:
+    """Put back to the queue the jobs of workers that stopped heartbeating."""
+    manager = context.app.job_manager
+    after = context.additional_context.get("stalled_seconds", 30.0)
+    stalled = list(await manager.get_stalled_jobs(seconds_since_heartbeat=after))
+    for job in stalled:
+        logger.warning("job %s of a silent worker goes back to the queue", job.id)
+        await manager.retry_job(job)
+    return len(stalled)
+
+
+async def _remove_old_jobs(context: JobContext, timestamp: int) -> None:
+    """Delete hongbao jobs finished more than `JOB_RETENTION_HOURS` ago."""
+    await context.app.job_manager.delete_old_jobs(
+        nb_hours=JOB_RETENTION_HOURS, queue=QUEUE, include_failed=False
+    )
+
+
+def make_app(url: str, *, retry_stalled_every: int = 10) -> App:
+    """The procrastinate app of the ledger at `url`, with hongbao's tasks registered.
+
+    `retry_stalled_every` (seconds, 1–59) is how often a worker looks for stalled jobs.
+    """
+    if not 1 <= retry_stalled_every <= 59:
+        raise ValueError("retry_stalled_every must be 1 to 59 seconds")
+    app = App(connector=PsycopgConnector(conninfo=conninfo(url)))
+    app.task(name=TASK_NAME, queue=QUEUE, pass_context=True, retry=_JOB_RETRY)(_drive_payouts)
+    retry_stalled = app.task(
+        name=RETRY_STALLED_TASK, queue=QUEUE, queueing_lock=RETRY_STALLED_TASK, pass_context=True
+    )(_retry_stalled_jobs)
+    app.periodic(cron=f"* * * * * */{retry_stalled_every}", periodic_id="stalled")(retry_stalled)
+    remove_old = app.task(
+        name=REMOVE_OLD_TASK, queue=QUEUE, queueing_lock=REMOVE_OLD_TASK, pass_context=True
+    )(_remove_old_jobs)
+    app.periodic(cron="17 * * * *", periodic_id="cleanup")(remove_old)
+    return app
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerOptions:
+    """How a `hongbao worker` runs."""
+
+    concurrency: int = 16
+    """Jobs run at once (each drives one payout at a time)."""
+    queues: list[str] = field(default_factory=lambda: [QUEUE])
+    name: str | None = None
+    stalled_seconds: float = 30.0
+    """A worker silent this long is taken for dead and its jobs run again elsewhere."""
+    settings: RunSettings = field(default_factory=RunSettings)
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.stalled_seconds < 3:
+            raise ValueError("stalled_seconds must be at least 3")
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """How often the worker heartbeats: three times per stall period."""
+        return self.stalled_seconds / 3
+
+
+async def run_worker(
+    url: str,
+    profiles: Callable[[str], MerchantProfile],
+    options: WorkerOptions | None = None,
+    *,
+    clock: Clock | None = None,
+) -> None:
+    """Run a worker on the ledger at `url` until it is stopped (SIGINT / SIGTERM)."""
+    options = options or WorkerOptions()
+    app = make_app(url, retry_stalled_every=max(1, min(59, int(options.heartbeat_seconds))))
+    with LedgerStore.open(url, clock=clock) as store:
+        _check_schema(store.engine)
+        threads = options.concurrency + 4
+        with ThreadPoolExecutor(threads, thread_name_prefix="hongbao-ledger") as pool:
+            runtime = ChunkDriver(
+                store, profiles, settings=options.settings, executor=pool, clock=clock
+            )
+            try:
+                async with app.open_async():
+                    await app.run_worker_async(
+                        queues=options.queues,
+                        concurrency=options.concurrency,
+                        name=options.name or "hongbao-worker",
+                        additional_context={
+                            _RUNTIME: runtime,
+                            "stalled_seconds": options.stalled_seconds,
+                        },
+                        update_heartbeat_interval=options.heartbeat_seconds,
+                        stalled_worker_timeout=options.stalled_seconds,
+                        shutdown_graceful_timeout=options.heartbeat_seconds,
+                    )
+            finally:
+                await runtime.aclose()
+
+
+# -- following a campaign ---------------------------------------------------------------------
+
+
+def campaign_workers(store: LedgerStore, campaign_id: int) -> list[WorkerProgress]:
+    """Per worker, the jobs of the campaign it ran and how far their payouts got."""
+    return worker_progress(store.engine, TASK_NAME, campaign_id)
+
+
+async def follow_campaign(
+    store: LedgerStore,
+    campaign_id: int,
+    *,
+    settings: RunSettings | None = None,
+    progress: Callable[[RunProgress], None] | None = None,
+    clock: Clock | None = None,
+) -> RunSummary:
+    """Watch the workers send a campaign, until it completes, stops, or waits for a later day.
+
+    When open payouts are left that no job holds (a job gave up after its retries), their jobs
+    are deferred again.
+    """
+    settings = settings or RunSettings()
+    clock = clock or SystemClock()
+    loop = asyncio.get_running_loop()
+
+    async def db(work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
+        return await loop.run_in_executor(None, functools.partial(work, *args, **kwargs))
+
+    while True:
+        totals = await db(store.totals_by_state, campaign_id)
+        campaign = await db(store.get_campaign, campaign_id)
+        total = sum(t.count for t in totals.values())
+        open_ = sum(totals[state].count for state in OPEN_STATES)
+        if progress is not None:
+            progress(RunProgress(campaign_id, total=total, settled=total - open_, driven=0))
+        stopped: str | None = None
+        due: datetime | None = None
+        if campaign.state is C.PAUSED:
+            stopped = f"paused: {campaign.pause_reason}"
+        elif campaign.state is not C.RUNNING:
+            stopped = campaign.state.value.lower()
+        elif open_ == 0:
+            await db(store.set_campaign_state, campaign_id, C.RUNNING, C.COMPLETED)
+            stopped = "completed"
+        else:
+            due = await db(store.next_due, campaign_id)
+            if due is not None and due - clock.now() > timedelta(seconds=settings.max_idle_wait):
+                # The jobs deferred their successors to that time: the workers carry on then.
+                stopped = f"waiting: the next payout is due at {due.isoformat()}"
+            elif await db(active_jobs, store.engine, TASK_NAME, campaign_id) == 0:
+                await db(defer_campaign, store, campaign_id, clock=clock)
+        if stopped is not None:
+            campaign = await db(store.get_campaign, campaign_id)
+            totals = await db(store.totals_by_state, campaign_id)
+            return RunSummary(
+                campaign_id=campaign_id,
+                campaign_state=campaign.state,
+                stopped=stopped,
+                driven=0,
+                totals=totals,
+                next_due=due,
+            )
+        await asyncio.sleep(settings.poll_seconds)
+
+
+async def run_distributed(
+    store: LedgerStore,
+    campaign_id: int,
+    *,
+    settings: RunSettings | None = None,
+    progress: Callable[[RunProgress], None] | None = None,
+    clock: Clock | None = None,
+) -> RunSummary:
+    """`hongbao campaign run ID --distributed`: defer the campaign's jobs, then follow them."""
+    if store.engine.dialect.name != "postgresql":
+        raise ConfigurationError(
+            "--distributed needs the ledger on PostgreSQL; this one is "
+            f"{display_url(store.engine.url)}"
+        )
+    _check_schema(store.engine)
+    deferral = defer_campaign(store, campaign_id, clock=clock)
+    logger.info("campaign %s: %d jobs deferred", campaign_id, deferral.jobs)
+    return await follow_campaign(
+        store, campaign_id, settings=settings, progress=progress, clock=clock
+    )
