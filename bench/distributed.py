@@ -14,7 +14,7 @@ afterwards), migrated with the job tables; the simulator in its own process on t
 (b) `scaling` — the cap lifted: payouts/s with 1, 2 and 3 workers, `--payouts` each.
 
 Run: `.venv/bin/python bench/distributed.py [--parts cap,scaling] [--cap 1800]
-[--cap-seconds 130] [--payouts 3000] [--concurrency 16]`.
+[--cap-seconds 130] [--payouts 3000] [--concurrency 16] [--workers 1,2,3]`.
 """
 
 from __future__ import annotations
@@ -92,12 +92,27 @@ class Run:
 
     sent: int
     seconds: float
+    cpu_seconds: float
+    """CPU time (user + system) the worker processes spent during the timed part."""
     freq_limits: int
     send_times: list[datetime]
 
     @property
     def rate(self) -> float:
         return self.sent / self.seconds
+
+    @property
+    def cpu_ms_per_payout(self) -> float:
+        return self.cpu_seconds * 1000 / self.sent
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of the processes so far (Linux `/proc/<pid>/stat`)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def run_workers(
@@ -122,6 +137,8 @@ def run_workers(
     ]
     try:
         time.sleep(3.0)
+        pids = [p.pid for p in processes]
+        cpu_before = cpu_seconds(pids)
         started = time.perf_counter()
         defer_campaign(store, campaign.id)
         while True:
@@ -132,6 +149,7 @@ def run_workers(
                 raise SystemExit(f"a worker ended; see {scratch / 'workers.log'}")
             time.sleep(0.1)
         seconds = time.perf_counter() - started
+        cpu = cpu_seconds(pids) - cpu_before
     finally:
         for process in processes:
             process.terminate()
@@ -148,7 +166,7 @@ def run_workers(
     ledger = sim.control("GET", "/__sim/ledger", params={"mch_id": sim.creds["mch_id"]})
     send_times = [datetime.fromisoformat(row["send_time"]) for row in ledger["records"]]
     store.close()
-    return Run(sent, seconds, int(freq_limits), send_times)
+    return Run(sent, seconds, cpu, int(freq_limits), send_times)
 
 
 def most_in_a_minute(times: list[datetime]) -> int:
@@ -199,7 +217,7 @@ def part_scaling(args: argparse.Namespace) -> None:
     """(b) payouts/s with the cap lifted, 1 to 3 workers."""
     print(f"(b) scaling: cap lifted, {args.payouts:,} payouts, {args.concurrency} jobs per worker")
     rates: dict[int, float] = {}
-    for workers in (1, 2, 3):
+    for workers in (int(n) for n in args.workers.split(",")):
         with tempfile.TemporaryDirectory() as directory:
             scratch = Path(directory)
             with (
@@ -213,7 +231,8 @@ def part_scaling(args: argparse.Namespace) -> None:
         rates[workers] = run.rate
         print(
             f"    {workers} worker(s): {run.sent:,} in {run.seconds:.1f} s = {run.rate:,.0f} "
-            f"payouts/s ({run.rate / rates[1]:.2f}× one worker)"
+            f"payouts/s ({run.rate / next(iter(rates.values())):.2f}× the first); workers' CPU "
+            f"{run.cpu_ms_per_payout:.2f} ms/payout"
         )
     print(f"    machine: {os.cpu_count()} cores shared by workers, simulator and PostgreSQL")
 
@@ -225,6 +244,7 @@ def main() -> None:
     parser.add_argument("--cap-seconds", type=int, default=130)
     parser.add_argument("--payouts", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", default="1,2,3", help="worker counts of part (b)")
     parser.add_argument(
         "--admin-url",
         default=os.environ.get(

@@ -14,12 +14,16 @@ campaign:
    A job drives its payouts one at a time through the same `drive_payout` as the embedded
    runner: no person ever has two sends in flight.
 3. **Recovery first.** A job starts with the in-flight payouts of its chunk whose lease ran out
-   (`claim_stale`: gethbinfo, or a same-bill resend), then claims the rest one by one (caps and
-   budget are charged in each claim). Workers heartbeat; a periodic job (`retry_stalled_jobs`)
-   puts the jobs of a worker that went silent (`kill -9`, a lost machine) back to the queue,
-   and the job that runs again resolves what the dead one left in flight before anything new.
+   (`claim_stale`: gethbinfo, or a same-bill resend) and its dead bills, and looks for them
+   again every `recovery_every` seconds, after a drive that lost its payout, and before it waits
+   or ends; in between it claims a few payouts at a time (caps and budget are charged in each
+   claim) and drives them one after the other. A worker's drives commit in group rounds.
+   Workers heartbeat; a periodic job (`retry_stalled_jobs`) puts the jobs of a worker that went
+   silent (`kill -9`, a lost machine) back to the queue, and the job that runs again resolves
+   what the dead one left in flight before anything new.
 4. **One pace.** Sends and queries are paced by `SharedPacer`s, one PostgreSQL row per merchant,
-   so all workers together stay under the merchant's rate; FREQ_LIMIT holds them all.
+   so all workers together stay under the merchant's rate; FREQ_LIMIT holds them all. A worker
+   reserves consecutive slots for the sends waiting at once with one update.
 
 A job whose remaining payouts are not due for a long while (a daily limit: tomorrow) defers its
 successor at that time and ends. The campaign is COMPLETED by whichever job finds nothing open.
@@ -48,16 +52,18 @@ from sqlalchemy import Connection, Engine, text
 from hongbao.api import AsyncClient
 from hongbao.clock import Clock, SystemClock
 from hongbao.engine.campaign import OPEN_STATES, CampaignError
+from hongbao.engine.groupcommit import GroupCommitter
 from hongbao.engine.payout import DriveResult, PayoutDriver, drive_payout, resume_command
 from hongbao.engine.pglimiter import SharedPacer
 from hongbao.engine.runner import RunProgress, RunSummary
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.errors import ConfigurationError
-from hongbao.ledger import CampaignState, LedgerStore, Payout
+from hongbao.ledger import CampaignState, ClaimResult, LedgerStore, Payout
 from hongbao.ledger.db import display_url, normalise_url, read_transaction, write_transaction
 from hongbao.ledger.dispatch import (
     WorkerProgress,
     active_jobs,
+    dead_bills_among,
     due_at,
     held_payout_ids,
     open_recipients,
@@ -101,6 +107,12 @@ RECIPIENT_LOCKS = 64
 It bounds the sends in flight per merchant (64 at ~0.1 s a call is far above 1800/min)."""
 CHUNK_SIZE = 200
 """Payouts per job at most."""
+CLAIM_BATCH = 16
+"""Payouts a job claims at once at most (it still drives them one at a time)."""
+DRIVE_SLACK = 0.5
+"""Seconds a claim's lease allows for each drive before a payout claimed with it."""
+CLAIM_WAIT_SECONDS = 8.0
+"""A job claims no more payouts at once than wait this long for their slots together."""
 JOB_RETENTION_HOURS = 72
 """Finished jobs are kept this long (they are what `campaign status` shows per worker)."""
 _RUNTIME = "hongbao"
@@ -230,14 +242,16 @@ def defer_campaign(
 class _Merchant:
     driver: PayoutDriver
     client: AsyncClient
+    committer: GroupCommitter
 
 
 class ChunkDriver:
     """A worker's side of the jobs: drives a job's chunk of payouts with `drive_payout`.
 
-    One per worker process: it owns one `AsyncClient` and the two `SharedPacer`s of each
-    merchant it met, and runs ledger calls on `executor`. `profiles` gives a merchant's profile
-    by its configuration name (`HongbaoConfig.profile`).
+    One per worker process: it owns one `AsyncClient`, the two `SharedPacer`s and one
+    `GroupCommitter` of each merchant it met (the outcomes of all its jobs' drives commit
+    together, a round per commit), and runs ledger calls on `executor`. `profiles` gives a
+    merchant's profile by its configuration name (`HongbaoConfig.profile`).
     """
 
     def __init__(
@@ -268,6 +282,7 @@ class ChunkDriver:
             profile = self.profiles(merchant)
             client = AsyncClient(profile.merchant, clock=self.clock)
             engine, mch_id = self.store.engine, profile.mch_id
+            committer = GroupCommitter(self.store, executor=self.executor)
             driver = PayoutDriver(
                 store=self.store,
                 client=client,
@@ -285,27 +300,41 @@ class ChunkDriver:
                 ),
                 reissue_limit=self.settings.reissue_limit,
                 executor=self.executor,
+                committer=committer,
             )
-            known = self._merchants[merchant] = _Merchant(driver, client)
+            known = self._merchants[merchant] = _Merchant(driver, client, committer)
         return known.driver
 
     async def aclose(self) -> None:
-        """Close the clients."""
+        """Commit what is queued, close the clients."""
         for merchant in self._merchants.values():
+            await merchant.committer.aclose()
             await merchant.client.aclose()
         self._merchants.clear()
 
-    def _lease(self, driver: PayoutDriver) -> float:
-        # A claimed payout may wait for its slot behind one send of every other bucket.
+    def _claim_size(self, driver: PayoutDriver) -> int:
+        # Claim several payouts at once where the pace leaves them little to wait for.
         assert driver.send_pacer is not None
-        return driver.profile.lease_seconds + RECIPIENT_LOCKS * driver.send_pacer.period + 1.0
+        wait = RECIPIENT_LOCKS * driver.send_pacer.period
+        return max(1, min(CLAIM_BATCH, int(CLAIM_WAIT_SECONDS / wait)))
+
+    def _lease(self, driver: PayoutDriver, claimed: int = 1) -> float:
+        # Each claimed payout may wait for its slot behind one send of every other bucket, and
+        # behind the drives of the payouts claimed before it (a longer wait renews the lease
+        # before the send).
+        assert driver.send_pacer is not None
+        wait = RECIPIENT_LOCKS * driver.send_pacer.period
+        return driver.profile.lease_seconds + wait + (claimed - 1) * (wait + DRIVE_SLACK) + 1.0
 
     async def drive(
         self, campaign_id: int, payout_ids: Iterable[int], *, defer_later: DeferLater
     ) -> str:
         """Drive the payouts `payout_ids` of a campaign until none is left to do now.
 
-        Returns what the job achieved, for procrastinate's log.
+        Recovery first: the chunk's stale in-flight payouts and dead bills are resolved when the
+        job starts, every `recovery_every` seconds, after a drive that lost its payout, and
+        before the job waits or ends. In between it claims a few payouts at once and drives
+        them one after the other. Returns what the job achieved, for procrastinate's log.
         """
         campaign = await self.db(self.store.get_campaign, campaign_id)
         if campaign.state is not C.RUNNING:
@@ -313,21 +342,24 @@ class ChunkDriver:
         driver = self.driver(campaign.merchant)
         ids = set(payout_ids)
         driven = 0
+        recovered_at: float | None = None  # monotonic time of the last recovery; None: due now
         while True:
-            # Recovery first: what a dead worker left in flight, and bills it left dead.
-            lease = self._lease(driver)
-            stale = await self.db(
-                self.store.claim_stale, payout_ids=sorted(ids), limit=len(ids), lease_seconds=lease
-            )
-            for payout in stale:
-                await self._drive(driver, payout, ids)
-            driven += len(stale)
-            driven += await self._reissue_dead(driver, campaign_id, ids)
-            claimed = await self._claim_one(driver, campaign_id, ids)
-            if claimed:
-                driven += 1
+            since = None if recovered_at is None else self.clock.monotonic() - recovered_at
+            recovered = 0
+            if since is None or since >= self.settings.recovery_every:
+                recovered = await self._recover(driver, campaign_id, ids)
+                driven += recovered
+                recovered_at = self.clock.monotonic()
+            claim = await self._claim(driver, campaign_id, ids)
+            for payout in claim.claimed:
+                result = await self._drive(driver, payout, ids)
+                if result.lost:
+                    recovered_at = None  # someone took it over: look for what else is stale
+            driven += len(claim.claimed)
+            if claim.claimed or claim.deferred or claim.skipped or recovered:
                 continue
-            if stale:
+            if since is not None:
+                recovered_at = None  # nothing to claim: recover once more before waiting
                 continue
             waiting = await self.db(payout_times, self.store.engine, ids)
             if not waiting:
@@ -343,21 +375,39 @@ class ChunkDriver:
                 await defer_later(due, [payout.id for payout in waiting])
                 return f"{driven} drives; {len(waiting)} payouts wait until {due.isoformat()}"
             await asyncio.sleep(max(0.0, min(wait, self.settings.poll_seconds)))
+            recovered_at = None  # what was waited for may be stale in-flight work
 
-    async def _claim_one(self, driver: PayoutDriver, campaign_id: int, ids: set[int]) -> bool:
+    async def _recover(self, driver: PayoutDriver, campaign_id: int, ids: set[int]) -> int:
+        """Drive the chunk's in-flight payouts whose lease ran out, re-issue its dead bills."""
+        stale = await self.db(
+            self.store.claim_stale,
+            payout_ids=sorted(ids),
+            limit=len(ids),
+            lease_seconds=self._lease(driver),
+        )
+        for payout in stale:
+            await self._drive(driver, payout, ids)
+        dead = await self.db(dead_bills_among, self.store.engine, ids, self.settings.reissue_limit)
+        made = 0
+        for payout in dead:
+            reissued = await driver.reissue(payout)
+            if reissued is not None:
+                ids.add(reissued.id)
+                made += 1
+        return len(stale) + made
+
+    async def _claim(self, driver: PayoutDriver, campaign_id: int, ids: set[int]) -> ClaimResult:
         profile = driver.profile
-        result = await self.db(
+        size = self._claim_size(driver)
+        return await self.db(
             self.store.claim,
             payout_ids=sorted(ids),
-            limit=1,
-            lease_seconds=self._lease(driver),
+            limit=size,
+            lease_seconds=self._lease(driver, size),
             caps=profile.caps,
             on_cap=profile.cap_policy,
             campaign_id=campaign_id,
         )
-        for payout in result.claimed:
-            await self._drive(driver, payout, ids)
-        return bool(result.claimed or result.deferred or result.skipped)
 
     async def _drive(self, driver: PayoutDriver, payout: Payout, ids: set[int]) -> DriveResult:
         result = await drive_payout(payout, driver)
@@ -365,22 +415,6 @@ class ChunkDriver:
             # The same receiver, so the same lock: this job drives the new bill too.
             ids.add(result.reissued.id)
         return result
-
-    async def _reissue_dead(self, driver: PayoutDriver, campaign_id: int, ids: set[int]) -> int:
-        dead = await self.db(
-            self.store.dead_bills,
-            campaign_id=campaign_id,
-            mch_id=driver.profile.mch_id,
-            max_generation=self.settings.reissue_limit,
-        )
-        made = 0
-        for payout in dead:
-            if payout.id in ids:
-                reissued = await driver.reissue(payout)
-                if reissued is not None:
-                    ids.add(reissued.id)
-                    made += 1
-        return made
 
     async def _complete(self, campaign_id: int) -> None:
         if await self.db(self.store.next_due, campaign_id) is None:
@@ -490,9 +524,15 @@ async def run_worker(
     """Run a worker on the ledger at `url` until it is stopped (SIGINT / SIGTERM)."""
     options = options or WorkerOptions()
     app = make_app(url, retry_stalled_every=max(1, min(59, int(options.heartbeat_seconds))))
-    with LedgerStore.open(url, clock=clock) as store:
+    threads = options.concurrency + 4
+    # A connection per ledger thread, kept (a smaller pool would open and close connections
+    # all the time), and no ping before each transaction: after a database restart the first
+    # call on a dead connection fails (its job runs again) and the pool replaces them all.
+    store = LedgerStore.open(
+        url, clock=clock, pool_size=threads, max_overflow=0, pool_pre_ping=False
+    )
+    with store:
         _check_schema(store.engine)
-        threads = options.concurrency + 4
         with ThreadPoolExecutor(threads, thread_name_prefix="hongbao-ledger") as pool:
             runtime = ChunkDriver(
                 store, profiles, settings=options.settings, executor=pool, clock=clock

@@ -7,11 +7,12 @@ database beyond `LedgerStore` is here, as plain functions over a connection or a
 * `start_run` / `open_recipients` — inside the caller's transaction (the outbox): take the
   campaign to RUNNING and list the open payouts that need a job.
 * `held_payout_ids`, `active_jobs`, `worker_progress` — read procrastinate's jobs table.
-* `take_slot` / `hold_slots` — GCRA over one `limiter_state` row per key, one atomic
+* `payout_times`, `dead_bills_among` — what a job needs to know about its own chunk.
+* `take_slots` / `hold_slots` — GCRA over one `limiter_state` row per key, one atomic
   `UPDATE … RETURNING` each, on the database's clock: every process on every machine shares
   one schedule, and none of their clocks matters.
 
->>> wait = take_slot(engine, "1900000109", period=0.0337, burst=1)  # doctest: +SKIP
+>>> waits = take_slots(engine, "1900000109", 2, period=0.0337)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, text, update
 
 from hongbao.ledger.db import read_transaction, write_transaction
+from hongbao.ledger.records import Payout
+from hongbao.ledger.rows import payout_from_row
 from hongbao.ledger.schema import campaigns, payouts
 from hongbao.ledger.states import CampaignState, PayoutState
 
@@ -32,13 +35,14 @@ __all__ = [
     "PayoutTimes",
     "WorkerProgress",
     "active_jobs",
+    "dead_bills_among",
     "due_at",
     "held_payout_ids",
     "hold_slots",
     "open_recipients",
     "payout_times",
     "start_run",
-    "take_slot",
+    "take_slots",
     "worker_progress",
 ]
 
@@ -205,30 +209,51 @@ def _ensure_row(conn: Connection, key: str) -> None:
     )
 
 
-def take_slot(engine: Engine, key: str, *, period: float, burst: int = 1) -> float:
-    """Reserve the next send slot of `key`; returns how many seconds from now it starts.
+def take_slots(
+    engine: Engine, key: str, count: int = 1, *, period: float, burst: int = 1
+) -> list[float]:
+    """Reserve the next `count` send slots of `key`; returns when each starts, in seconds from now.
 
     GCRA with the theoretical arrival time in `limiter_state.tat` (seconds since the epoch on
-    the database's clock): the slot is `max(now, tat - (burst - 1) * period)`, and `tat` moves
-    to `max(tat, now) + period` in the same statement, so no two callers get one slot.
+    the database's clock): the slots are `count` consecutive ones from `max(now, tat)`, each
+    allowed `(burst - 1) * period` early (never before now), and `tat` moves past them in the same
+    statement, so no two callers get one slot. The slots are exactly those `count` calls one after
+    the other would get.
+
+    The transaction commits with `synchronous_commit = off`: it does not wait for the WAL flush,
+    so the row's lock is held for the statement, not for a disk write, and every worker's
+    reservations do not queue behind each other's flushes. Safe because a reservation moves no
+    money: only a crash of the database itself can lose one (the last ~0.6 s of commits at
+    most), and then the schedule restarts a little early. The slots given out before the crash
+    lie at most one per waiting job ahead, and a worker whose database calls failed sends again
+    only after its job runs again (5 s later), when those slots are past; the worst a very quick
+    restart can do is put a few sends closer than the period, and the worst that follows is a
+    FREQ_LIMIT answer, which `drive_payout` defers and retries like any other.
     """
+    if count < 1:
+        raise ValueError("count must be >= 1")
+    params = {"key": key, "span": period * count}
 
     def work(conn: Connection) -> float:
-        row = conn.execute(_TAKE, {"key": key, "period": period, "burst": burst}).first()
+        conn.execute(_ASYNC_COMMIT)
+        row = conn.execute(_TAKE, params).first()
         if row is None:
             _ensure_row(conn, key)
-            row = conn.execute(_TAKE, {"key": key, "period": period, "burst": burst}).one()
+            row = conn.execute(_TAKE, params).one()
         return float(row[0])
 
-    return write_transaction(engine, work)
+    first = write_transaction(engine, work) - (burst - 1) * period
+    return [max(0.0, first + n * period) for n in range(count)]
 
 
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
 _TAKE = text(
     "WITH clock AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now) "
-    "UPDATE limiter_state SET tat = greatest(limiter_state.tat, clock.now) + :period "
+    "UPDATE limiter_state SET tat = greatest(limiter_state.tat, clock.now) + :span "
     "FROM clock WHERE limiter_state.mch_id = :key "
-    "RETURNING greatest(0, limiter_state.tat - :period * :burst - clock.now)"
+    "RETURNING limiter_state.tat - :span - clock.now"
 )
+"""The reserved slots start at `max(tat, now)`: returned as seconds from now (never negative)."""
 
 
 def hold_slots(engine: Engine, key: str, seconds: float, *, period: float, burst: int = 1) -> None:
@@ -246,3 +271,25 @@ def hold_slots(engine: Engine, key: str, seconds: float, *, period: float, burst
         )
 
     write_transaction(engine, work)
+
+
+def dead_bills_among(engine: Engine, ids: Collection[int], max_generation: int) -> list[Payout]:
+    """FAILED payouts among `ids` whose bill WeChat reported dead and that were not re-issued.
+
+    A job's own list of what `LedgerStore.dead_bills` finds campaign-wide: the re-issues a
+    process that died between a definitive failure and its re-issue left undone.
+    """
+    successor = payouts.alias("successor")
+    query = (
+        select(payouts)
+        .where(
+            payouts.c.id.in_(sorted(ids)),
+            payouts.c.state == PayoutState.FAILED,
+            payouts.c.bill_dead.is_(True),
+            payouts.c.generation < max_generation,
+            ~select(successor.c.id).where(successor.c.previous_payout_id == payouts.c.id).exists(),
+        )
+        .order_by(payouts.c.id)
+    )
+    rows = read_transaction(engine, lambda conn: conn.execute(query).all())
+    return [payout_from_row(row) for row in rows]
