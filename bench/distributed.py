@@ -5,16 +5,34 @@ each once). Each run: a fresh schema in the PostgreSQL database `--admin-url` na
 afterwards), migrated with the job tables; the simulator in its own process on the wall clock
 (`SimServerProcess`, mutual TLS); a campaign planned beforehand; N `hongbao worker` processes
 (`--concurrency` each) started and given 3 s to come up; then timed from `defer_campaign` (what
-`hongbao campaign run --distributed` calls first) until no payout is open.
+`hongbao campaign run --distributed` calls first) until no payout is open. payouts/s is that
+whole time; "CPU ms/payout" is the user + system time of the worker processes over it.
 
 (a) `cap` — 3 workers, the merchant's `rate_per_minute` and the simulator's cap both `--cap`,
     `--cap-seconds` worth of payouts: achieved rate ÷ cap, FREQ_LIMIT answers in the ledger's
     audit trail, the most sends the simulator saw in any sliding 60 s window and in each
     calendar minute.
-(b) `scaling` — the cap lifted: payouts/s with 1, 2 and 3 workers, `--payouts` each.
+(b) `cpu` — CPU-bound scaling: the cap lifted and the simulator answering at once, payouts/s
+    with 1, 2 and 3 workers of `--concurrency` jobs, `--payouts` each. The workers, the
+    simulator and PostgreSQL share this machine's cores, so this measures what the machine can
+    do, not what more workers add: on 2 cores the figures stay flat (or fall) from 1 to 3.
+(c) `latency` — latency-bound scaling, what more workers are for. WeChat answers in tens to
+    hundreds of milliseconds, and a job drives its chunk one payout at a time, so one worker
+    sends at most `--latency-jobs` ÷ latency payouts/s however fast its CPU. The simulator's
+    own `delay` fault (`POST /__sim/faults {"endpoint": "sendredpack", "action": "delay",
+    "seconds": …}`, armed until cleared) answers every send `--latency-ms` late; cap lifted;
+    1, 2 and 3 workers of `--latency-jobs` jobs each. The recipients fill B of the 64 recipient
+    buckets with `--per-bucket` payouts each, B the largest multiple of every run's jobs at once
+    (8, 16, 24 → 48) up to 64: a bucket's payouts run one after the other, so with every
+    bucket equal each run works through them in whole waves and no job slot idles at the end
+    for want of a bucket (a real campaign fills all 64 buckets unevenly; its last wave runs
+    part-full). Printed: payouts/s, the speed-up over the first worker count, the ceiling
+    (jobs at once ÷ latency) and the workers' CPU ms/payout. The bench stops if a run beats
+    its ceiling (the delay was not applied).
 
-Run: `.venv/bin/python bench/distributed.py [--parts cap,scaling] [--cap 1800]
-[--cap-seconds 130] [--payouts 3000] [--concurrency 16] [--workers 1,2,3]`.
+Run: `.venv/bin/python bench/distributed.py [--parts cap,cpu,latency] [--cap 1800]
+[--cap-seconds 130] [--payouts 3000] [--concurrency 16] [--workers 1,2,3] [--latency-ms 200]
+[--latency-jobs 8] [--per-bucket 30]`.
 """
 
 from __future__ import annotations
@@ -30,6 +48,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from math import lcm
 from pathlib import Path
 
 import psycopg
@@ -40,7 +59,12 @@ from sqlalchemy.engine import make_url
 from campaign import LIFTED, TEMPLATE, UNLIMITED, SimMerchant, served
 from hongbao.engine.campaign import create_campaign, plan_campaign
 from hongbao.engine.config import load_config
-from hongbao.engine.distributed import defer_campaign, install_schema
+from hongbao.engine.distributed import (
+    RECIPIENT_LOCKS,
+    defer_campaign,
+    install_schema,
+    recipient_lock,
+)
 from hongbao.ledger import LedgerStore, PayoutState, upgrade
 from hongbao.ledger.schema import payout_events
 
@@ -116,17 +140,19 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def run_workers(
-    sim: SimMerchant, ledger_url: str, scratch: Path, *, workers: int, payouts: int, rate: int,
-    concurrency: int,
+    sim: SimMerchant, ledger_url: str, scratch: Path, *, workers: int, openids: list[str],
+    rate: int, concurrency: int,
 ) -> Run:  # fmt: skip
-    """Plan `payouts`, start `workers` worker processes, time the campaign to its end."""
+    """Plan a payout to each of `openids`, start `workers` worker processes, time the campaign
+    to its end."""
+    payouts = len(openids)
     config = scratch / "hongbao.toml"
     write_config(sim, config, ledger_url, rate)
     upgrade(ledger_url)
     store = LedgerStore.open(ledger_url)
     install_schema(store.engine)
     source = scratch / f"openids-{workers}.txt"
-    source.write_text("".join(f"{o}\n" for o in sim.users(payouts)), encoding="utf-8")
+    source.write_text("".join(f"{o}\n" for o in openids), encoding="utf-8")
     profile = load_config(config).profile("shop")
     campaign = create_campaign(store, profile, name="bench", template=TEMPLATE, source=source)
     plan_campaign(store, profile, campaign.id)
@@ -195,7 +221,7 @@ def part_cap(args: argparse.Namespace) -> None:
             scratch_schema(args.admin_url, f"bench_cap_{os.getpid()}") as url,
         ):
             run = run_workers(
-                sim, url, scratch, workers=3, payouts=count, rate=args.cap,
+                sim, url, scratch, workers=3, openids=sim.users(count), rate=args.cap,
                 concurrency=args.concurrency,
             )  # fmt: skip
     achieved = run.rate * 60
@@ -213,38 +239,115 @@ def part_cap(args: argparse.Namespace) -> None:
     )
 
 
-def part_scaling(args: argparse.Namespace) -> None:
-    """(b) payouts/s with the cap lifted, 1 to 3 workers."""
-    print(f"(b) scaling: cap lifted, {args.payouts:,} payouts, {args.concurrency} jobs per worker")
+def part_cpu(args: argparse.Namespace) -> None:
+    """(b) payouts/s with the cap lifted and instant answers, 1 to 3 workers: CPU-bound."""
+    print(
+        f"(b) cpu: CPU-bound on {os.cpu_count()} shared cores — cap lifted, the simulator "
+        f"answering at once, {args.payouts:,} payouts, {args.concurrency} jobs per worker"
+    )
     rates: dict[int, float] = {}
-    for workers in (int(n) for n in args.workers.split(",")):
+    for workers in worker_counts(args):
         with tempfile.TemporaryDirectory() as directory:
             scratch = Path(directory)
             with (
                 served(scratch, UNLIMITED, wall_clock=True) as sim,
-                scratch_schema(args.admin_url, f"bench_scale_{os.getpid()}_{workers}") as url,
+                scratch_schema(args.admin_url, f"bench_cpu_{os.getpid()}_{workers}") as url,
             ):
                 run = run_workers(
-                    sim, url, scratch, workers=workers, payouts=args.payouts, rate=LIFTED,
-                    concurrency=args.concurrency,
+                    sim, url, scratch, workers=workers, openids=sim.users(args.payouts),
+                    rate=LIFTED, concurrency=args.concurrency,
                 )  # fmt: skip
         rates[workers] = run.rate
+        print(f"    {workers} worker(s): {run.sent:,} in {run.seconds:.1f} s = {versus(rates)}")
+        print(f"        workers' CPU {run.cpu_ms_per_payout:.2f} ms/payout")
+    print(
+        f"    the workers, the simulator and PostgreSQL share {os.cpu_count()} cores: this is the "
+        "machine's CPU limit, not what more workers add (see (c))"
+    )
+
+
+def versus(rates: dict[int, float]) -> str:
+    """The last run's payouts/s and its speed-up over the first worker count's."""
+    (first, base), rate = next(iter(rates.items())), list(rates.values())[-1]
+    return f"{rate:,.1f} payouts/s, {rate / base:.2f}× {first} worker(s)"
+
+
+def worker_counts(args: argparse.Namespace) -> list[int]:
+    """The worker counts of the scaling parts."""
+    return [int(n) for n in args.workers.split(",")]
+
+
+def even_recipients(sim: SimMerchant, buckets: int, per_bucket: int) -> list[str]:
+    """New openids, `per_bucket` in each of `buckets` recipient buckets and none elsewhere."""
+    mch_id = sim.creds["mch_id"]
+    chosen: dict[str, list[str]] = {}
+    while len(chosen) < buckets or any(len(group) < per_bucket for group in chosen.values()):
+        for openid in sim.users(buckets * per_bucket):
+            lock = recipient_lock(mch_id, openid)
+            if lock not in chosen and len(chosen) < buckets:
+                chosen[lock] = []
+            group = chosen.get(lock)
+            if group is not None and len(group) < per_bucket:
+                group.append(openid)
+    return [openid for group in chosen.values() for openid in group]
+
+
+def part_latency(args: argparse.Namespace) -> None:
+    """(c) payouts/s with every send answered late, 1 to 3 workers: latency-bound."""
+    counts = worker_counts(args)
+    latency = args.latency_ms / 1000
+    slots = lcm(*(n * args.latency_jobs for n in counts))
+    buckets = slots * (RECIPIENT_LOCKS // slots) if slots <= RECIPIENT_LOCKS else RECIPIENT_LOCKS
+    print(
+        f"(c) latency: every sendredpack answered {args.latency_ms} ms late (the simulator's "
+        f"delay fault), cap lifted, {args.latency_jobs} jobs per worker, "
+        f"{buckets * args.per_bucket:,} payouts = {args.per_bucket} in each of {buckets} "
+        f"recipient buckets"
+    )
+    rates: dict[int, float] = {}
+    for workers in counts:
+        with tempfile.TemporaryDirectory() as directory:
+            scratch = Path(directory)
+            with (
+                served(scratch, UNLIMITED, wall_clock=True) as sim,
+                scratch_schema(args.admin_url, f"bench_latency_{os.getpid()}_{workers}") as url,
+            ):
+                openids = even_recipients(sim, buckets, args.per_bucket)
+                sim.control(
+                    "POST",
+                    "/__sim/faults",
+                    json={"endpoint": "sendredpack", "action": "delay", "seconds": latency},
+                )
+                run = run_workers(
+                    sim, url, scratch, workers=workers, openids=openids, rate=LIFTED,
+                    concurrency=args.latency_jobs,
+                )  # fmt: skip
+        ceiling = workers * args.latency_jobs / latency
+        if run.rate > ceiling:
+            raise SystemExit(f"{run.rate:.1f} payouts/s beats the ceiling {ceiling:.1f}/s")
+        rates[workers] = run.rate
+        print(f"    {workers} worker(s): {run.sent:,} in {run.seconds:.1f} s = {versus(rates)}")
         print(
-            f"    {workers} worker(s): {run.sent:,} in {run.seconds:.1f} s = {run.rate:,.0f} "
-            f"payouts/s ({run.rate / next(iter(rates.values())):.2f}× the first); workers' CPU "
-            f"{run.cpu_ms_per_payout:.2f} ms/payout"
+            f"        ceiling {workers * args.latency_jobs} jobs ÷ {latency:g} s = "
+            f"{ceiling:,.0f}/s; workers' CPU {run.cpu_ms_per_payout:.2f} ms/payout"
         )
-    print(f"    machine: {os.cpu_count()} cores shared by workers, simulator and PostgreSQL")
+    print(
+        "    one worker is bound by its jobs × the answer's latency, not by CPU: more workers, "
+        "more sends in flight"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="cap,scaling")
+    parser.add_argument("--parts", default="cap,cpu,latency")
     parser.add_argument("--cap", type=int, default=1800)
     parser.add_argument("--cap-seconds", type=int, default=130)
     parser.add_argument("--payouts", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--workers", default="1,2,3", help="worker counts of part (b)")
+    parser.add_argument("--workers", default="1,2,3", help="worker counts of parts (b), (c)")
+    parser.add_argument("--latency-ms", type=int, default=200, help="part (c)")
+    parser.add_argument("--latency-jobs", type=int, default=8, help="jobs per worker in (c)")
+    parser.add_argument("--per-bucket", type=int, default=30, help="payouts per bucket in (c)")
     parser.add_argument(
         "--admin-url",
         default=os.environ.get(
@@ -252,7 +355,7 @@ def main() -> None:
         ),
     )
     args = parser.parse_args()
-    parts = {"cap": part_cap, "scaling": part_scaling}
+    parts = {"cap": part_cap, "cpu": part_cpu, "latency": part_latency}
     for name in args.parts.split(","):
         parts[name](args)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from hongbao.clock import FrozenClock
 from hongbao.errors import ConfigurationError
 from hongbao.ledger import CampaignState
 from hongbao.web import SESSION_COOKIE, check_bind, is_loopback
-from hongbao.web.access import Access
+from hongbao.web.access import SESSION_HOURS, Access
 from tests.web.webkit import EVERY_ADDRESS, TOKEN, Filled, csrf_of, dashboard
 
 
@@ -36,8 +39,8 @@ def test_a_session_cookie_is_signed_and_its_csrf_token_is_its_own() -> None:
 
     assert access.read_session(cookie) == session
     assert TOKEN not in cookie
-    nonce, _, signature = cookie.split(".")
-    assert access.read_session(f"{nonce}.1.{'0' * len(signature)}") is None
+    nonce, _, issued, signature = cookie.split(".")
+    assert access.read_session(f"{nonce}.1.{issued}.{'0' * len(signature)}") is None
     other, _ = access.new_session(authenticated=True)
     assert access.csrf_matches(session, access.csrf_token(session))
     assert not access.csrf_matches(session, access.csrf_token(other))
@@ -49,8 +52,22 @@ def test_a_session_cookie_is_signed_and_its_csrf_token_is_its_own() -> None:
 def test_an_unauthenticated_cookie_cannot_be_turned_into_an_authenticated_one() -> None:
     access = Access(TOKEN)
     _, cookie = access.new_session(authenticated=False)
-    nonce, _, signature = cookie.split(".")
-    assert access.read_session(f"{nonce}.1.{signature}") is None
+    nonce, _, issued, signature = cookie.split(".")
+    assert access.read_session(f"{nonce}.1.{issued}.{signature}") is None
+
+
+def test_a_session_ends_after_its_hours_and_its_start_cannot_be_moved() -> None:
+    clock = FrozenClock(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
+    access = Access(TOKEN, clock=clock)
+    session, cookie = access.new_session(authenticated=True)
+    nonce, flag, issued, signature = cookie.split(".")
+
+    clock.advance(SESSION_HOURS * 3600)
+    assert access.read_session(cookie) == session
+    # A later start written into the cookie breaks its signature.
+    assert access.read_session(f"{nonce}.{flag}.{int(issued) + 3600}.{signature}") is None
+    clock.advance(1)
+    assert access.read_session(cookie) is None
 
 
 def test_without_the_token_every_page_is_refused(filled: Filled) -> None:

@@ -4,8 +4,9 @@
   an access token (`check_bind`).
 * The token is compared in constant time; a browser logs in once and gets a session cookie,
   a script sends `Authorization: Bearer <token>`.
-* A session is a random nonce signed with HMAC (key derived from the token, or random when the
-  dashboard runs open): nothing is kept in memory, and nothing in the cookie reveals the token.
+* A session is a random nonce and its start time signed with HMAC (key derived from the token,
+  or random when the dashboard runs open): nothing is kept in memory, nothing in the cookie
+  reveals the token, and a session ends `SESSION_HOURS` after it began (log in again).
 * Every POST must carry the session's CSRF token, an HMAC of the session nonce.
 
 >>> check_bind("0.0.0.0", None)
@@ -22,10 +23,12 @@ import ipaddress
 import secrets
 from dataclasses import dataclass
 
+from hongbao.clock import Clock, SystemClock
 from hongbao.errors import ConfigurationError
 
 __all__ = [
     "MIN_TOKEN_LENGTH",
+    "SESSION_HOURS",
     "TOKEN_ENV",
     "Access",
     "Session",
@@ -37,6 +40,8 @@ TOKEN_ENV = "HONGBAO_DASHBOARD_TOKEN"  # noqa: S105 (a variable name, not a secr
 """Environment variable holding the dashboard's access token."""
 MIN_TOKEN_LENGTH = 16
 """A shorter token is refused: it would be guessable."""
+SESSION_HOURS = 12
+"""A session cookie is honoured this long after it was issued: a stolen one does not last."""
 
 
 def is_loopback(host: str) -> bool:
@@ -73,7 +78,8 @@ class Session:
 class Access:
     """The access token (None: open) and the signing of sessions and CSRF tokens."""
 
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
         self._token = token.encode() if token is not None else None
         seed = self._token if self._token is not None else secrets.token_bytes(32)
         # Sessions outlive a restart when a token is set; an open dashboard's die with it.
@@ -108,18 +114,25 @@ class Access:
     def new_session(self, *, authenticated: bool) -> tuple[Session, str]:
         """A fresh session and its cookie value."""
         session = Session(secrets.token_urlsafe(18), authenticated or self.open)
-        body = f"{session.nonce}.{int(session.authenticated)}"
+        issued = int(self._clock.now().timestamp())
+        body = f"{session.nonce}.{int(session.authenticated)}.{issued}"
         return session, f"{body}.{self._sign(body)}"
 
     def read_session(self, cookie: str | None) -> Session | None:
-        """The session a cookie carries; None when absent or not signed by this dashboard."""
+        """The session a cookie carries; None if absent, expired or not signed by this dashboard."""
         if not cookie:
             return None
         body, _, signature = cookie.rpartition(".")
-        nonce, _, flag = body.partition(".")
-        if not nonce or flag not in ("0", "1"):
+        parts = body.split(".")
+        if len(parts) != 3:
+            return None
+        nonce, flag, issued = parts
+        if not nonce or flag not in ("0", "1") or not issued.isdigit():
             return None
         if not hmac.compare_digest(signature, self._sign(body)):
+            return None
+        age = self._clock.now().timestamp() - int(issued)
+        if not 0 <= age <= SESSION_HOURS * 3600:
             return None
         return Session(nonce, flag == "1" or self.open)
 
