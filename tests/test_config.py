@@ -157,6 +157,12 @@ def test_ledger_url_from_the_environment_wins(files: Files) -> None:
     assert config.ledger_url == url
 
 
+def test_the_dashboard_token_file_is_relative_to_the_configuration(files: Files) -> None:
+    assert files.load(PEM_SHOP).dashboard_token_file is None
+    config = files.load(PEM_SHOP + '\n[dashboard]\ntoken_file = "secrets/dashboard"\n')
+    assert config.dashboard_token_file == files.folder / "secrets" / "dashboard"
+
+
 def test_p12_opens_with_the_mch_id_as_default_password(files: Files) -> None:
     config = files.load(
         """
@@ -240,6 +246,10 @@ CASES = {
     ),
     "unknown key": (PEM_SHOP + "rate_per_minut = 10\n", ["[merchants.shop]", "'rate_per_minut'"]),
     "unknown top-level table": ("[ledgr]\nurl = 'x'\n", ["'ledgr'"]),
+    "token inline in [dashboard]": (
+        PEM_SHOP + '[dashboard]\ntoken = "0123456789abcdef"\n',
+        ["[dashboard]", "unknown key 'token'", "token_file"],
+    ),
     "api_key and api_key_file": (
         PEM_SHOP + 'api_key = "x"\n',
         ["[merchants.shop]", "both api_key and api_key_file"],

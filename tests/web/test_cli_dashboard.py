@@ -35,6 +35,22 @@ def test_a_short_token_refuses_to_start(tmp_path: Path) -> None:
     assert "short" not in result.stderr.replace("at least", "")
 
 
+def test_the_configurations_token_file_is_read(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.db"
+    upgrade(f"sqlite:///{ledger}")
+    (tmp_path / "dashboard-token").write_text("short\n")
+    config = tmp_path / "hongbao.toml"
+    config.write_text(
+        '[ledger]\nurl = "sqlite:///ledger.db"\n[dashboard]\ntoken_file = "dashboard-token"\n'
+    )
+
+    result = run("dashboard", "--host", EVERY_ADDRESS, "-c", str(config))
+
+    # The token came from the file the configuration names (relative to it), and was checked.
+    assert result.exit_code == 2
+    assert "at least 16 characters" in result.stderr
+
+
 def test_a_missing_ledger_is_a_configuration_error(tmp_path: Path) -> None:
     result = run("dashboard", "--ledger", f"sqlite:///{tmp_path / 'none.db'}")
 

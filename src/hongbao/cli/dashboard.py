@@ -4,7 +4,8 @@ The ledger comes from `--ledger` / `HONGBAO_LEDGER_URL`, else the configuration'
 url`, else `./hongbao.db`. With a configuration, the charts show each merchant's rate cap and
 the reconciliation page can ask WeChat. On a loopback address the dashboard may run open; on any
 other it refuses to start (exit code 2) without an access token, read from
-`HONGBAO_DASHBOARD_TOKEN` or `--token-file` (never from an option: it would show in `ps`).
+`--token-file`, `[dashboard] token_file` or `HONGBAO_DASHBOARD_TOKEN` (never from an option: it
+would show in `ps`).
 
 >>> # hongbao dashboard                                 (http://127.0.0.1:8000, open)
 >>> # HONGBAO_DASHBOARD_TOKEN=… hongbao dashboard --host 0.0.0.0 -c hongbao.toml
@@ -68,13 +69,14 @@ def dashboard_command(
     """Serve the dashboard: campaigns and their progress, payouts, reconciliation, rules.
 
     Pause, resume and cancel a campaign from its page. Open on 127.0.0.1; on any other
-    address set an access token (`HONGBAO_DASHBOARD_TOKEN` or `--token-file`) or it will not
-    start. Example: `hongbao dashboard -c hongbao.toml`, then open http://127.0.0.1:8000
+    address set an access token (`--token-file`, `[dashboard] token_file` in the configuration,
+    or `HONGBAO_DASHBOARD_TOKEN`) or it will not start.
+    Example: `hongbao dashboard -c hongbao.toml`, then open http://127.0.0.1:8000
     """
     with guard(as_json=False):
-        token = _token(token_file)
-        check_bind(host, token)
         settings = _config(config)
+        token = _token(token_file or (settings.dashboard_token_file if settings else None))
+        check_bind(host, token)
         url = ledger or (settings.ledger_url if settings is not None else DEFAULT_LEDGER_URL)
         store = open_ledger(url)
         try:
@@ -116,7 +118,8 @@ def dashboard_command(
 
 
 def _token(token_file: Path | None) -> str | None:
-    """The access token from `--token-file`, else the environment; None when neither is set."""
+    """The access token from this file (`--token-file`, else `[dashboard] token_file`), else
+    the environment; None when none is set."""
     if token_file is not None:
         try:
             token = token_file.read_text(encoding="utf-8").strip()

@@ -124,8 +124,9 @@ MERCHANT_KEYS: frozenset[str] = frozenset(
     }
 )
 """Every key a `[merchants.NAME]` section may hold; any other is refused as a likely typo."""
-_TOP_KEYS = frozenset({"ledger", "merchants", "rules"})
+_TOP_KEYS = frozenset({"dashboard", "ledger", "merchants", "rules"})
 _LEDGER_KEYS = frozenset({"url"})
+_DASHBOARD_KEYS = frozenset({"token_file"})
 
 
 def config_path(explicit: Path | None, environ: Mapping[str, str] | None = None) -> Path:
@@ -169,6 +170,8 @@ class HongbaoConfig:
     merchants: Mapping[str, MerchantSection]
     rules: Mapping[str, Rule] = field(default_factory=dict)
     """Rule mode's `[rules.NAME]`, checked (each names one of `merchants`)."""
+    dashboard_token_file: Path | None = None
+    """`[dashboard] token_file`: the file holding the dashboard's access token."""
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
     _built: dict[str, Merchant] = field(default_factory=dict, init=False, repr=False)
 
@@ -298,8 +301,22 @@ def parse_config(
         ledger_url=_ledger_url(url, base),
         merchants=sections,
         rules=rules,
+        dashboard_token_file=_dashboard_token_file(document.get("dashboard", {}), path),
         environ=env,
     )
+
+
+def _dashboard_token_file(dashboard: object, path: Path) -> Path | None:
+    if not isinstance(dashboard, dict):
+        raise ConfigurationError(f"{path}: dashboard must be a table ([dashboard])")
+    _only(dashboard, _DASHBOARD_KEYS, f"{path} [dashboard]", "[dashboard]")
+    token_file = dashboard.get("token_file")
+    if token_file is None:
+        return None
+    if not isinstance(token_file, str) or not token_file:
+        raise ConfigurationError(f"{path} [dashboard] token_file: must be a file path string")
+    # Relative to the configuration, like every other path in it.
+    return path.parent / token_file
 
 
 def _ledger_url(url: str, base: Path) -> str:
