@@ -15,7 +15,8 @@ whole time; "CPU ms/payout" is the user + system time of the worker processes ov
 (b) `cpu` — CPU-bound scaling: the cap lifted and the simulator answering at once, payouts/s
     with 1, 2 and 3 workers of `--concurrency` jobs, `--payouts` each. The workers, the
     simulator and PostgreSQL share this machine's cores, so this measures what the machine can
-    do, not what more workers add: on 2 cores the figures stay flat (or fall) from 1 to 3.
+    do, not what more workers add: on 2 cores a second worker gains only while a core is idle,
+    a third nothing, and the figures move with whatever else the machine runs.
 (c) `latency` — latency-bound scaling, what more workers are for. WeChat answers in tens to
     hundreds of milliseconds, and a job drives its chunk one payout at a time, so one worker
     sends at most `--latency-jobs` ÷ latency payouts/s however fast its CPU. The simulator's
@@ -269,7 +270,7 @@ def part_cpu(args: argparse.Namespace) -> None:
 def versus(rates: dict[int, float]) -> str:
     """The last run's payouts/s and its speed-up over the first worker count's."""
     (first, base), rate = next(iter(rates.items())), list(rates.values())[-1]
-    return f"{rate:,.1f} payouts/s, {rate / base:.2f}× {first} worker(s)"
+    return f"{rate:,.1f} payouts/s, speed-up {rate / base:.2f}× over {first} worker(s)"
 
 
 def worker_counts(args: argparse.Namespace) -> list[int]:
