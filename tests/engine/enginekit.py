@@ -12,8 +12,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from hongbao.api import AsyncClient, Merchant
-from hongbao.api._base import BaseClient
+from hongbao.api import AsyncClient, BaseClient, Merchant
 from hongbao.clock import CST, FrozenClock, beijing_day
 from hongbao.engine.campaign import Template, create_campaign, plan_campaign
 from hongbao.engine.limiter import Pacer

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hongbao.api._base import BaseClient
+from hongbao.api import BaseClient
 from hongbao.engine.campaign import (
     CampaignError,
     Template,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from hongbao.api._base import BaseClient
+from hongbao.api import BaseClient
 from hongbao.clock import SystemClock
 from hongbao.engine.notify import NOTIFY_PATH, RuleService, create_app
 from hongbao.engine.notify_verify import SUCCESS_REPLY

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from hongbao.api._base import BaseClient
+from hongbao.api import BaseClient
 from hongbao.clock import Clock, SystemClock, beijing_day
 from hongbao.engine.campaign_input import BadLine, CampaignFile, Entry
 from hongbao.engine.settings import MerchantProfile

@@ -44,8 +44,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hongbao.api import AsyncClient, Merchant
-from hongbao.api._base import BaseClient
+from hongbao.api import AsyncClient, BaseClient, Merchant
 from hongbao.clock import Clock, SystemClock
 from hongbao.engine.config import HongbaoConfig
 from hongbao.engine.notify_verify import (
