@@ -21,6 +21,7 @@ from hongbao.engine.runner import RunProgress, run_campaign
 from hongbao.engine.states import next_beijing_midnight
 from hongbao.errors import ConfigurationError
 from hongbao.ledger import CampaignState, PayoutState, SendApi
+from hongbao.sim.faults import parse_fault
 from hongbao.sim.state import MerchantSettings
 from tests.engine.enginekit import TEMPLATE, Bench, Crash, CrashingTransport, make_bench
 
@@ -198,6 +199,31 @@ async def test_the_send_rate_stays_under_the_cap_the_simulator_counts(
         if event.err_code == "FREQ_LIMIT"
     ]
     assert freq_limited == []
+
+
+async def test_a_retry_within_a_call_waits_for_its_own_slot(bench: Bench) -> None:
+    """A call the network dropped after WeChat paid is retried with the same bytes: that retry
+    is a send call WeChat counts, so it must take a slot of the pace like any other."""
+    cap = 30
+    bench.sim.state.update_merchant(bench.mch_id, MerchantSettings(rate_per_minute=cap))
+    bench.with_profile(rate_per_minute=cap, concurrency=8, lease_seconds=3600)
+    bench.sim.faults.add(
+        parse_fault({"endpoint": "sendredpack", "action": "pay_then_drop", "probability": 0.5})
+    )
+    users = bench.sim.add_users(bench.creds.appid, cap * 2)
+    campaign = bench.campaign(users)
+
+    summary = await bench.run(campaign.id)
+
+    assert summary.stopped == "completed"
+    assert bench.issued() == Counter(users)
+    answers = Counter(
+        event.err_code
+        for payout in bench.store.iter_payouts(campaign.id)
+        for event in bench.store.events(payout.id)
+        if event.kind == "send"
+    )
+    assert answers["FREQ_LIMIT"] == 0
 
 
 async def test_per_user_caps_hold_across_concurrent_campaigns(any_bench: Bench) -> None:

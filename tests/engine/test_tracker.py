@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import replace
 
 from hongbao.api import AsyncClient, RedpackInfo
+from hongbao.api.client import Pace
 from hongbao.engine.payout import drive_payout
 from hongbao.engine.tracker import MismatchKind, TrackSummary, reconcile, track
 from hongbao.ledger import CampaignState, PayoutState, StateTotal
@@ -130,8 +131,10 @@ async def test_reconcile_lists_every_kind_of_disagreement(bench: Bench) -> None:
 class LyingClient(AsyncClient):
     """Reports every packet with one fen more than WeChat issued."""
 
-    async def query_redpack(self, mch_billno: str, *, appid: str | None = None) -> RedpackInfo:
-        info = await super().query_redpack(mch_billno, appid=appid)
+    async def query_redpack(
+        self, mch_billno: str, *, appid: str | None = None, pace: Pace | None = None
+    ) -> RedpackInfo:
+        info = await super().query_redpack(mch_billno, appid=appid, pace=pace)
         return info.model_copy(update={"total_amount": (info.total_amount or 0) + 1})
 
 

@@ -37,6 +37,8 @@ from hongbao.wire.transport import AsyncTransport, Transport
 __all__ = ["AsyncClient", "Client"]
 
 T = TypeVar("T")
+Pace = Callable[[], Awaitable[None]]
+"""Waits for the caller's next slot of the merchant's rate (e.g. `Pacer.acquire`)."""
 
 
 def _require_certificate(merchant: Merchant) -> None:
@@ -349,21 +351,27 @@ class AsyncClient(BaseClient):
         )
         return await self._execute(self._send_call(SendMiniProgramRedpackRequest, params))
 
-    async def send_frozen(self, api: str, params: Mapping[str, str | int]) -> SendResult:
+    async def send_frozen(
+        self, api: str, params: Mapping[str, str | int], *, pace: Pace | None = None
+    ) -> SendResult:
         """Send recorded parameters (from `send_params`) unchanged: the same bytes every time.
 
         `api` is the send call they were built for. A resend with the same bill number is how
-        an unknown outcome is resolved without risking a second packet.
+        an unknown outcome is resolved without risking a second packet. `pace` is awaited
+        before each retry within the call (WeChat counts every call against the rate).
         """
-        return await self._execute(self._frozen_call(api, params))
+        return await self._execute(self._frozen_call(api, params), pace)
 
-    async def query_redpack(self, mch_billno: str, *, appid: str | None = None) -> RedpackInfo:
+    async def query_redpack(
+        self, mch_billno: str, *, appid: str | None = None, pace: Pace | None = None
+    ) -> RedpackInfo:
         """gethbinfo: the record of `mch_billno` (`found=False` if WeChat has none, yet).
 
         `appid` defaults to the merchant's Official Account appid. An exception from a query
-        concerns the query only: it never says whether the packet was issued.
+        concerns the query only: it never says whether the packet was issued. `pace` is awaited
+        before each retry within the call.
         """
-        return await self._execute(self._query_call(mch_billno, appid))
+        return await self._execute(self._query_call(mch_billno, appid), pace)
 
     async def aclose(self) -> None:
         """Close the transport if this client created it."""
@@ -381,7 +389,7 @@ class AsyncClient(BaseClient):
     ) -> None:
         await self.aclose()
 
-    async def _execute(self, call: Call[T]) -> T:
+    async def _execute(self, call: Call[T], pace: Pace | None = None) -> T:
         attempts = self._attempts(call)
         while True:
             try:
@@ -396,3 +404,5 @@ class AsyncClient(BaseClient):
             if delay is None:
                 raise attempts.final_error(outcome)
             await self._sleep(delay)
+            if pace is not None:
+                await pace()

@@ -165,7 +165,9 @@ class PayoutDriver:
             return DriveResult(payout.id, payout.state, lost=True)
         await pacer.acquire()
         try:
-            answer = await self.client.send_frozen(payout.api.value, payout.params)
+            answer = await self.client.send_frozen(
+                payout.api.value, payout.params, pace=pacer.acquire
+            )
         except HongbaoError as exc:
             outcome, record = send_outcome(exc), answer_record(exc)
         else:
@@ -200,7 +202,7 @@ class PayoutDriver:
         answer: RedpackInfo | HongbaoError
         try:
             # gethbinfo's appid is the Official Account's (spec §3.5): the client's default.
-            answer = await self.client.query_redpack(payout.mch_billno)
+            answer = await self.client.query_redpack(payout.mch_billno, pace=pacer.acquire)
         except HongbaoError as exc:
             answer = exc
             if isinstance(exc, FrequencyLimitError):

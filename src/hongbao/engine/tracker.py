@@ -98,7 +98,9 @@ class _Asker:
             for _ in range(attempts):
                 await self.pacer.acquire()
                 try:
-                    return await self.client.query_redpack(payout.mch_billno)
+                    return await self.client.query_redpack(
+                        payout.mch_billno, pace=self.pacer.acquire
+                    )
                 except HongbaoError as exc:
                     answer = exc
                     if isinstance(exc, FrequencyLimitError):
