@@ -232,7 +232,8 @@ def _scheduled(planned: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
     ]
 
 
-def _wait(condition: Any, what: str, seconds: float = 60.0) -> None:
+def _wait(condition: Any, what: str, seconds: float = 180.0) -> None:
+    # A bound on liveness, not on speed: generous, so that a loaded CI machine does not fail it.
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
