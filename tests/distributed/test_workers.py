@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 
-from hongbao.clock import SystemClock
 from hongbao.ledger import PayoutState
-from hongbao.sim.app import Simulator
 from hongbao.sim.entities import ISSUED
 from hongbao.sim.faults import parse_fault
 from hongbao.sim.server import SimServer
 from tests.distributed.distkit import Setup, run_summary, setup, start_run, start_worker, stop
+from tests.sim_served.servedkit import wall_clock_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.served, pytest.mark.slow]
 
@@ -36,10 +35,8 @@ FAULTS: list[dict[str, Any]] = [
 @pytest.fixture
 def served() -> Iterator[SimServer]:
     """A simulator on the wall clock (its rate window must move), served over mutual TLS."""
-    sim = Simulator(clock=SystemClock(), seed=SEED)
-    with SimServer(sim) as server:
+    with wall_clock_server(SEED) as server:
         yield server
-    sim.close()
 
 
 def _wait_for(setup: Setup, sent: int, workers: list[subprocess.Popen[bytes]], log: Path) -> None:

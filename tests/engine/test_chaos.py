@@ -19,18 +19,17 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from hongbao.clock import SystemClock
 from hongbao.engine.campaign import create_campaign, plan_campaign
 from hongbao.engine.tracker import reconcile
 from hongbao.ledger import LedgerStore, PayoutState, upgrade
 from hongbao.ledger.schema import payout_events
-from hongbao.sim.app import Simulator
 from hongbao.sim.entities import ISSUED
 from hongbao.sim.faults import parse_fault
 from hongbao.sim.server import SimServer
 from hongbao.sim.state import MerchantSettings
 from tests.engine.chaos_runner import CHAOS_RUN, profile_from
 from tests.engine.enginekit import TEMPLATE
+from tests.sim_served.servedkit import wall_clock_server
 
 PAYOUTS = 2000
 KILLS = 3
@@ -49,10 +48,8 @@ OPEN = (PayoutState.PLANNED, PayoutState.DEFERRED, PayoutState.SENDING, PayoutSt
 @pytest.fixture
 def served() -> Iterator[SimServer]:
     """A simulator on the wall clock (its rate window must move), served over mutual TLS."""
-    sim = Simulator(clock=SystemClock(), seed=SEED)
-    with SimServer(sim) as server:
+    with wall_clock_server(SEED) as server:
         yield server
-    sim.close()
 
 
 def _config(server: SimServer, tmp: Path, ledger_url: str) -> dict[str, Any]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import itertools
 import ssl
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from hongbao.sim.app import MerchantCredentials
+from hongbao.clock import SystemClock
+from hongbao.sim.app import MerchantCredentials, Simulator
 from hongbao.sim.server import SimServer, SimServerProcess
 from hongbao.wire import xmlcodec
 from hongbao.wire.sign import sign
@@ -18,6 +21,15 @@ from hongbao.wire.sign import sign
 SEND = "/mmpaymkttransfers/sendredpack"
 Served = SimServer | SimServerProcess
 _serials = itertools.count(1)
+
+
+@contextmanager
+def wall_clock_server(seed: int) -> Iterator[SimServer]:
+    """A simulator on the wall clock (its rate window must move), served over mutual TLS."""
+    sim = Simulator(clock=SystemClock(), seed=seed)
+    with SimServer(sim) as server:
+        yield server
+    sim.close()
 
 
 def billno(mch_id: str) -> str:
