@@ -118,6 +118,11 @@ def test_three_workers_share_the_merchants_rate_cap(
         sim_rate_per_minute=cap,
         seed=SEED,
     )
+    # Dropped answers are retried within the call: WeChat counts those calls too, so they
+    # must take slots of the shared pace like the first attempts.
+    served.sim.faults.add(
+        parse_fault({"endpoint": "sendredpack", "action": "pay_then_drop", "probability": 0.05})
+    )
     log = tmp_path / "workers.log"
     workers = [start_worker(setup_.config, log, cli=True) for _ in range(3)]
     out = tmp_path / "run.json"
@@ -128,7 +133,7 @@ def test_three_workers_share_the_merchants_rate_cap(
         stop(workers)
     assert run_summary(out)["stopped"] == "completed"
     _assert_paid_exactly_once(setup_)
-    # No send was refused for the rate, and no 60 s window held more sends than the cap.
+    # No call was refused for the rate, and no 60 s window held more sends than the cap.
     assert "FREQ_LIMIT" not in setup_.err_codes()
     _, records = served.sim.state.ledger(setup_.mch_id)
     sent_at = [r.send_time.timestamp() for r in records if r.status in ISSUED]
