@@ -26,7 +26,7 @@ import uvicorn
 from hongbao.cli.boundary import guard
 from hongbao.cli.db import LedgerOption
 from hongbao.cli.options import ConfigOption, open_ledger
-from hongbao.engine.config import HongbaoConfig, config_path, load_config
+from hongbao.engine.config import HongbaoConfig, config_path, load_config, read_secret_file
 from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.tracker import ReconcileReport, reconcile
 from hongbao.errors import ConfigurationError
@@ -121,12 +121,7 @@ def _token(token_file: Path | None) -> str | None:
     """The access token from this file (`--token-file`, else `[dashboard] token_file`), else
     the environment; None when none is set."""
     if token_file is not None:
-        try:
-            token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot read the token file {token_file}: {exc.strerror or exc}"
-            ) from None
+        token = read_secret_file(token_file, "the dashboard's token file")
         if not token:
             raise ConfigurationError(f"the token file {token_file} is empty")
         return token

@@ -66,6 +66,7 @@ __all__ = [
     "config_path",
     "load_config",
     "parse_config",
+    "read_secret_file",
     "secret_env_name",
 ]
 
@@ -474,19 +475,21 @@ def _secret(section: MerchantSection, key: str, environ: Mapping[str, str]) -> s
     if sources[0] == key:
         value: str = section.values[key]
         return value
-    secret_file: Path = section.values[f"{key}_file"]
+    return read_secret_file(section.values[f"{key}_file"], f"{section.where} {key}_file")
+
+
+def read_secret_file(path: Path, where: str) -> str:
+    """The secret a file holds, without the trailing newline an editor adds.
+
+    Errors name `where` (the setting or option) and the file, never its content.
+    """
     try:
-        # A trailing newline is an editor's, never part of the key.
-        return secret_file.read_text("utf-8").strip()
+        return path.read_text("utf-8").strip()
     except FileNotFoundError:
-        raise ConfigurationError(
-            f"{section.where} {key}_file: {secret_file} does not exist"
-        ) from None
+        raise ConfigurationError(f"{where}: {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigurationError(
-            f"{section.where} {key}_file: cannot read {secret_file}: {reason}"
-        ) from None
+        raise ConfigurationError(f"{where}: cannot read {path}: {reason}") from None
 
 
 def _existing(section: MerchantSection, key: str) -> Path:
