@@ -9,9 +9,12 @@ Prints figures; asserts nothing but the bookkeeping each figure rests on. Three 
     GIL with the runner. hongbao: one ledger for the part (a SQLite file with WAL and
     synchronous=FULL, or PostgreSQL with `--ledger-url`), per repetition one campaign of
     `--payouts` lines planned beforehand (not timed), then `run_campaign` (its own aiohttp
-    client, `--concurrency` sends in flight) timed from call to return; afterwards the ledger
-    must hold that many SENT payouts and the simulator that many paid bills, or the bench
-    stops. wechatpy is wired to the simulator like this: `WeChatPay(appid, api_key, mch_id,
+    client, `--concurrency` sends in flight, on the commands' event loop: `hongbao.eventloop`)
+    timed from call to return; afterwards the ledger must hold that many SENT payouts and the
+    simulator that many paid bills, or the bench stops. For reference, not a goal: the same
+    `AsyncClient` alone (`send_redpack`, `--concurrency` in flight, no ledger at all) on the
+    same simulator, which shows what the durable bookkeeping costs and the most a runner could
+    reach here. wechatpy is wired to the simulator like this: `WeChatPay(appid, api_key, mch_id,
     mch_cert=PEM, mch_key=PEM)` (the certificate the simulator issued, as PEM files), its
     `API_BASE_URL` set on the instance to the simulator's URL (the class fixes
     api.mch.weixin.qq.com and `_request` reads `self.API_BASE_URL`), and its requests session
@@ -59,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from hongbao import eventloop
 from hongbao.api import AsyncClient, Merchant
 from hongbao.clock import SystemClock
 from hongbao.engine.campaign import Template, create_campaign, plan_campaign
@@ -264,7 +268,7 @@ def run_hongbao(
                 raise SystemExit(f"the run stopped: {summary.stopped}")
             return elapsed
 
-        elapsed = asyncio.run(send())
+        elapsed = eventloop.run(send())
         sent = store.totals_by_state(campaign.id)[PayoutState.SENT].count
     paid = sim.paid(bills)
     if sent != len(openids) or paid != len(openids):
@@ -272,6 +276,47 @@ def run_hongbao(
             f"{len(openids)} payouts planned: the ledger has {sent} SENT, the simulator paid {paid}"
         )
     return RunFigures(sent, elapsed, counter.freq_limits if counter is not None else None)
+
+
+def run_client_alone(
+    sim: SimMerchant, openids: list[str], first_serial: int, concurrency: int
+) -> RunFigures:
+    """`AsyncClient.send_redpack` to each openid, `concurrency` in flight, no ledger; timed."""
+    mch_id = sim.creds["mch_id"]
+    now = SystemClock().now()
+    bills = [mint_bill_no(mch_id, now, first_serial + n) for n in range(len(openids) + 1)]
+
+    async def send_all() -> float:
+        async with AsyncClient(sim.merchant()) as client:
+
+            async def send(openid: str, bill: str) -> None:
+                result = await client.send_redpack(
+                    mch_billno=bill,
+                    re_openid=openid,
+                    total_amount=100,
+                    client_ip=CLIENT_IP,
+                    remark="Thanks",
+                    **CONTENT,
+                )
+                if not result.send_listid:
+                    raise SystemExit(f"client alone: no send_listid for {bill}")
+
+            await send(openids[0], bills[-1])  # the TLS handshake, outside the timing
+            todo = iter(zip(openids, bills, strict=False))
+
+            async def lane() -> None:
+                for openid, bill in todo:
+                    await send(openid, bill)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(lane() for _ in range(concurrency)))
+            return time.perf_counter() - started
+
+    elapsed = eventloop.run(send_all())
+    paid = sim.paid(set(bills[:-1]))
+    if paid != len(openids):
+        raise SystemExit(f"the client alone sent {len(openids)}, the simulator paid {paid}")
+    return RunFigures(len(openids), elapsed)
 
 
 # -- wechatpy: a sequential loop -------------------------------------------------------------
@@ -344,6 +389,7 @@ def part_throughput(args: argparse.Namespace) -> None:
     )
     hongbao: list[float] = []
     wechatpy: list[float] = []
+    alone: list[float] = []
     with tempfile.TemporaryDirectory() as directory:
         scratch = Path(directory)
         with served(scratch, UNLIMITED, wall_clock=False) as sim:
@@ -361,10 +407,14 @@ def part_throughput(args: argparse.Namespace) -> None:
                 loop = run_wechatpy(sim, sim.users(args.wechatpy_calls), serial)
                 serial += args.wechatpy_calls + 1
                 wechatpy.append(loop.rate)
+                bare = run_client_alone(sim, sim.users(args.payouts), serial, args.concurrency)
+                serial += args.payouts + 1
+                alone.append(bare.rate)
                 print(
                     f"    run {rep + 1}: hongbao {run.sent:,} in {run.seconds:.2f} s = "
                     f"{run.rate:,.0f}/s; wechatpy {loop.sent:,} in {loop.seconds:.2f} s = "
-                    f"{loop.rate:,.0f}/s; ratio {run.rate / loop.rate:.2f}"
+                    f"{loop.rate:,.0f}/s; ratio {run.rate / loop.rate:.2f}; client alone "
+                    f"{bare.rate:,.0f}/s"
                 )
     ratios = [h / w for h, w in zip(hongbao, wechatpy, strict=True)]
     print(
@@ -372,6 +422,11 @@ def part_throughput(args: argparse.Namespace) -> None:
         f"{_median_spread(hongbao)} payouts/s"
     )
     print(f"    wechatpy redpack.send, sequential: {_median_spread(wechatpy)} payouts/s")
+    ceiling = [a / w for a, w in zip(alone, wechatpy, strict=True)]
+    print(
+        f"    reference: AsyncClient alone, no ledger, {args.concurrency} in flight: "
+        f"{_median_spread(alone)} sends/s = {statistics.median(ceiling):.2f}× wechatpy"
+    )
     print(
         f"    ratio (median of per-repetition ratios): {statistics.median(ratios):.2f}× "
         f"(min {min(ratios):.2f}, max {max(ratios):.2f}); goal ≥ 3×; every hongbao payout SENT "

@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from pathlib import Path
 
+from hongbao import eventloop
 from hongbao.engine.config import load_config
 from hongbao.engine.distributed import WorkerOptions, run_worker
 from tests.engine.chaos_runner import CHAOS_RUN
@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     config = load_config(Path(argv[0]))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")
     options = WorkerOptions(concurrency=16, stalled_seconds=STALLED_SECONDS, settings=CHAOS_RUN)
-    asyncio.run(run_worker(config.ledger_url, config.profile, options))
+    eventloop.run(run_worker(config.ledger_url, config.profile, options))
     return 0
 
 

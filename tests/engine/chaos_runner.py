@@ -1,5 +1,5 @@
 """A campaign runner in its own process, for the chaos test to `kill -9` (the CLI's
-`hongbao campaign run` does the same through the same engine API).
+`hongbao campaign run` does the same through the same engine API, on the same event loop).
 
     python -m tests.engine.chaos_runner CONFIG.json
 
@@ -9,13 +9,13 @@ the simulator's URL and CA) and the timings. On success it prints the run's summ
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from hongbao import eventloop
 from hongbao.api import Merchant
 from hongbao.engine.runner import run_campaign
 from hongbao.engine.settings import MerchantProfile, RunSettings
@@ -76,7 +76,7 @@ async def _main(config: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     """Run the campaign described by the JSON file `argv[0]` to its end."""
     config = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    print(json.dumps(asyncio.run(_main(config))), flush=True)
+    print(json.dumps(eventloop.run(_main(config))), flush=True)
     return 0
 
 
