@@ -22,14 +22,11 @@ from enum import IntEnum
 from typing import Any
 
 import typer
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from typer.core import TyperGroup
 
-from hongbao.engine.campaign import CampaignError
 from hongbao.errors import ConfigurationError, HongbaoError, Outcome
-from hongbao.ledger import LedgerLookupError
 
-__all__ = ["ExitCode", "Guard", "HongbaoGroup", "exit_code_for", "guard"]
+__all__ = ["ExitCode", "FastHelpGroup", "Guard", "HongbaoGroup", "exit_code_for", "guard"]
 
 
 class ExitCode(IntEnum):
@@ -48,6 +45,8 @@ class ExitCode(IntEnum):
 
 def exit_code_for(error: BaseException) -> ExitCode:
     """The exit code of an error (pure)."""
+    from hongbao.engine.campaign import CampaignError
+
     if isinstance(error, CampaignError):
         # A campaign asked to do what its state forbids, or a template the API would refuse:
         # a usage error, whatever the engine's class tree says.
@@ -82,6 +81,10 @@ def guard(as_json: bool) -> Iterator[Guard]:
     With `as_json`, the error is also printed to stdout as `{"error", "outcome", "exit_code",
     "mch_billno"}` so that scripts need not parse stderr.
     """
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    from hongbao.ledger import LedgerLookupError
+
     state = Guard(as_json)
     try:
         yield state
@@ -116,12 +119,29 @@ def _exit(exc: BaseException, message: str, state: Guard) -> None:
 
 
 def _outcome(exc: BaseException) -> str | None:
+    from hongbao.engine.campaign import CampaignError
+
     if isinstance(exc, HongbaoError) and not isinstance(exc, ConfigurationError | CampaignError):
         return exc.outcome.value
     return None
 
 
-class HongbaoGroup(TyperGroup):
+class FastHelpGroup(TyperGroup):
+    """A command group whose `--help`, when not given, is not run through pydantic.
+
+    typer (0.29) converts every option value that is not already a bool with a pydantic
+    adapter, and a help flag left out is None: each group above `hongbao campaign create --help`
+    would load pydantic only to pass None on. Defaulting the flag to False skips that.
+    """
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.default = False
+        return option
+
+
+class HongbaoGroup(FastHelpGroup):
     """The root command group: a usage error exits 1, keeping 2 for configuration errors."""
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:

@@ -16,11 +16,11 @@ import sys
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hongbao.cli.boundary import ExitCode, guard
+from hongbao.cli.boundary import ExitCode, FastHelpGroup, guard
 from hongbao.cli.options import (
     AmountOption,
     ConfigOption,
@@ -33,23 +33,12 @@ from hongbao.cli.options import (
 from hongbao.cli.output import RunDisplay, note, print_fields, print_json, print_table
 from hongbao.cli.worker import print_workers, worker_documents
 from hongbao.clock import CST, SystemClock
-from hongbao.engine.campaign import (
-    CampaignReport,
-    CampaignStatus,
-    PlanReport,
-    Template,
-    campaign_report,
-    campaign_status,
-    cancel_campaign,
-    create_campaign,
-    export_csv,
-    pause_campaign,
-    plan_campaign,
-    resume_campaign,
-)
-from hongbao.engine.runner import RunSummary, run_campaign
-from hongbao.ledger import Campaign, CampaignState, PayoutState, SendApi, StateTotal
 from hongbao.money import format_yuan
+
+if TYPE_CHECKING:
+    from hongbao.engine.campaign import CampaignReport, CampaignStatus, PlanReport
+    from hongbao.engine.runner import RunSummary
+    from hongbao.ledger import Campaign, SendApi, StateTotal
 
 __all__ = ["campaign_app"]
 
@@ -57,6 +46,7 @@ campaign_app = typer.Typer(
     name="campaign",
     help="Campaigns: create from a file of openids, plan, run, watch, report.",
     no_args_is_help=True,
+    cls=FastHelpGroup,
 )
 
 IdArgument = Annotated[int, typer.Argument(help="The campaign's id (printed by `create`).")]
@@ -72,11 +62,14 @@ class PacketKind(StrEnum):
     MINI = "mini"
 
 
-_SEND_API = {
-    PacketKind.NORMAL: SendApi.SENDREDPACK,
-    PacketKind.GROUP: SendApi.SENDGROUPREDPACK,
-    PacketKind.MINI: SendApi.SENDMINIPROGRAMHB,
-}
+def _send_api(kind: PacketKind) -> SendApi:
+    from hongbao.ledger import SendApi
+
+    return {
+        PacketKind.NORMAL: SendApi.SENDREDPACK,
+        PacketKind.GROUP: SendApi.SENDGROUPREDPACK,
+        PacketKind.MINI: SendApi.SENDMINIPROGRAMHB,
+    }[kind]
 
 
 @campaign_app.command("create")
@@ -156,6 +149,8 @@ def create_command(
     A fission campaign: `--api group --total-num 5 --amount 10` (each seed user gets a set
     of 5 shares worth 10 yuan in all).
     """
+    from hongbao.engine.campaign import Template, create_campaign
+
     template = Template(
         amount_fen=yuan(amount),
         send_name=send_name,
@@ -164,7 +159,7 @@ def create_command(
         remark=remark,
         scene_id=scene_id,
         risk_info=risk_info,
-        api=_SEND_API[api],
+        api=_send_api(api),
         total_num=total_num,
     )
     budget_fen = None if budget is None else yuan(budget, "--budget")
@@ -204,6 +199,8 @@ def plan_command(
     records only what is missing (a crash while planning is repaired by planning again).
     Example: `hongbao campaign plan 1 --dry-run`
     """
+    from hongbao.engine.campaign import plan_campaign
+
     with guard(as_json):
         settings = load(config)
         with open_ledger(settings.ledger_url) as store:
@@ -237,6 +234,9 @@ def run_command(
     With `--distributed`, the workers send and this command defers their jobs and follows
     them (see docs/scale-out.md). Example: `hongbao campaign run 1`
     """
+    from hongbao.engine.runner import run_campaign
+    from hongbao.ledger import CampaignState
+
     with guard(as_json):
         settings = load(config)
         with open_ledger(settings.ledger_url) as store:
@@ -263,6 +263,8 @@ def status_command(
 
     Example: `hongbao campaign status 1 --json`
     """
+    from hongbao.engine.campaign import campaign_status
+
     with guard(as_json), open_ledger(load(config).ledger_url) as store:
         status = campaign_status(store, campaign_id)
         workers = worker_documents(store, campaign_id)
@@ -274,6 +276,8 @@ def pause_command(
     campaign_id: IdArgument, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
     """Pause a running campaign: runners stop claiming; packets in flight still resolve."""
+    from hongbao.engine.campaign import pause_campaign
+
     with guard(as_json), open_ledger(load(config).ledger_url) as store:
         pause_campaign(store, campaign_id)
         state = store.get_campaign(campaign_id).state
@@ -285,6 +289,8 @@ def resume_command(
     campaign_id: IdArgument, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
     """Resume a paused campaign (then `hongbao campaign run ID` sends the rest)."""
+    from hongbao.engine.campaign import resume_campaign
+
     with guard(as_json), open_ledger(load(config).ledger_url) as store:
         due = resume_campaign(store, campaign_id)
         state = store.get_campaign(campaign_id).state
@@ -300,6 +306,8 @@ def cancel_command(
     campaign_id: IdArgument, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
     """Cancel a campaign: unsent payouts are cancelled; those in flight still resolve."""
+    from hongbao.engine.campaign import cancel_campaign
+
     with guard(as_json), open_ledger(load(config).ledger_url) as store:
         cancelled = cancel_campaign(store, campaign_id)
         state = store.get_campaign(campaign_id).state
@@ -318,6 +326,8 @@ def report_command(
 
     Run `hongbao track ID` first for the latest received/refunded figures.
     """
+    from hongbao.engine.campaign import campaign_report
+
     with guard(as_json), open_ledger(load(config).ledger_url) as store:
         report = campaign_report(store, campaign_id)
     print_report(report, as_json)
@@ -336,6 +346,8 @@ def export_command(
 
     Example: `hongbao campaign export 1 -o spring.csv`
     """
+    from hongbao.engine.campaign import export_csv
+
     with guard(False), open_ledger(load(config).ledger_url) as store:
         if str(output) == "-":
             rows = export_csv(store, campaign_id, sys.stdout)
@@ -442,6 +454,8 @@ def _print_plan(report: PlanReport, dry_run: bool, as_json: bool) -> None:
 
 
 def _print_status(status: CampaignStatus, as_json: bool, workers: list[dict[str, Any]]) -> None:
+    from hongbao.ledger import PayoutState
+
     campaign = status.campaign
     nonzero = {state: total for state, total in status.totals.items() if total.count}
     problems = [
@@ -495,6 +509,8 @@ def _print_status(status: CampaignStatus, as_json: bool, workers: list[dict[str,
 
 def print_summary(summary: RunSummary, as_json: bool) -> None:
     """How a run ended, with the campaign's payouts by state."""
+    from hongbao.ledger import PayoutState
+
     nonzero = {state: total for state, total in summary.totals.items() if total.count}
     if as_json:
         print_json(

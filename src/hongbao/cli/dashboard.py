@@ -18,25 +18,23 @@ import os
 import socket
 from dataclasses import fields
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
 from hongbao.cli.boundary import guard
 from hongbao.cli.db import LedgerOption
 from hongbao.cli.options import ConfigOption, open_ledger
-from hongbao.engine.config import HongbaoConfig, config_path, load_config, read_secret_file
-from hongbao.engine.settings import MerchantProfile
-from hongbao.engine.tracker import ReconcileReport, reconcile
+from hongbao.defaults import DASHBOARD_TOKEN_ENV, DEFAULT_LEDGER_URL
 from hongbao.errors import ConfigurationError
-from hongbao.ledger import DEFAULT_LEDGER_URL, Campaign, LedgerStore, display_url
-from hongbao.web import TOKEN_ENV, DashboardSettings, check_bind, create_app
-from hongbao.web.reconciling import Reconciler
+
+if TYPE_CHECKING:
+    from hongbao.engine.config import HongbaoConfig
+    from hongbao.engine.tracker import ReconcileReport
+    from hongbao.ledger import Campaign, LedgerStore
+    from hongbao.web.reconciling import Reconciler
 
 __all__ = ["dashboard_command"]
-
-_DEFAULT_RATE = next(f.default for f in fields(MerchantProfile) if f.name == "rate_per_minute")
 
 
 def dashboard_command(
@@ -52,7 +50,7 @@ def dashboard_command(
         typer.Option(
             "--token-file",
             envvar="HONGBAO_DASHBOARD_TOKEN_FILE",
-            help=f"A file holding the access token (else {TOKEN_ENV}).",
+            help=f"A file holding the access token (else {DASHBOARD_TOKEN_ENV}).",
             dir_okay=False,
             show_default=False,
         ),
@@ -73,6 +71,11 @@ def dashboard_command(
     or `HONGBAO_DASHBOARD_TOKEN`) or it will not start.
     Example: `hongbao dashboard -c hongbao.toml`, then open http://127.0.0.1:8000
     """
+    import uvicorn
+
+    from hongbao.ledger import display_url
+    from hongbao.web import DashboardSettings, check_bind, create_app
+
     with guard(as_json=False):
         settings = _config(config)
         token = _token(token_file or (settings.dashboard_token_file if settings else None))
@@ -120,16 +123,20 @@ def dashboard_command(
 def _token(token_file: Path | None) -> str | None:
     """The access token from this file (`--token-file`, else `[dashboard] token_file`), else
     the environment; None when none is set."""
+    from hongbao.engine.config import read_secret_file
+
     if token_file is not None:
         token = read_secret_file(token_file, "the dashboard's token file")
         if not token:
             raise ConfigurationError(f"the token file {token_file} is empty")
         return token
-    return os.environ.get(TOKEN_ENV, "").strip() or None
+    return os.environ.get(DASHBOARD_TOKEN_ENV, "").strip() or None
 
 
 def _config(config: Path | None) -> HongbaoConfig | None:
     """The configuration when one is named or `./hongbao.toml` exists (it is optional here)."""
+    from hongbao.engine.config import config_path, load_config
+
     path = config_path(config)
     if config is None and not path.exists():
         return None
@@ -137,15 +144,20 @@ def _config(config: Path | None) -> HongbaoConfig | None:
 
 
 def _rate_caps(settings: HongbaoConfig | None) -> dict[str, int]:
+    from hongbao.engine.settings import MerchantProfile
+
     if settings is None:
         return {}
+    default = next(f.default for f in fields(MerchantProfile) if f.name == "rate_per_minute")
     return {
-        name: int(section.get("rate_per_minute", _DEFAULT_RATE))
+        name: int(section.get("rate_per_minute", default))
         for name, section in settings.merchants.items()
     }
 
 
 def _reconciler(store: LedgerStore, settings: HongbaoConfig | None) -> Reconciler | None:
+    from hongbao.engine.tracker import reconcile
+
     if settings is None or not settings.merchants:
         return None
 

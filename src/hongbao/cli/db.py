@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from hongbao.cli.boundary import FastHelpGroup
 from hongbao.cli.options import ConfigOption
-from hongbao.engine.config import config_path, load_config
+from hongbao.defaults import DEFAULT_LEDGER_URL
 from hongbao.errors import ConfigurationError
-from hongbao.ledger import DEFAULT_LEDGER_URL, display_url, schema_status, upgrade
+
+if TYPE_CHECKING:
+    from sqlalchemy.exc import SQLAlchemyError
 
 __all__ = ["db_app"]
 
@@ -31,6 +33,7 @@ db_app = typer.Typer(
     name="db",
     help="Manage the ledger database: schema upgrades and status.",
     no_args_is_help=True,
+    cls=FastHelpGroup,
 )
 
 LedgerOption = Annotated[
@@ -53,6 +56,8 @@ def _ledger_url(ledger: str | None, config: Path | None) -> str:
     configuration file, else the default SQLite file."""
     if ledger:
         return ledger
+    from hongbao.engine.config import config_path, load_config
+
     path = config_path(config)
     if config is not None or path.exists():
         return load_config(path).ledger_url
@@ -72,6 +77,10 @@ def _fail(message: str) -> NoReturn:
 
 
 def _database_error(action: str, url: str, exc: SQLAlchemyError) -> NoReturn:
+    from sqlalchemy.exc import DBAPIError
+
+    from hongbao.ledger import display_url
+
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
     first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     _fail(f"cannot {action} ledger {display_url(url)}: {first_line}")
@@ -82,6 +91,10 @@ def upgrade_command(
     ledger: LedgerOption = None, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
     """Create the ledger's tables, or migrate them to this hongbao's schema."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from hongbao.ledger import display_url, upgrade
+
     url = _resolved(ledger, config)
     try:
         before = upgrade(url)
@@ -129,6 +142,10 @@ def status_command(
     ledger: LedgerOption = None, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
     """Show the ledger's schema revision; exit status 2 when it needs `hongbao db upgrade`."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from hongbao.ledger import display_url, schema_status
+
     url = _resolved(ledger, config)
     try:
         status = schema_status(url)

@@ -3,6 +3,10 @@
 Every command is thin: it parses its options, builds what it needs from the configuration and
 delegates. Exit codes (see `hongbao.cli.boundary`): 0 ok, 1 usage or other error,
 2 configuration error, 3 not sent (definitive), 4 outcome UNKNOWN (the money may have been sent).
+
+The command modules import the engine, the ledger, the API and the servers inside the commands,
+never at the top, so that `--help` and `--version` load none of them and answer at once
+(tests/cli/test_startup.py).
 """
 
 from __future__ import annotations

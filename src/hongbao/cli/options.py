@@ -7,14 +7,17 @@ names, or environment variables (see `hongbao.engine.config`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hongbao.engine.config import CONFIG_ENV, HongbaoConfig, config_path, load_config
+from hongbao.defaults import CONFIG_ENV
 from hongbao.errors import ConfigurationError
-from hongbao.ledger import LedgerStore, display_url, schema_status, upgrade
 from hongbao.money import Fen, MoneyError, parse_yuan
+
+if TYPE_CHECKING:
+    from hongbao.engine.config import HongbaoConfig
+    from hongbao.ledger import LedgerStore
 
 __all__ = [
     "AmountOption",
@@ -60,6 +63,8 @@ AmountOption = Annotated[
 
 def load(config: Path | None) -> HongbaoConfig:
     """The configuration named by `--config`, `HONGBAO_CONFIG` or `./hongbao.toml`."""
+    from hongbao.engine.config import config_path, load_config
+
     return load_config(config_path(config))
 
 
@@ -69,6 +74,8 @@ def open_ledger(url: str, *, create: bool = False) -> LedgerStore:
     Any other ledger must be at this hongbao's schema already: `hongbao db upgrade` migrates
     it, so that changing a production database stays a deliberate step.
     """
+    from hongbao.ledger import LedgerStore, display_url, schema_status, upgrade
+
     if url.startswith("sqlite:") and schema_status(url).current is None:
         if not create:
             raise ConfigurationError(

@@ -9,12 +9,13 @@ import json
 import sys
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 __all__ = [
     "RunDisplay",
@@ -34,6 +35,8 @@ def is_terminal() -> bool:
 
 def stdout_console() -> Console:
     """A rich console on stdout (only used when `is_terminal()`)."""
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
@@ -50,6 +53,8 @@ def note(message: str) -> None:
 def print_fields(title: str, rows: Sequence[tuple[str, object]]) -> None:
     """Name/value pairs: a rich table on a terminal, `name  value` lines otherwise."""
     if is_terminal():
+        from rich.table import Table
+
         table = Table(title=title, show_header=False, title_justify="left")
         table.add_column(style="bold")
         table.add_column()
@@ -65,6 +70,8 @@ def print_fields(title: str, rows: Sequence[tuple[str, object]]) -> None:
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """A table: rich on a terminal, tab-separated with a header line otherwise."""
     if is_terminal():
+        from rich.table import Table
+
         table = Table(title=title, title_justify="left")
         for index, name in enumerate(header):
             table.add_column(name, justify="left" if index == 0 else "right")
@@ -100,6 +107,14 @@ class RunDisplay:
     def __init__(self, title: str, *, enabled: bool = True, console: Console | None = None) -> None:
         self._progress: Progress | None = None
         if enabled and (console is not None or is_terminal()):
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),

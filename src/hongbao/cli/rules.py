@@ -7,39 +7,34 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import uvicorn
 
-from hongbao.cli.boundary import ExitCode, guard
+from hongbao.cli.boundary import ExitCode, FastHelpGroup, guard
 from hongbao.cli.options import ConfigOption, JsonOption, load, open_ledger
 from hongbao.cli.output import note, print_json, print_table
-from hongbao.engine.config import HongbaoConfig
-from hongbao.engine.notify import NOTIFY_PATH, NotifyHandler, Preview, RuleMerchant, RuleService
-from hongbao.engine.notify import create_app as create_notify_app
-from hongbao.engine.notify_verify import NotificationError
-from hongbao.engine.rules import FixedReward, Match, Rule, TieredReward
 from hongbao.errors import ConfigurationError
-from hongbao.ledger import LedgerStore, PayoutState, schema_status
-from hongbao.ledger.rules_store import RuleLedger, RuleSummary
 from hongbao.money import format_yuan
+
+if TYPE_CHECKING:
+    from hongbao.engine.config import HongbaoConfig
+    from hongbao.engine.notify import Preview, RuleMerchant
+    from hongbao.engine.notify_verify import NotificationError
+    from hongbao.engine.rules import Rule
+    from hongbao.ledger import LedgerStore
+    from hongbao.ledger.rules_store import RuleSummary
 
 __all__ = ["rules_app"]
 
 rules_app = typer.Typer(
     help="Rule mode (满额送): payments that meet a rule earn a red packet.",
     no_args_is_help=True,
+    cls=FastHelpGroup,
 )
-
-_ISSUED = (PayoutState.SENT, PayoutState.RECEIVED, PayoutState.REFUNDED)
 
 
 @rules_app.command("serve")
@@ -58,6 +53,12 @@ def serve_command(
     prints the notify URL. Stop with Ctrl-C or SIGTERM. Example:
     `hongbao rules serve --host 127.0.0.1 --port 8000 -c hongbao.toml`
     """
+    import uvicorn
+
+    from hongbao.cli.notify_server import NotifyServer
+    from hongbao.engine.notify import NOTIFY_PATH, RuleService
+    from hongbao.engine.notify import create_app as create_notify_app
+
     level = log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise typer.BadParameter("debug, info, warning or error", param_hint="--log-level")
@@ -75,7 +76,7 @@ def serve_command(
             ) from None
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}{NOTIFY_PATH}"
-    server = _Server(
+    server = NotifyServer(
         uvicorn.Config(
             create_notify_app(service),
             log_level=level.lower(),
@@ -90,34 +91,6 @@ def serve_command(
         sock.close()
     if not server.started:
         raise typer.Exit(int(ExitCode.ERROR))
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, printing the notify URL once the service runs and it listens."""
-
-    def __init__(self, config: uvicorn.Config, url: str) -> None:
-        super().__init__(config)
-        self._url = url
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            typer.echo(self._url)
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # uvicorn re-raises SIGINT/SIGTERM after its shutdown, which would end the process with
-        # the signal: here a signal only asks for the (graceful) stop, and the exit code is 0.
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        handled = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 @rules_app.command("test")
@@ -135,6 +108,10 @@ def try_command(
     reported and the exit code is 3. The customer's history comes from the ledger, if there is
     one. Example: `hongbao rules test notification.xml`
     """
+    from hongbao.engine.notify import NotifyHandler
+    from hongbao.engine.notify_verify import NotificationError
+    from hongbao.ledger.rules_store import RuleLedger
+
     with guard(as_json):
         settings = load(config)
         body = file.read_bytes()
@@ -163,6 +140,8 @@ def list_command(config: ConfigOption = None, as_json: JsonOption = False) -> No
 
     Example: `hongbao rules list --json`
     """
+    from hongbao.ledger.rules_store import RuleLedger
+
     with guard(as_json):
         settings = load(config)
         store = _existing_ledger(settings, as_json)
@@ -199,6 +178,8 @@ def list_command(config: ConfigOption = None, as_json: JsonOption = False) -> No
 
 def _existing_ledger(settings: HongbaoConfig, as_json: bool) -> LedgerStore | None:
     """The ledger when it exists and is up to date; else None (reads as an empty history)."""
+    from hongbao.ledger import schema_status
+
     status = schema_status(settings.ledger_url)
     if status.current is None:
         if not as_json:
@@ -208,6 +189,8 @@ def _existing_ledger(settings: HongbaoConfig, as_json: bool) -> LedgerStore | No
 
 
 def _rule_merchants(settings: HongbaoConfig) -> list[RuleMerchant]:
+    from hongbao.engine.notify import RuleMerchant
+
     names = sorted({rule.merchant for rule in settings.rules.values()})
     if not names:
         raise ConfigurationError(f"{settings.path}: no [rules.NAME] section")
@@ -223,6 +206,8 @@ def _refused(exc: NotificationError, as_json: bool) -> None:
 
 
 def _preview_json(preview: Preview) -> dict[str, Any]:
+    from hongbao.engine.rules import Match
+
     payment = preview.payment
     recorded = preview.recorded
     return {
@@ -269,6 +254,8 @@ def _preview_json(preview: Preview) -> dict[str, Any]:
 
 
 def _print_preview(preview: Preview) -> None:
+    from hongbao.engine.rules import Match
+
     payment = preview.payment
     typer.echo(
         f"payment {payment.transaction_id} of merchant {preview.merchant}: "
@@ -291,6 +278,8 @@ def _print_preview(preview: Preview) -> None:
 
 
 def _reward(rule: Rule) -> str:
+    from hongbao.engine.rules import FixedReward, TieredReward
+
     reward = rule.reward
     if isinstance(reward, FixedReward):
         return format_yuan(reward.amount_fen)
@@ -300,11 +289,14 @@ def _reward(rule: Rule) -> str:
 
 
 def _counts(summary: RuleSummary | None) -> dict[str, Any]:
+    from hongbao.ledger import PayoutState
+
     if summary is None:
         return {"hits": 0, "sent": 0, "committed_fen": 0, "outcomes": {}, "payouts": {}}
+    issued = (PayoutState.SENT, PayoutState.RECEIVED, PayoutState.REFUNDED)
     return {
         "hits": summary.hits,
-        "sent": sum(summary.payouts[s].count for s in _ISSUED if s in summary.payouts),
+        "sent": sum(summary.payouts[s].count for s in issued if s in summary.payouts),
         "committed_fen": summary.committed_fen,
         "outcomes": dict(sorted(summary.outcomes.items())),
         "payouts": {

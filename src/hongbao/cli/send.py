@@ -12,11 +12,10 @@ it or resend it with that bill number; never under a new one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hongbao.api import Client, Merchant, RedpackInfo, SendResult
 from hongbao.cli.boundary import Guard, guard
 from hongbao.cli.options import AmountOption, ConfigOption, JsonOption, MerchantOption, load, yuan
 from hongbao.cli.output import note, print_fields, print_json, print_table
@@ -24,6 +23,9 @@ from hongbao.clock import SystemClock
 from hongbao.errors import ConfigurationError
 from hongbao.ids import BillNoError, mint_bill_no, validate_bill_no
 from hongbao.money import format_yuan
+
+if TYPE_CHECKING:
+    from hongbao.api import Merchant, RedpackInfo, SendResult
 
 __all__ = ["query_command", "send_command", "send_group_command", "send_mini_command"]
 
@@ -76,6 +78,8 @@ def send_command(
         hongbao send --openid oXYZ --amount 1.00 --send-name Acme \\
             --act-name Spring --wishing 'Thank you' --remark Enjoy
     """
+    from hongbao.api import Client
+
     total = yuan(amount)
     with guard(as_json) as state:
         chosen, bill = _prepare(config, merchant, bill_no, state)
@@ -118,6 +122,8 @@ def send_group_command(
         hongbao send-group --openid oXYZ --amount 3.00 --total-num 3 --send-name Acme \\
             --act-name Spring --wishing 'Share it' --remark Enjoy
     """
+    from hongbao.api import Client
+
     total = yuan(amount)
     with guard(as_json) as state:
         chosen, bill = _prepare(config, merchant, bill_no, state)
@@ -160,6 +166,8 @@ def send_mini_command(
         hongbao send-mini --openid oMini --amount 1.00 --send-name Acme \\
             --act-name Spring --wishing 'Thank you' --remark Enjoy
     """
+    from hongbao.api import Client
+
     total = yuan(amount)
     with guard(as_json) as state:
         chosen, bill = _prepare(config, merchant, bill_no, state, mini=True)
@@ -190,6 +198,8 @@ def query_command(
 
         hongbao query 1900000109202403150000000001 --json
     """
+    from hongbao.api import Client
+
     with guard(as_json) as state:
         state.mch_billno = bill_no
         chosen = load(config).merchant(merchant)

@@ -15,16 +15,17 @@ import logging
 import re
 import ssl
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import httpx
 import typer
 
-from hongbao.cli.configfile import SavedFiles, SimMerchant, save_merchant
+from hongbao.cli.boundary import FastHelpGroup
 from hongbao.clock import SystemClock
+from hongbao.defaults import SIM_PORT
 from hongbao.errors import ConfigurationError
-from hongbao.sim.app import Simulator
-from hongbao.sim.server import DEFAULT_PORT, serve
+
+if TYPE_CHECKING:
+    from hongbao.cli.configfile import SavedFiles
 
 __all__ = ["sim_app"]
 
@@ -32,16 +33,19 @@ sim_app = typer.Typer(
     name="sim",
     help="Run the WeChat Pay red packet simulator and drive it (merchants, users, clock, faults).",
     no_args_is_help=True,
+    cls=FastHelpGroup,
 )
 merchant_app = typer.Typer(
-    help="Create, show and change simulated merchants.", no_args_is_help=True
+    help="Create, show and change simulated merchants.", no_args_is_help=True, cls=FastHelpGroup
 )
-user_app = typer.Typer(help="Create and block simulated users (openids).", no_args_is_help=True)
+user_app = typer.Typer(
+    help="Create and block simulated users (openids).", no_args_is_help=True, cls=FastHelpGroup
+)
 sim_app.add_typer(merchant_app, name="merchant")
 sim_app.add_typer(user_app, name="user")
 
-DEFAULT_URL = f"https://127.0.0.1:{DEFAULT_PORT}"
-_TIMEOUT = httpx.Timeout(10.0)
+DEFAULT_URL = f"https://127.0.0.1:{SIM_PORT}"
+_TIMEOUT_SECONDS = 10.0
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 UrlOption = Annotated[
@@ -101,6 +105,8 @@ class _Control:
         params: dict[str, str] | None = None,
     ) -> Any:
         """One control request; exits with the simulator's message when it refuses."""
+        import httpx
+
         try:
             response = httpx.request(
                 method,
@@ -108,7 +114,7 @@ class _Control:
                 json=body,
                 params=params,
                 verify=self.verify,
-                timeout=_TIMEOUT,
+                timeout=_TIMEOUT_SECONDS,
             )
         except httpx.HTTPError as exc:
             _fail(f"cannot reach the simulator at {self.url}: {exc}")
@@ -149,9 +155,7 @@ def _settings(pairs: list[str] | None) -> dict[str, Any]:
 @sim_app.command("serve")
 def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option(help="Port to listen on; 0 picks a free one.")
-    ] = DEFAULT_PORT,
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = SIM_PORT,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -174,6 +178,9 @@ def serve_command(
     Once listening it prints two lines: the base URL, then the CA certificate file clients must
     trust (DIR/ca.pem, or a temporary file when the state lives in memory).
     """
+    from hongbao.sim.app import Simulator
+    from hongbao.sim.server import serve
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sim = Simulator(clock=SystemClock() if wall_clock else None, data_dir=data)
 
@@ -262,6 +269,8 @@ def merchant_create(
 
 
 def _save(config: Path, name: str, created: dict[str, Any], control: _Control) -> SavedFiles:
+    from hongbao.cli.configfile import SimMerchant, save_merchant
+
     merchant = SimMerchant(
         mch_id=created["mch_id"],
         appid=created["appid"],

@@ -11,18 +11,20 @@ the ledger and WeChat disagree about.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from hongbao.cli.boundary import ExitCode, guard
 from hongbao.cli.options import ConfigOption, JsonOption, MerchantOption, load, open_ledger
 from hongbao.cli.output import RunDisplay, print_fields, print_json, print_table
-from hongbao.engine.config import HongbaoConfig
-from hongbao.engine.settings import MerchantProfile
-from hongbao.engine.tracker import ReconcileReport, TrackSummary, reconcile, track
-from hongbao.ledger import LedgerStore, PayoutState, StateTotal
 from hongbao.money import format_yuan
+
+if TYPE_CHECKING:
+    from hongbao.engine.config import HongbaoConfig
+    from hongbao.engine.settings import MerchantProfile
+    from hongbao.engine.tracker import ReconcileReport, TrackSummary
+    from hongbao.ledger import LedgerStore, StateTotal
 
 __all__ = ["reconcile_command", "track_command"]
 
@@ -53,6 +55,8 @@ def track_command(
     Each packet is asked about once an hour until the user opens it, or it is refunded
     24 hours after sending. Example: `hongbao track 1 --follow`
     """
+    from hongbao.engine.tracker import track
+
     with guard(as_json):
         settings = load(config)
         with open_ledger(settings.ledger_url) as store:
@@ -85,6 +89,8 @@ def reconcile_command(
     yet, and payouts WeChat could not be asked about. Exit code 0 when all agree, 1 when not.
     Example: `hongbao reconcile 1 --json`
     """
+    from hongbao.engine.tracker import reconcile
+
     with guard(as_json):
         settings = load(config)
         with open_ledger(settings.ledger_url) as store:
@@ -112,6 +118,8 @@ def _profile(
 
 
 def _waiting(store: LedgerStore, campaign_id: int | None) -> int | None:
+    from hongbao.ledger import PayoutState
+
     if campaign_id is None:
         return None
     return store.totals_by_state(campaign_id)[PayoutState.SENT].count

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from hongbao.cli.boundary import guard
 from hongbao.cli.options import ConfigOption, load
 from hongbao.cli.output import print_table
-from hongbao.ledger import LedgerStore
+
+if TYPE_CHECKING:
+    from hongbao.ledger import LedgerStore
 
 __all__ = ["worker_command", "worker_documents"]
 

@@ -47,6 +47,7 @@ from pydantic import SecretStr
 
 from hongbao.api import AmountRules, Merchant
 from hongbao.api.models import DEFAULT_MAX_FEN, DEFAULT_MIN_FEN
+from hongbao.defaults import CONFIG_ENV
 from hongbao.engine.rules import AppidKind, Rule, parse_rules
 from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.states import LimitPolicy
@@ -70,8 +71,6 @@ __all__ = [
     "secret_env_name",
 ]
 
-CONFIG_ENV = "HONGBAO_CONFIG"
-"""Environment variable naming the configuration file when `--config` is not given."""
 DEFAULT_CONFIG_FILE = Path("hongbao.toml")
 """The configuration file used when neither `--config` nor `HONGBAO_CONFIG` is given."""
 LEDGER_URL_ENV = "HONGBAO_LEDGER_URL"

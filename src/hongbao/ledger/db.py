@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from hongbao.defaults import DEFAULT_LEDGER_URL
 from hongbao.errors import ConfigurationError
 
 __all__ = [
@@ -31,9 +32,6 @@ __all__ = [
     "read_transaction",
     "write_transaction",
 ]
-
-DEFAULT_LEDGER_URL = "sqlite:///hongbao.db"
-"""A SQLite file in the current directory."""
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "hongbao_write"

@@ -32,12 +32,12 @@ from typing import IO, Self
 
 import uvicorn
 
+from hongbao.defaults import SIM_PORT as DEFAULT_PORT
 from hongbao.sim.app import Simulator, create_app
 from hongbao.sim.tls import protocol_class, server_context
 
 __all__ = ["CLI_COMMAND", "DEFAULT_PORT", "SimServer", "SimServerProcess", "ca_file", "serve"]
 
-DEFAULT_PORT = 8443
 START_TIMEOUT = 10.0
 """Seconds `start()` waits for the server to listen."""
 STOP_TIMEOUT = 10.0

@@ -24,6 +24,7 @@ import secrets
 from dataclasses import dataclass
 
 from hongbao.clock import Clock, SystemClock
+from hongbao.defaults import DASHBOARD_TOKEN_ENV as TOKEN_ENV
 from hongbao.errors import ConfigurationError
 
 __all__ = [
@@ -36,8 +37,6 @@ __all__ = [
     "is_loopback",
 ]
 
-TOKEN_ENV = "HONGBAO_DASHBOARD_TOKEN"  # noqa: S105 (a variable name, not a secret)
-"""Environment variable holding the dashboard's access token."""
 MIN_TOKEN_LENGTH = 16
 """A shorter token is refused: it would be guessable."""
 SESSION_HOURS = 12
