@@ -11,7 +11,6 @@ merchant's key and certificate; the others read or change the ledger alone.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from datetime import datetime
 from enum import StrEnum
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from hongbao import eventloop
 from hongbao.cli.boundary import ExitCode, FastHelpGroup, guard
 from hongbao.cli.options import (
     AmountOption,
@@ -249,7 +249,7 @@ def run_command(
                     running = run_distributed(store, campaign_id, progress=display.update)
                 else:
                     running = run_campaign(store, campaign_id, profile, progress=display.update)
-                summary = asyncio.run(running)
+                summary = eventloop.run(running)
     print_summary(summary, as_json)
     if summary.campaign_state in (CampaignState.PAUSED, CampaignState.CANCELLED):
         raise typer.Exit(int(ExitCode.REFUSED))

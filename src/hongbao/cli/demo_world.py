@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from hongbao import eventloop
 from hongbao.api import AsyncClient, Merchant
 from hongbao.cli.configfile import SimMerchant, save_merchant
 from hongbao.cli.output import RunDisplay
@@ -98,13 +99,13 @@ def run_demo(folder: Path, users: int = 1000, display: RunDisplay | None = None)
         with LedgerStore.open(ledger_url, clock=clock) as store:
             campaign_id = _plan(store, world, source)
             started = clock.monotonic()
-            asyncio.run(world.send(store, campaign_id, display))
+            eventloop.run(world.send(store, campaign_id, display))
             seconds = clock.monotonic() - started
             _open_most(store, sim, creds.mch_id, campaign_id, openids)
             sim.move_clock(advance_seconds=EXPIRY_WAIT.total_seconds())
             if display is not None:
                 display.phase("tracking")
-            asyncio.run(world.track(store, campaign_id, display))
+            eventloop.run(world.track(store, campaign_id, display))
             report = campaign_report(store, campaign_id)
         return DemoResult(folder, campaign_id, creds.mch_id, ledger_url, report, seconds)
     finally:

@@ -10,11 +10,11 @@ the ledger and WeChat disagree about.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from hongbao import eventloop
 from hongbao.cli.boundary import ExitCode, guard
 from hongbao.cli.options import ConfigOption, JsonOption, MerchantOption, load, open_ledger
 from hongbao.cli.output import RunDisplay, print_fields, print_json, print_table
@@ -63,7 +63,7 @@ def track_command(
             profile = _profile(settings, store, campaign_id, merchant)
             waiting = _waiting(store, campaign_id)
             with RunDisplay("tracking", enabled=not as_json) as display:
-                summary = asyncio.run(
+                summary = eventloop.run(
                     track(
                         store,
                         profile,
@@ -96,7 +96,7 @@ def reconcile_command(
         with open_ledger(settings.ledger_url) as store:
             profile = _profile(settings, store, campaign_id, merchant)
             with RunDisplay("reconciling", enabled=not as_json) as display:
-                report = asyncio.run(
+                report = eventloop.run(
                     reconcile(
                         store,
                         profile,

@@ -10,12 +10,12 @@ seconds and its jobs run again elsewhere, resolving first what it left in flight
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from hongbao import eventloop
 from hongbao.cli.boundary import guard
 from hongbao.cli.options import ConfigOption, load
 from hongbao.cli.output import print_table
@@ -64,7 +64,7 @@ def worker_command(
             stalled_seconds=stalled_after,
         )
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        asyncio.run(run_worker(settings.ledger_url, settings.profile, options))
+        eventloop.run(run_worker(settings.ledger_url, settings.profile, options))
 
 
 def worker_documents(store: LedgerStore, campaign_id: int) -> list[dict[str, Any]]:
