@@ -16,11 +16,15 @@ from hongbao.ledger.states import CampaignState, PayoutState
 __all__ = ["campaign_from_row", "event_from_row", "payout_from_row", "to_json", "upsert"]
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""One encoder for every call: `json.dumps` with options builds a new one each time."""
+
+
 def to_json(data: Mapping[str, Any] | None) -> str | None:
     """Compact JSON that keeps key order and non-ASCII text as it is (None stays None)."""
     if data is None:
         return None
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODE(data)
 
 
 _PAYOUT_FIELDS = tuple(field.name for field in fields(Payout))
