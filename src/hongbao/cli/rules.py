@@ -55,9 +55,9 @@ def serve_command(
     """
     import uvicorn
 
-    from hongbao.cli.notify_server import NotifyServer
     from hongbao.engine.notify import NOTIFY_PATH, RuleService
     from hongbao.engine.notify import create_app as create_notify_app
+    from hongbao.serving import ListeningServer
 
     level = log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -76,14 +76,14 @@ def serve_command(
             ) from None
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}{NOTIFY_PATH}"
-    server = NotifyServer(
+    server = ListeningServer(
         uvicorn.Config(
             create_notify_app(service),
             log_level=level.lower(),
             access_log=level == "DEBUG",
             lifespan="on",
         ),
-        url,
+        lambda: typer.echo(url),
     )
     try:
         server.run(sockets=[sock])

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import ipaddress
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from typing import IO, Self
 import uvicorn
 
 from hongbao.defaults import SIM_PORT as DEFAULT_PORT
+from hongbao.serving import ListeningServer
 from hongbao.sim.app import Simulator, create_app
 from hongbao.sim.tls import protocol_class, server_context
 
@@ -87,34 +87,6 @@ def _config(sim: Simulator, host: str) -> uvicorn.Config:
     )
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, telling a callback once it listens."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            self._on_started()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # uvicorn re-raises SIGINT/SIGTERM once it has shut down, which kills the process before
-        # the caller can close the simulator's database: here a signal only asks for a stop.
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        handled = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
 @contextlib.contextmanager
 def ca_file(sim: Simulator) -> Iterator[Path]:
     """The simulator's CA certificate as a file: DIR/ca.pem, or a temporary copy (in memory)."""
@@ -142,7 +114,7 @@ def serve(
     url = _url(host, sock.getsockname()[1])
     try:
         with ca_file(sim) as ca_path:
-            server = _Server(
+            server = ListeningServer(
                 _config(sim, host), lambda: on_started(url, ca_path) if on_started else None
             )
             server.run(sockets=[sock])
@@ -164,7 +136,7 @@ class SimServer:
         self.host = host
         self._requested_port = port
         self._sock: socket.socket | None = None
-        self._server: _Server | None = None
+        self._server: ListeningServer | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._failure: BaseException | None = None
@@ -202,7 +174,7 @@ class SimServer:
             raise RuntimeError("the server is already started")
         self._sock = self._resources.enter_context(_bind(self.host, self._requested_port))
         self._ca_path = self._resources.enter_context(ca_file(self.sim))
-        self._server = _Server(_config(self.sim, self.host), self._started.set)
+        self._server = ListeningServer(_config(self.sim, self.host), self._started.set)
         self._thread = threading.Thread(target=self._run, name=f"sim-{self.port}", daemon=True)
         self._thread.start()
         if not self._started.wait(START_TIMEOUT) or self._failure is not None:
