@@ -13,6 +13,7 @@ from hongbao.errors import (
     ConnectError,
     FrequencyLimitError,
     HongbaoError,
+    IdempotencyConflict,
     NotSentError,
     Outcome,
     ProcessingError,
@@ -32,6 +33,7 @@ OUTCOMES: dict[type[HongbaoError], Outcome] = {
     RejectedError: Outcome.NOT_SENT,
     FrequencyLimitError: Outcome.NOT_SENT,
     BillConflictError: Outcome.NOT_SENT,
+    IdempotencyConflict: Outcome.NOT_SENT,
     RefusedError: Outcome.REFUSED,
     BillFailedError: Outcome.REFUSED,
     UnknownOutcomeError: Outcome.UNKNOWN,
@@ -144,4 +146,6 @@ def test_the_package_exports_every_error() -> None:
 def _make(error_class: type[HongbaoError], raw: bytes | None = None) -> HongbaoError:
     if error_class is ValidationError:
         return ValidationError("bad", field="f", rule="r", raw=raw)
+    if error_class is IdempotencyConflict:
+        return IdempotencyConflict("conflict", key="k", fields=["amount_fen"], raw=raw)
     return error_class("failed", raw=raw)

@@ -9,6 +9,7 @@ from hongbao.errors import (
     ConnectError,
     FrequencyLimitError,
     HongbaoError,
+    IdempotencyConflict,
     NotSentError,
     Outcome,
     ProcessingError,
@@ -22,11 +23,13 @@ from hongbao.errors import (
 
 if typing.TYPE_CHECKING:
     from hongbao.api import AsyncClient, Client, Merchant
+    from hongbao.engine.ondemand import AsyncPayouts, Payouts, PayoutView
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient",
+    "AsyncPayouts",
     "BillConflictError",
     "BillFailedError",
     "Client",
@@ -34,9 +37,12 @@ __all__ = [
     "ConnectError",
     "FrequencyLimitError",
     "HongbaoError",
+    "IdempotencyConflict",
     "Merchant",
     "NotSentError",
     "Outcome",
+    "PayoutView",
+    "Payouts",
     "ProcessingError",
     "RefusedError",
     "RejectedError",
@@ -48,17 +54,22 @@ __all__ = [
 ]
 
 _LAZY = frozenset({"AsyncClient", "Client", "Merchant"})
+_LAZY_ENGINE = frozenset({"AsyncPayouts", "PayoutView", "Payouts"})
 
 
 def __getattr__(name: str) -> object:
-    # The client is loaded on first use, so that importing a lower layer (the simulator imports
-    # only hongbao.wire and the pure modules) never drags the API layer in.
+    # The client and the payouts are loaded on first use, so that importing a lower layer (the
+    # simulator imports only hongbao.wire and the pure modules) never drags the others in.
     if name in _LAZY:
         import hongbao.api
 
         return getattr(hongbao.api, name)
+    if name in _LAZY_ENGINE:
+        import hongbao.engine.ondemand
+
+        return getattr(hongbao.engine.ondemand, name)
     raise AttributeError(f"module 'hongbao' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return sorted(set(globals()) | _LAZY | _LAZY_ENGINE)

@@ -8,7 +8,8 @@ HongbaoError                      base: err_code, err_code_des, return_code, raw
 │   ├── ConnectError              the request never reached WeChat (connection refused, TLS, DNS)
 │   ├── RejectedError             WeChat rejected it before issuing (SIGN_ERROR, PARAM_ERROR, …)
 │   │   └── FrequencyLimitError   FREQ_LIMIT: back off, then resend the same bill number
-│   └── BillConflictError         FATAL_ERROR: this bill number was used with other parameters
+│   ├── BillConflictError         FATAL_ERROR: this bill number was used with other parameters
+│   └── IdempotencyConflict       pay(key): the key was paid before with other parameters
 ├── RefusedError                  WeChat definitively refused (limits, NOTENOUGH, risk control)
 │   └── BillFailedError           SEND_FAILED: this bill number is dead; a new one is needed
 └── UnknownOutcomeError           maybe sent, maybe not: query or resend the SAME bill number
@@ -22,6 +23,7 @@ No message or repr ever contains the API key, a certificate password or a signat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +34,7 @@ __all__ = [
     "ConnectError",
     "FrequencyLimitError",
     "HongbaoError",
+    "IdempotencyConflict",
     "NotSentError",
     "Outcome",
     "ProcessingError",
@@ -143,6 +146,16 @@ class FrequencyLimitError(RejectedError):
 
 class BillConflictError(NotSentError):
     """FATAL_ERROR: this bill number was used before with other parameters (a bug)."""
+
+
+class IdempotencyConflict(NotSentError):
+    """An idempotency key already recorded with other parameters: nothing new was sent."""
+
+    def __init__(self, message: str, *, key: str, fields: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.key = key
+        self.fields = list(fields)
+        """The parameters that differ from the recorded payout's, by `pay`'s names."""
 
 
 class RefusedError(HongbaoError):

@@ -51,11 +51,13 @@ from hongbao.ledger import (
     LedgerStore,
     NewCampaign,
     NewPayout,
+    Origin,
     PayoutState,
     SendApi,
     StateTotal,
     export_rows,
 )
+from hongbao.ledger.states import OPEN_STATES
 from hongbao.money import format_yuan
 
 __all__ = [
@@ -95,8 +97,6 @@ _SERIALS = 10_000
 """Bill-number serials reserved at a time while planning (one commit each)."""
 _CHUNK = 1 << 20
 
-OPEN_STATES = frozenset({P.PLANNED, P.DEFERRED, P.SENDING, P.UNKNOWN})
-"""States of a payout whose outcome is not settled yet."""
 ISSUED_STATES = frozenset({P.SENT, P.RECEIVED, P.REFUNDED})
 """States of a payout WeChat issued."""
 
@@ -192,7 +192,7 @@ def validate_template(
 
 def natural_key(campaign_id: int, openid: str) -> str:
     """The payout intent of `openid` in a campaign: planning it twice records it once."""
-    return f"campaign:{campaign_id}:{openid}"
+    return f"{Origin.CAMPAIGN.key_prefix}{campaign_id}:{openid}"
 
 
 def file_digest(path: Path) -> str:

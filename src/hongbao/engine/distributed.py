@@ -13,8 +13,9 @@ campaign:
    that bucket, so jobs of one bucket never run side by side — in any campaign of the merchant.
    A job drives its payouts one at a time through the same `drive_payout` as the embedded
    runner: no person ever has two sends in flight.
-3. **Recovery first.** A job starts with the in-flight payouts of its chunk whose lease ran out
-   (`claim_stale`: gethbinfo, or a same-bill resend) and its dead bills, and looks for them
+3. **Recovery first.** A job holds its chunk as a scope of the dispatch core
+   (`hongbao.engine.dispatch`): it starts with the chunk's in-flight payouts whose lease ran
+   out (`claim_stale`: gethbinfo, or a same-bill resend) and its dead bills, and looks for them
    again every `recovery_every` seconds, after a drive that lost its payout, and before it waits
    or ends; in between it claims a few payouts at a time (caps and budget are charged in each
    claim) and drives them one after the other. A worker's drives commit in group rounds.
@@ -52,18 +53,17 @@ from sqlalchemy import Connection, Engine, text
 from hongbao.api import AsyncClient
 from hongbao.clock import Clock, SystemClock
 from hongbao.engine.campaign import OPEN_STATES, CampaignError
+from hongbao.engine.dispatch import Dispatcher, Pace, build_driver
 from hongbao.engine.groupcommit import GroupCommitter
-from hongbao.engine.payout import DriveResult, PayoutDriver, drive_payout, resume_command
-from hongbao.engine.pglimiter import SharedPacer
+from hongbao.engine.payout import PayoutDriver, resume_command
 from hongbao.engine.runner import RunProgress, RunSummary
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.errors import ConfigurationError
-from hongbao.ledger import CampaignState, ClaimResult, LedgerStore, Payout
+from hongbao.ledger import CampaignState, LedgerStore, Scope
 from hongbao.ledger.db import display_url, normalise_url, read_transaction, write_transaction
 from hongbao.ledger.dispatch import (
     WorkerProgress,
     active_jobs,
-    dead_bills_among,
     due_at,
     held_payout_ids,
     open_recipients,
@@ -246,10 +246,10 @@ class _Merchant:
 
 
 class ChunkDriver:
-    """A worker's side of the jobs: drives a job's chunk of payouts with `drive_payout`.
+    """A worker's side of the jobs: holds each job's chunk on the dispatch core.
 
-    One per worker process: it owns one `AsyncClient`, the two `SharedPacer`s and one
-    `GroupCommitter` of each merchant it met (the outcomes of all its jobs' drives commit
+    One per worker process: it owns one `AsyncClient`, the shared `Pace` (PostgreSQL rows) and
+    one `GroupCommitter` of each merchant it met (the outcomes of all its jobs' drives commit
     together, a round per commit), and runs ledger calls on `executor`. `profiles` gives a
     merchant's profile by its configuration name (`HongbaoConfig.profile`).
     """
@@ -281,24 +281,14 @@ class ChunkDriver:
         if known is None:
             profile = self.profiles(merchant)
             client = AsyncClient(profile.merchant, clock=self.clock)
-            engine, mch_id = self.store.engine, profile.mch_id
             committer = GroupCommitter(self.store, executor=self.executor)
-            driver = PayoutDriver(
-                store=self.store,
+            driver = build_driver(
+                self.store,
+                profile,
                 client=client,
-                profile=profile,
-                policy=self.settings.policy,
+                settings=self.settings,
+                pace=Pace.shared(self.store, profile, executor=self.executor),
                 clock=self.clock,
-                send_pacer=SharedPacer(
-                    engine, mch_id, profile.rate_per_minute, executor=self.executor
-                ),
-                query_pacer=SharedPacer(
-                    engine,
-                    f"{mch_id}:query",
-                    profile.query_rate_per_minute,
-                    executor=self.executor,
-                ),
-                reissue_limit=self.settings.reissue_limit,
                 executor=self.executor,
                 committer=committer,
             )
@@ -312,109 +302,73 @@ class ChunkDriver:
             await merchant.client.aclose()
         self._merchants.clear()
 
+    def _slot_wait(self, driver: PayoutDriver) -> float:
+        # Each claimed payout may wait for its slot behind one send of every other bucket, and
+        # behind the drive of the payout claimed before it.
+        assert driver.send_pacer is not None
+        return RECIPIENT_LOCKS * driver.send_pacer.period + DRIVE_SLACK
+
     def _claim_size(self, driver: PayoutDriver) -> int:
         # Claim several payouts at once where the pace leaves them little to wait for.
         assert driver.send_pacer is not None
         wait = RECIPIENT_LOCKS * driver.send_pacer.period
         return max(1, min(CLAIM_BATCH, int(CLAIM_WAIT_SECONDS / wait)))
 
-    def _lease(self, driver: PayoutDriver, claimed: int = 1) -> float:
-        # Each claimed payout may wait for its slot behind one send of every other bucket, and
-        # behind the drives of the payouts claimed before it (a longer wait renews the lease
-        # before the send).
-        assert driver.send_pacer is not None
-        wait = RECIPIENT_LOCKS * driver.send_pacer.period
-        return driver.profile.lease_seconds + wait + (claimed - 1) * (wait + DRIVE_SLACK) + 1.0
-
     async def drive(
         self, campaign_id: int, payout_ids: Iterable[int], *, defer_later: DeferLater
     ) -> str:
         """Drive the payouts `payout_ids` of a campaign until none is left to do now.
 
-        Recovery first: the chunk's stale in-flight payouts and dead bills are resolved when the
-        job starts, every `recovery_every` seconds, after a drive that lost its payout, and
-        before the job waits or ends. In between it claims a few payouts at once and drives
-        them one after the other. Returns what the job achieved, for procrastinate's log.
+        The chunk is the job's scope on the dispatch core, driven one payout at a time (the
+        job holds one receiver bucket): its stale in-flight payouts and dead bills first, again
+        every `recovery_every` seconds, after a drive that lost its payout, and before the job
+        waits or ends. Returns what the job achieved, for procrastinate's log.
         """
         campaign = await self.db(self.store.get_campaign, campaign_id)
         if campaign.state is not C.RUNNING:
             return f"campaign {campaign_id} is {campaign.state.value}"
         driver = self.driver(campaign.merchant)
-        ids = set(payout_ids)
-        driven = 0
-        recovered_at: float | None = None  # monotonic time of the last recovery; None: due now
-        while True:
-            since = None if recovered_at is None else self.clock.monotonic() - recovered_at
-            recovered = 0
-            if since is None or since >= self.settings.recovery_every:
-                recovered = await self._recover(driver, campaign_id, ids)
-                driven += recovered
-                recovered_at = self.clock.monotonic()
-            claim = await self._claim(driver, campaign_id, ids)
-            for payout in claim.claimed:
-                result = await self._drive(driver, payout, ids)
-                if result.lost:
-                    recovered_at = None  # someone took it over: look for what else is stale
-            driven += len(claim.claimed)
-            if claim.claimed or claim.deferred or claim.skipped or recovered:
-                continue
-            if since is not None:
-                recovered_at = None  # nothing to claim: recover once more before waiting
-                continue
+        dispatcher = Dispatcher(
+            driver,
+            Scope.ids(payout_ids, campaign_id=campaign_id),
+            settings=self.settings,
+            concurrency=1,
+            serial=True,
+            claim_size=self._claim_size(driver),
+            slot_wait=self._slot_wait(driver),
+        )
+        ended: list[str] = []
+
+        async def idle(dispatcher: Dispatcher) -> bool:
+            if await dispatcher.recover():
+                return True  # recover once more before waiting
+            ids = dispatcher.scope.payout_ids or frozenset()
+            done = f"{dispatcher.driven} drives"
             waiting = await self.db(payout_times, self.store.engine, ids)
             if not waiting:
                 await self._complete(campaign_id)
-                return f"{driven} drives; every payout of the chunk settled"
+                ended.append(f"{done}; every payout of the chunk settled")
+                return False
             campaign = await self.db(self.store.get_campaign, campaign_id)
             if campaign.state is not C.RUNNING:
-                return f"{driven} drives; campaign {campaign_id} is {campaign.state.value}"
+                ended.append(f"{done}; campaign {campaign_id} is {campaign.state.value}")
+                return False
             now = self.clock.now()
             due = min(due_at(payout, now) for payout in waiting)
             wait = (due - now).total_seconds()
             if wait > self.settings.max_idle_wait:
                 await defer_later(due, [payout.id for payout in waiting])
-                return f"{driven} drives; {len(waiting)} payouts wait until {due.isoformat()}"
+                ended.append(f"{done}; {len(waiting)} payouts wait until {due.isoformat()}")
+                return False
             await asyncio.sleep(max(0.0, min(wait, self.settings.poll_seconds)))
-            recovered_at = None  # what was waited for may be stale in-flight work
+            return True
 
-    async def _recover(self, driver: PayoutDriver, campaign_id: int, ids: set[int]) -> int:
-        """Drive the chunk's in-flight payouts whose lease ran out, re-issue its dead bills."""
-        stale = await self.db(
-            self.store.claim_stale,
-            payout_ids=sorted(ids),
-            limit=len(ids),
-            lease_seconds=self._lease(driver),
-        )
-        for payout in stale:
-            await self._drive(driver, payout, ids)
-        dead = await self.db(dead_bills_among, self.store.engine, ids, self.settings.reissue_limit)
-        made = 0
-        for payout in dead:
-            reissued = await driver.reissue(payout)
-            if reissued is not None:
-                ids.add(reissued.id)
-                made += 1
-        return len(stale) + made
-
-    async def _claim(self, driver: PayoutDriver, campaign_id: int, ids: set[int]) -> ClaimResult:
-        profile = driver.profile
-        size = self._claim_size(driver)
-        return await self.db(
-            self.store.claim,
-            payout_ids=sorted(ids),
-            limit=size,
-            lease_seconds=self._lease(driver, size),
-            caps=profile.caps,
-            on_cap=profile.cap_policy,
-            campaign_id=campaign_id,
-        )
-
-    async def _drive(self, driver: PayoutDriver, payout: Payout, ids: set[int]) -> DriveResult:
-        result = await drive_payout(payout, driver)
-        if result.reissued is not None:
-            # The same receiver, so the same lock: this job drives the new bill too.
-            ids.add(result.reissued.id)
-        return result
+        try:
+            await dispatcher.run(idle)
+        except BaseException:
+            await dispatcher.cancel()
+            raise
+        return ended[0] if ended else f"{dispatcher.driven} drives"
 
     async def _complete(self, campaign_id: int) -> None:
         if await self.db(self.store.next_due, campaign_id) is None:

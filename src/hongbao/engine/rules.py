@@ -67,7 +67,7 @@ from hongbao.api.models import (
 )
 from hongbao.clock import CST, beijing_day
 from hongbao.errors import ConfigurationError, ValidationError
-from hongbao.ledger.records import SendApi
+from hongbao.ledger.records import Origin, SendApi
 from hongbao.money import MoneyError, format_yuan, parse_yuan
 
 __all__ = [
@@ -763,7 +763,7 @@ _API_OF = {
 
 def natural_key(rule: str, transaction_id: str) -> str:
     """The payout's natural key: one red packet per rule and payment."""
-    return f"rule:{rule}:{transaction_id}"
+    return f"{Origin.RULE.key_prefix}{rule}:{transaction_id}"
 
 
 def evaluate(

@@ -7,7 +7,7 @@ database beyond `LedgerStore` is here, as plain functions over a connection or a
 * `start_run` / `open_recipients` — inside the caller's transaction (the outbox): take the
   campaign to RUNNING and list the open payouts that need a job.
 * `held_payout_ids`, `active_jobs`, `worker_progress` — read procrastinate's jobs table.
-* `payout_times`, `dead_bills_among` — what a job needs to know about its own chunk.
+* `payout_times` — what a job needs to know about its own chunk.
 * `take_slots` / `hold_slots` — GCRA over one `limiter_state` row per key, one atomic
   `UPDATE … RETURNING` each, on the database's clock: every process on every machine shares
   one schedule, and none of their clocks matters.
@@ -25,8 +25,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, text, update
 
 from hongbao.ledger.db import read_transaction, write_transaction
-from hongbao.ledger.records import Payout
-from hongbao.ledger.rows import payout_from_row
 from hongbao.ledger.schema import campaigns, payouts
 from hongbao.ledger.states import CampaignState, PayoutState
 
@@ -35,7 +33,6 @@ __all__ = [
     "PayoutTimes",
     "WorkerProgress",
     "active_jobs",
-    "dead_bills_among",
     "due_at",
     "held_payout_ids",
     "hold_slots",
@@ -271,25 +268,3 @@ def hold_slots(engine: Engine, key: str, seconds: float, *, period: float, burst
         )
 
     write_transaction(engine, work)
-
-
-def dead_bills_among(engine: Engine, ids: Collection[int], max_generation: int) -> list[Payout]:
-    """FAILED payouts among `ids` whose bill WeChat reported dead and that were not re-issued.
-
-    A job's own list of what `LedgerStore.dead_bills` finds campaign-wide: the re-issues a
-    process that died between a definitive failure and its re-issue left undone.
-    """
-    successor = payouts.alias("successor")
-    query = (
-        select(payouts)
-        .where(
-            payouts.c.id.in_(sorted(ids)),
-            payouts.c.state == PayoutState.FAILED,
-            payouts.c.bill_dead.is_(True),
-            payouts.c.generation < max_generation,
-            ~select(successor.c.id).where(successor.c.previous_payout_id == payouts.c.id).exists(),
-        )
-        .order_by(payouts.c.id)
-    )
-    rows = read_transaction(engine, lambda conn: conn.execute(query).all())
-    return [payout_from_row(row) for row in rows]

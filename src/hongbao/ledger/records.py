@@ -9,7 +9,7 @@ so the row can never disagree with what is sent.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -32,9 +32,11 @@ __all__ = [
     "LedgerLookupError",
     "NewCampaign",
     "NewPayout",
+    "Origin",
     "Payout",
     "PayoutEvent",
     "ReissueError",
+    "Scope",
     "SendApi",
     "StateTotal",
     "Transition",
@@ -56,6 +58,84 @@ class SendApi(StrEnum):
     SENDREDPACK = "sendredpack"
     SENDGROUPREDPACK = "sendgroupredpack"
     SENDMINIPROGRAMHB = "sendminiprogramhb"
+
+
+class Origin(StrEnum):
+    """Where a payout comes from; its natural key says it (`<origin>:…`)."""
+
+    CAMPAIGN = "campaign"
+    """A line of a campaign file: `campaign:<campaign id>:<openid>`."""
+    RULE = "rule"
+    """A payment that met a rule: `rule:<rule>:<transaction_id>`."""
+    ON_DEMAND = "pay"
+    """`pay(key=…)` from the merchant's backend: `pay:<mch_id>:<key>`."""
+
+    @property
+    def key_prefix(self) -> str:
+        """What every natural key of this origin starts with."""
+        return f"{self.value}:"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The payouts one dispatcher holds; the ledger turns a scope into one WHERE clause.
+
+    Build one with `Scope.campaign`, `Scope.rules`, `Scope.on_demand` or `Scope.ids`. A scope
+    names a merchant, or payout ids, or both; `origin` narrows to one origin of payouts
+    (campaign payouts with `campaign_id`), `payout_ids` to a job's chunk.
+
+    >>> Scope.rules("1900000109").describe()
+    'rule payouts of merchant 1900000109'
+    """
+
+    mch_id: str | None = None
+    origin: Origin | None = None
+    campaign_id: int | None = None
+    payout_ids: frozenset[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mch_id is None and self.payout_ids is None:
+            raise ValueError("a scope needs a merchant or payout ids")
+        if self.campaign_id is not None and self.origin not in (None, Origin.CAMPAIGN):
+            raise ValueError(f"{self.origin} payouts belong to no campaign")
+
+    @classmethod
+    def campaign(cls, mch_id: str, campaign_id: int) -> Scope:
+        """The payouts of one campaign."""
+        return cls(mch_id, Origin.CAMPAIGN, campaign_id)
+
+    @classmethod
+    def rules(cls, mch_id: str) -> Scope:
+        """The merchant's rule payouts (满额送)."""
+        return cls(mch_id, Origin.RULE)
+
+    @classmethod
+    def on_demand(cls, mch_id: str) -> Scope:
+        """The merchant's payouts on demand (`pay(key=…)`)."""
+        return cls(mch_id, Origin.ON_DEMAND)
+
+    @classmethod
+    def ids(cls, payout_ids: Iterable[int], *, campaign_id: int | None = None) -> Scope:
+        """Exactly these payouts (a scale-out job's chunk), of one campaign if given."""
+        return cls(None, None, campaign_id, frozenset(payout_ids))
+
+    def with_ids(self, payout_ids: Iterable[int]) -> Scope:
+        """The same scope, narrowed to (or widened to the new set of) `payout_ids`."""
+        return Scope(self.mch_id, self.origin, self.campaign_id, frozenset(payout_ids))
+
+    def describe(self) -> str:
+        """The scope in words, for logs and errors."""
+        if self.payout_ids is not None:
+            what = f"{len(self.payout_ids)} chosen payouts"
+        elif self.campaign_id is not None:
+            what = f"payouts of campaign {self.campaign_id}"
+        elif self.origin is Origin.ON_DEMAND:
+            what = "payouts on demand"
+        elif self.origin is not None:
+            what = f"{self.origin.value} payouts"
+        else:
+            what = "payouts"
+        return what if self.mch_id is None else f"{what} of merchant {self.mch_id}"
 
 
 class CapPolicy(StrEnum):
@@ -264,7 +344,10 @@ class DailyCaps:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClaimRequest:
-    """What to claim, as `LedgerStore.claim` takes it (for `LedgerStore.transition_and_claim`)."""
+    """What to claim, as `LedgerStore.claim` takes it (for `LedgerStore.transition_and_claim`).
+
+    Which payouts: `scope`, or a scope made of `mch_id`, `payout_ids` and `campaign_id`.
+    """
 
     mch_id: str | None = None
     payout_ids: Collection[int] | None = None
@@ -273,12 +356,21 @@ class ClaimRequest:
     caps: DailyCaps = field(default_factory=DailyCaps)
     on_cap: CapPolicy = CapPolicy.DEFER
     campaign_id: int | None = None
+    scope: Scope | None = None
 
     def __post_init__(self) -> None:
         if self.limit < 1:
             raise ValueError("limit must be >= 1")
-        if self.mch_id is None and self.payout_ids is None:
+        if self.scope is None and self.mch_id is None and self.payout_ids is None:
             raise ValueError("claim needs a merchant or payout ids")
+
+    @property
+    def target(self) -> Scope:
+        """The payouts this claim may take."""
+        if self.scope is not None:
+            return self.scope
+        ids = None if self.payout_ids is None else frozenset(self.payout_ids)
+        return Scope(self.mch_id, None, self.campaign_id, ids)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ became of it later (a ceiling on what the rule ever committed, never a figure th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -45,7 +45,6 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -68,7 +67,6 @@ from hongbao.ledger.states import PayoutState
 
 __all__ = [
     "MATCH",
-    "RULE_KEY_PREFIX",
     "LedgerHistory",
     "NewPayment",
     "RecordedPayment",
@@ -84,8 +82,6 @@ P = PayoutState
 
 MATCH = "match"
 """The `outcome` of a rule that gave the payment a red packet (otherwise: the skip reason)."""
-RULE_KEY_PREFIX = "rule:"
-"""Every rule payout's natural key starts so: `rule:<name>:<transaction_id>`."""
 BUDGET_EXHAUSTED = "budget_exhausted"
 
 _DETAIL_MAX = 512
@@ -558,41 +554,6 @@ class RuleLedger:
             )
         return results
 
-    # -- the dispatcher's queries -----------------------------------------------------------
-
-    def due_payouts(self, mch_id: str, *, limit: int, exclude: Collection[int] = ()) -> list[int]:
-        """Ids of the merchant's rule payouts waiting to be sent: PLANNED, or DEFERRED and due."""
-        now = self._clock.now()
-        c = payouts.c
-        condition = and_(
-            c.state.in_((P.PLANNED, P.DEFERRED)),
-            or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now),
-        )
-        return self._rule_payout_ids(mch_id, condition, limit, exclude)
-
-    def stale_payouts(self, mch_id: str, *, limit: int, exclude: Collection[int] = ()) -> list[int]:
-        """Ids of the merchant's in-flight rule payouts whose lease ran out (for recovery)."""
-        now = self._clock.now()
-        c = payouts.c
-        condition = and_(
-            c.state.in_((P.SENDING, P.UNKNOWN)),
-            or_(c.lease_until.is_(None), c.lease_until <= now),
-        )
-        return self._rule_payout_ids(mch_id, condition, limit, exclude)
-
-    def _rule_payout_ids(
-        self, mch_id: str, condition: Any, limit: int, exclude: Collection[int]
-    ) -> list[int]:
-        c = payouts.c
-        query = (
-            select(c.id)
-            .where(c.mch_id == mch_id, c.campaign_id.is_(None), condition, _is_rule(c.natural_key))
-            .order_by(c.id)
-            .limit(limit + len(exclude))
-        )
-        ids = read_transaction(self._engine, lambda conn: conn.execute(query).scalars().all())
-        return [int(i) for i in ids if i not in exclude][:limit]
-
     # -- reports ---------------------------------------------------------------------------
 
     def summaries(self) -> list[RuleSummary]:
@@ -632,11 +593,6 @@ class RuleLedger:
             ]
 
         return read_transaction(self._engine, work)
-
-
-def _is_rule(column: Any) -> Any:
-    # A range, not LIKE: SQLite uses an index for it whatever its LIKE settings.
-    return and_(column >= RULE_KEY_PREFIX, column < "rule;")
 
 
 def _payout_values(new: NewPayout, now: datetime) -> dict[str, Any]:

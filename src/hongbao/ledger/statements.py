@@ -13,6 +13,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Dialect,
     Select,
@@ -26,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import UpdateBase
 
+from hongbao.ledger.records import Origin, Scope
 from hongbao.ledger.schema import UTCDateTime, campaigns, daily_counters, payout_events, payouts
 from hongbao.ledger.states import CLAIMABLE, CampaignState, PayoutState
 
@@ -38,7 +40,11 @@ __all__ = [
     "charge_budget",
     "charge_counters",
     "claim_candidates",
+    "in_scope",
     "lock_payouts",
+    "scope_clause",
+    "scope_params",
+    "scope_shape",
     "take_payouts",
 ]
 
@@ -156,15 +162,71 @@ INSERT_PAYOUTS = ManyRows(
 """New payouts; a natural key already recorded is left alone (the row count says which)."""
 
 
-@functools.cache
-def claim_candidates(
-    state: PayoutState, *, by_mch: bool, by_ids: bool, by_campaign: bool
-) -> Select[Any]:
-    """Due payouts in `state`, by id, `LIMIT :limit`, locked (`SKIP LOCKED` on PostgreSQL).
+ScopeShape = tuple[bool, bool, bool, Origin | None]
+"""Which parts of a `Scope` are set: merchant, ids, campaign, and the origin."""
 
-    Parameters: `:now`, `:limit`, and `:mch_id`, `:ids`, `:campaign_id` as chosen. One state
-    per query: with `state = ?` SQLite walks the (campaign_id, state) index in id order and
-    stops after `limit` rows, where `state IN (…)` would sort every candidate row first.
+
+def in_scope(scope: Scope) -> tuple[ColumnElement[bool], dict[str, Any]]:
+    """The one WHERE clause of the payouts in `scope`, and the values of its parameters.
+
+    The clause depends only on the scope's shape (see `scope_clause`); the values are
+    `:mch_id`, `:ids` and `:campaign_id`, as the scope sets them.
+    """
+    return scope_clause(scope_shape(scope)), scope_params(scope)
+
+
+def scope_params(scope: Scope) -> dict[str, Any]:
+    """The values of a scope's bind parameters."""
+    return {
+        "mch_id": scope.mch_id,
+        "ids": sorted(scope.payout_ids or ()),
+        "campaign_id": scope.campaign_id,
+    }
+
+
+def scope_shape(scope: Scope) -> ScopeShape:
+    """Which parts of `scope` are set: the key of its cached clause and statements."""
+    return (
+        scope.mch_id is not None,
+        scope.payout_ids is not None,
+        scope.campaign_id is not None,
+        scope.origin,
+    )
+
+
+@functools.cache
+def scope_clause(shape: ScopeShape) -> ColumnElement[bool]:
+    """The condition of a scope's shape, with bind parameters for its values."""
+    by_mch, by_ids, by_campaign, origin = shape
+    c = payouts.c
+    conditions: list[ColumnElement[bool]] = []
+    if by_mch:
+        conditions.append(c.mch_id == bindparam("mch_id"))
+    if by_ids:
+        conditions.append(c.id.in_(bindparam("ids", expanding=True)))
+    if by_campaign:
+        conditions.append(c.campaign_id == bindparam("campaign_id"))
+    elif origin is Origin.CAMPAIGN:
+        conditions.append(c.campaign_id.is_not(None))
+    elif origin is not None:
+        # A range, not LIKE: both databases walk the natural key's unique index for it.
+        prefix = origin.key_prefix
+        conditions += [
+            c.campaign_id.is_(None),
+            c.natural_key >= prefix,
+            c.natural_key < prefix[:-1] + chr(ord(prefix[-1]) + 1),
+        ]
+    return and_(*conditions)
+
+
+@functools.cache
+def claim_candidates(state: PayoutState, shape: ScopeShape) -> Select[Any]:
+    """Due payouts in `state` of a scope's shape, by id, `LIMIT :limit`, locked (`SKIP LOCKED`
+    on PostgreSQL).
+
+    Parameters: `:now`, `:limit`, and those of `in_scope`. One state per query: with
+    `state = ?` SQLite walks the (campaign_id, state) index in id order and stops after
+    `limit` rows, where `state IN (…)` would sort every candidate row first.
     """
     assert state in CLAIMABLE
     conditions = [
@@ -174,13 +236,8 @@ def claim_candidates(
             payouts.c.next_attempt_at <= bindparam("now", type_=UTCDateTime()),
         ),
         or_(payouts.c.campaign_id.is_(None), campaigns.c.state == CampaignState.RUNNING.value),
+        scope_clause(shape),
     ]
-    if by_mch:
-        conditions.append(payouts.c.mch_id == bindparam("mch_id"))
-    if by_ids:
-        conditions.append(payouts.c.id.in_(bindparam("ids", expanding=True)))
-    if by_campaign:
-        conditions.append(payouts.c.campaign_id == bindparam("campaign_id"))
     return (
         select(*BRIEF_COLUMNS)
         .select_from(payouts.outerjoin(campaigns, payouts.c.campaign_id == campaigns.c.id))

@@ -14,6 +14,7 @@ __all__ = [
     "CAMPAIGN_TRANSITIONS",
     "CLAIMABLE",
     "COMMITTING",
+    "OPEN_STATES",
     "PAYOUT_TRANSITIONS",
     "TERMINAL",
     "CampaignState",
@@ -79,6 +80,9 @@ TERMINAL = frozenset(state for state, targets in PAYOUT_TRANSITIONS.items() if n
 
 CLAIMABLE = frozenset({P.PLANNED, P.DEFERRED})
 """States a claim may move to SENDING once due."""
+
+OPEN_STATES = frozenset({P.PLANNED, P.DEFERRED, P.SENDING, P.UNKNOWN})
+"""States of a payout whose outcome is not settled yet."""
 
 COMMITTING = frozenset({P.SENDING, P.UNKNOWN, P.SENT, P.RECEIVED, P.REFUNDED})
 """States whose amount counts against the campaign budget and the per-user daily counters:

@@ -67,6 +67,7 @@ from hongbao.ledger.records import (
     Payout,
     PayoutEvent,
     ReissueError,
+    Scope,
     StateTotal,
     Transition,
     freeze_params,
@@ -91,7 +92,10 @@ from hongbao.ledger.statements import (
     INSERT_PAYOUTS,
     cas_update,
     claim_candidates,
+    in_scope,
     lock_payouts,
+    scope_params,
+    scope_shape,
     take_payouts,
 )
 from hongbao.ledger.states import (
@@ -131,15 +135,6 @@ _IN_FLIGHT = frozenset({P.SENDING, P.UNKNOWN})
 _ISSUED = frozenset({P.SENT, P.RECEIVED, P.REFUNDED})
 _MAX_BILL_SERIAL = 10**10
 _DETAIL_MAX = 512
-
-
-def _chosen(mch_id: str | None, payout_ids: Collection[int] | None) -> ColumnElement[bool]:
-    conditions = []
-    if mch_id is not None:
-        conditions.append(payouts.c.mch_id == mch_id)
-    if payout_ids is not None:
-        conditions.append(payouts.c.id.in_(list(payout_ids)))
-    return and_(*conditions)
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -642,6 +637,29 @@ class LedgerStore:
         rows = self._all(query)
         return [payout_from_row(row) for row in rows]
 
+    def list_payouts(
+        self,
+        scope: Scope,
+        *,
+        state: PayoutState | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Payout]:
+        """The latest bill of each intent of `scope`, newest first; in `state`, created `since`."""
+        successor = payouts.alias("successor")
+        chosen, params = in_scope(scope)
+        query = select(payouts).where(
+            chosen,
+            ~select(successor.c.id).where(successor.c.previous_payout_id == payouts.c.id).exists(),
+        )
+        if state is not None:
+            query = query.where(payouts.c.state == state)
+        if since is not None:
+            query = query.where(payouts.c.created_at >= since)
+        query = query.order_by(payouts.c.id.desc()).limit(limit)
+        rows = read_transaction(self._engine, lambda conn: conn.execute(query, params).all())
+        return [payout_from_row(row) for row in rows]
+
     def iter_payouts(self, campaign_id: int, *, batch_size: int = 1000) -> Iterator[Payout]:
         """Every payout of a campaign in line order, read in short batches (for exports)."""
         last_id = 0
@@ -681,14 +699,15 @@ class LedgerStore:
         caps: DailyCaps | None = None,
         on_cap: CapPolicy = CapPolicy.DEFER,
         campaign_id: int | None = None,
+        scope: Scope | None = None,
     ) -> ClaimResult:
         """Move up to `limit` due payouts to SENDING, leased for `lease_seconds`.
 
-        Which: those of merchant `mch_id`, or among `payout_ids` (a dispatcher's chunk), or
-        both. Due: PLANNED, or DEFERRED with `next_attempt_at` passed; of a RUNNING campaign or
-        of no campaign. Each is checked against its campaign's budget (over it: SKIPPED) and
-        the daily caps of its receiver and merchant (over them: per `on_cap`) in the same
-        transaction.
+        Which: those of `scope`, or of merchant `mch_id`, or among `payout_ids` (a
+        dispatcher's chunk), or both. Due: PLANNED, or DEFERRED with `next_attempt_at` passed;
+        of a RUNNING campaign or of no campaign. Each is checked against its campaign's budget
+        (over it: SKIPPED) and the daily caps of its receiver and merchant (over them: per
+        `on_cap`) in the same transaction.
         """
         request = ClaimRequest(
             mch_id=mch_id,
@@ -698,6 +717,7 @@ class LedgerStore:
             caps=caps or DailyCaps(),
             on_cap=on_cap,
             campaign_id=campaign_id,
+            scope=scope,
         )
         return write_transaction(
             self._engine, lambda conn: self._events(conn, self._claim, request)
@@ -721,23 +741,13 @@ class LedgerStore:
     ) -> ClaimResult:
         now = self._clock.now()
         day = beijing_day(now)
-        limit, caps = request.limit, request.caps
-        shape = {
-            "by_mch": request.mch_id is not None,
-            "by_ids": request.payout_ids is not None,
-            "by_campaign": request.campaign_id is not None,
-        }
-        params = {
-            "now": now,
-            "limit": limit,
-            "mch_id": request.mch_id,
-            "ids": list(request.payout_ids or ()),
-            "campaign_id": request.campaign_id,
-        }
+        limit, caps, scope = request.limit, request.caps, request.target
+        shape = scope_shape(scope)
+        params = {"now": now, "limit": limit, **scope_params(scope)}
         found = [
             _Brief.of(row)
             for state in sorted(CLAIMABLE)
-            for row in conn.execute(claim_candidates(state, **shape), params)
+            for row in conn.execute(claim_candidates(state, shape), params)
         ]
         # The first `limit` by id over both states; then one lock order (campaign, then id)
         # across claimers keeps deadlocks rare.
@@ -832,16 +842,21 @@ class LedgerStore:
         payout_ids: Collection[int] | None = None,
         limit: int = 10,
         lease_seconds: float = 60.0,
+        scope: Scope | None = None,
     ) -> list[Payout]:
         """Lease in-flight payouts nobody is resolving, for recovery; all come back UNKNOWN.
 
         Stale: SENDING whose lease expired (its sender died or hung: the request may have left,
         so it becomes UNKNOWN), or UNKNOWN whose lease expired and whose next attempt is due.
         Recovery resolves them by gethbinfo or by a resend with the same bill number, before
-        any new work is claimed. Chosen by merchant and/or ids, as in `claim`.
+        any new work is claimed. Chosen by `scope`, or by merchant and/or ids, as in `claim`.
         """
-        if mch_id is None and payout_ids is None:
-            raise ValueError("claim_stale needs a merchant or payout ids")
+        if scope is None:
+            if mch_id is None and payout_ids is None:
+                raise ValueError("claim_stale needs a merchant or payout ids")
+            ids = None if payout_ids is None else frozenset(payout_ids)
+            scope = Scope(mch_id, None, None, ids)
+        chosen, chosen_params = in_scope(scope)
 
         def work(conn: Connection) -> list[Payout]:
             now = self._clock.now()
@@ -850,7 +865,7 @@ class LedgerStore:
             query = (
                 select(payouts)
                 .where(
-                    _chosen(mch_id, payout_ids),
+                    chosen,
                     or_(
                         and_(payouts.c.state == P.SENDING, lease_over),
                         and_(payouts.c.state == P.UNKNOWN, lease_over, due),
@@ -861,7 +876,8 @@ class LedgerStore:
                 .with_for_update(skip_locked=True)
             )
             taken = []
-            for payout in [payout_from_row(row) for row in conn.execute(query).all()]:
+            rows = conn.execute(query, chosen_params).all()
+            for payout in [payout_from_row(row) for row in rows]:
                 row = conn.execute(
                     update(payouts)
                     .where(payouts.c.id == payout.id, payouts.c.state == payout.state)
@@ -1111,11 +1127,12 @@ class LedgerStore:
         mch_id: str | None = None,
         max_generation: int | None = None,
         limit: int = 100,
+        scope: Scope | None = None,
     ) -> list[Payout]:
         """FAILED payouts whose bill WeChat reported dead and that were not re-issued yet.
 
         A re-issue after a crash starts from these; `max_generation` leaves out intents that
-        already had that many bill numbers.
+        already had that many bill numbers. Chosen by `scope`, or by campaign and/or merchant.
         """
         successor = payouts.alias("successor")
         query = select(payouts).where(
@@ -1123,28 +1140,42 @@ class LedgerStore:
             payouts.c.bill_dead.is_(True),
             ~select(successor.c.id).where(successor.c.previous_payout_id == payouts.c.id).exists(),
         )
+        params: dict[str, Any] = {}
+        if scope is not None:
+            chosen, params = in_scope(scope)
+            query = query.where(chosen)
         if campaign_id is not None:
             query = query.where(payouts.c.campaign_id == campaign_id)
         if mch_id is not None:
             query = query.where(payouts.c.mch_id == mch_id)
         if max_generation is not None:
             query = query.where(payouts.c.generation < max_generation)
-        rows = self._all(query.order_by(payouts.c.id).limit(limit))
+        query = query.order_by(payouts.c.id).limit(limit)
+        rows = read_transaction(self._engine, lambda conn: conn.execute(query, params).all())
         return [payout_from_row(row) for row in rows]
 
-    def next_due(self, campaign_id: int) -> datetime | None:
-        """When the next unfinished payout of a campaign needs action; None when none is left.
+    def next_due(
+        self, campaign_id: int | None = None, *, scope: Scope | None = None
+    ) -> datetime | None:
+        """When the next unfinished payout of a campaign (or `scope`) needs action; None when
+        none is left.
 
         PLANNED payouts are due now; DEFERRED ones at `next_attempt_at`; SENDING ones when their
         lease runs out; UNKNOWN ones at the later of their lease and their next attempt.
         """
+        if scope is None:
+            if campaign_id is None:
+                raise ValueError("next_due needs a campaign or a scope")
+            mine: ColumnElement[bool] = payouts.c.campaign_id == campaign_id
+            params: dict[str, Any] = {}
+        else:
+            mine, params = in_scope(scope)
 
         def work(conn: Connection) -> datetime | None:
             now = self._clock.now()
-            mine = payouts.c.campaign_id == campaign_id
             state = payouts.c.state
             planned = conn.execute(
-                select(payouts.c.id).where(mine, state == P.PLANNED).limit(1)
+                select(payouts.c.id).where(mine, state == P.PLANNED).limit(1), params
             ).first()
             if planned is not None:
                 return now
@@ -1156,7 +1187,7 @@ class LedgerStore:
                 select(func.min(lease)).where(mine, state == P.UNKNOWN, lease > attempt),
                 select(func.min(attempt)).where(mine, state == P.UNKNOWN, attempt >= lease),
             ]
-            times = [conn.execute(query).scalar() for query in candidates]
+            times = [conn.execute(query, params).scalar() for query in candidates]
             found = [_aware(value) for value in times if value is not None]
             unscheduled = conn.execute(
                 select(payouts.c.id)
@@ -1166,7 +1197,8 @@ class LedgerStore:
                     payouts.c.next_attempt_at.is_(None),
                     payouts.c.lease_until.is_(None),
                 )
-                .limit(1)
+                .limit(1),
+                params,
             ).first()
             if unscheduled is not None:
                 found.append(now)
