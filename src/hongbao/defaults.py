@@ -7,7 +7,13 @@ those re-exports its own under its old name.
 
 from __future__ import annotations
 
-__all__ = ["CONFIG_ENV", "DASHBOARD_TOKEN_ENV", "DEFAULT_LEDGER_URL", "SIM_PORT"]
+__all__ = [
+    "CONFIG_ENV",
+    "DASHBOARD_TOKEN_ENV",
+    "DEFAULT_LEDGER_URL",
+    "DEFAULT_PAY_TIMEOUT",
+    "SIM_PORT",
+]
 
 CONFIG_ENV = "HONGBAO_CONFIG"
 """Environment variable naming the configuration file when `--config` is not given."""
@@ -17,3 +23,5 @@ SIM_PORT = 8443
 """The port the simulator serves on by default."""
 DASHBOARD_TOKEN_ENV = "HONGBAO_DASHBOARD_TOKEN"  # noqa: S105 (a variable name, not a secret)
 """Environment variable holding the dashboard's access token."""
+DEFAULT_PAY_TIMEOUT = 30.0
+"""Seconds `pay(wait=True)` and `hongbao send` wait for an outcome by default."""

@@ -4,9 +4,12 @@ with the configuration `hongbao sim merchant create --config` wrote."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+from hongbao.clock import SystemClock
+from hongbao.sim.faults import parse_fault
 from tests.cli.conftest import Configured, run
 
 pytestmark = pytest.mark.served
@@ -95,3 +98,102 @@ def test_plain_output_without_a_terminal(configured: Configured) -> None:
     assert lines["mch_billno"] == bill
     assert lines["amount"] == "1.00 yuan"
     assert "\x1b[" not in result.stdout  # no terminal styling in a pipe
+
+
+def test_send_with_a_key_twice_pays_once_and_prints_the_same_bill(
+    configured: Configured,
+) -> None:
+    command = (
+        "send", "-c", str(configured.config), "--openid", configured.openid,
+        "--amount", "1.30", *TEXTS, "--key", "order-8812:cashback",
+    )  # fmt: skip
+    first = run(*command, "--json")
+    again = run(*command, "--json")
+
+    assert (first.exit_code, again.exit_code) == (0, 0), first.stderr + again.stderr
+    docs = [json.loads(first.stdout), json.loads(again.stdout)]
+    assert {(d["key"], d["mch_billno"], d["state"]) for d in docs} == {
+        ("order-8812:cashback", docs[0]["mch_billno"], "SENT")
+    }
+    assert f"mch_billno {docs[0]['mch_billno']}" in again.stderr
+    assert _records(configured) == [(docs[0]["mch_billno"], configured.openid, 130, "SENT")]
+
+
+def test_the_same_key_with_another_amount_is_refused_and_names_the_field(
+    configured: Configured,
+) -> None:
+    base = ("send", "-c", str(configured.config), "--openid", configured.openid, *TEXTS)
+    assert run(*base, "--amount", "1", "--key", "k1").exit_code == 0
+
+    clash = run(*base, "--amount", "2", "--key", "k1", "--json")
+
+    assert clash.exit_code == 3
+    assert "amount_fen" in json.loads(clash.stdout)["error"]
+    assert len(_records(configured)) == 1
+
+
+def test_without_a_key_one_is_made_and_printed_before_sending(configured: Configured) -> None:
+    result = run(
+        "send", "-c", str(configured.config), "--openid", configured.openid,
+        "--amount", "1", *TEXTS,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    key = re.search(r"key (cli-\w+)", result.stderr)
+    assert key is not None
+
+    shown = run("payouts", "show", key.group(1), "-c", str(configured.config), "--json")
+
+    assert shown.exit_code == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert (doc["key"], doc["state"], doc["total_amount_fen"]) == (key.group(1), "SENT", 100)
+    listed = run("payouts", "list", "-c", str(configured.config), "--state", "sent", "--json")
+    assert [d["key"] for d in json.loads(listed.stdout)] == [key.group(1)]
+    missing = run("payouts", "show", "nope", "-c", str(configured.config))
+    assert missing.exit_code == 1
+
+
+def test_a_rerun_of_an_unknown_outcome_never_pays_twice(configured: Configured) -> None:
+    configured.sim.faults.add(parse_fault({"endpoint": "sendredpack", "action": "pay_then_drop"}))
+    unknown = run(
+        "send", "-c", str(configured.config), "--openid", configured.openid,
+        "--amount", "1.20", *TEXTS, "--key", "k-unknown", "--json",
+    )  # fmt: skip
+    assert unknown.exit_code == 4, unknown.stderr
+    assert "--key k-unknown" in unknown.stderr
+    configured.sim.faults.clear()
+
+    again = run(
+        "send", "-c", str(configured.config), "--openid", configured.openid,
+        "--amount", "1.20", *TEXTS, "--key", "k-unknown", "--timeout", "0",
+    )  # fmt: skip
+    # Its next attempt is not due yet: still unknown, and nothing sent twice.
+    assert again.exit_code == 4, again.stderr
+    assert [status for *_, status in _records(configured)] == ["SENT"]
+
+
+def test_payouts_run_sends_what_a_dead_process_recorded(configured: Configured) -> None:
+    from hongbao.api import BaseClient
+    from hongbao.engine.config import load_config
+    from hongbao.engine.ondemand import on_demand_key
+    from hongbao.ids import mint_bill_no
+    from hongbao.ledger import LedgerStore, NewPayout, SendApi, upgrade
+
+    config = load_config(configured.config)
+    upgrade(config.ledger_url)
+    merchant = config.merchant("shop")
+    bill = mint_bill_no(configured.mch_id, SystemClock().now(), 77)
+    params = BaseClient(merchant).send_params(
+        "sendredpack", mch_billno=bill, re_openid=configured.openid, total_amount=150,
+        send_name="Acme", wishing="Thanks", act_name="Spring", remark="Enjoy",
+    )  # fmt: skip
+    with LedgerStore.open(config.ledger_url) as store:
+        store.add_payout(
+            NewPayout(on_demand_key(configured.mch_id, "k-planned"), "shop", SendApi.SENDREDPACK,
+                      params)
+        )  # fmt: skip
+
+    result = run("payouts", "run", "-c", str(configured.config), "--json")
+
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"driven": 1, "open": []}
+    assert _records(configured) == [(bill, configured.openid, 150, "SENT")]

@@ -21,6 +21,7 @@ from hongbao.cli.campaign import campaign_app
 from hongbao.cli.dashboard import dashboard_command
 from hongbao.cli.db import db_app
 from hongbao.cli.demo import demo_command
+from hongbao.cli.payouts import payouts_app
 from hongbao.cli.rules import rules_app
 from hongbao.cli.send import query_command, send_command, send_group_command, send_mini_command
 from hongbao.cli.sim import sim_app
@@ -55,7 +56,7 @@ def main(
 
     Start with `hongbao demo` (no account needed). Exit codes: 0 ok, 1 usage or other error,
     2 configuration error, 3 NOT sent (refused), 4 outcome UNKNOWN: the money may have been
-    sent, query it (`hongbao query BILL`) or resend with the same bill number.
+    sent, query it (`hongbao query BILL`) or run the same `hongbao send` with the same --key.
     """
 
 
@@ -64,6 +65,7 @@ app.command("send")(send_command)
 app.command("send-group")(send_group_command)
 app.command("send-mini")(send_mini_command)
 app.command("query")(query_command)
+app.add_typer(payouts_app, name="payouts")
 app.add_typer(campaign_app, name="campaign")
 app.command("track")(track_command)
 app.command("reconcile")(reconcile_command)

@@ -1,8 +1,12 @@
 """`hongbao send | send-group | send-mini | query`: one red packet at a time.
 
-Each send needs a bill number, the packet's idempotency key. Without `--bill-no` one is minted
-and printed (stderr) BEFORE the request leaves: if the outcome is unknown (exit code 4), query
-it or resend it with that bill number; never under a new one.
+A send is a payout on demand in the ledger (`hongbao.engine.ondemand`): recorded under an
+idempotency key (`--key`, or a new one) before anything leaves, its key and bill number printed
+(stderr) first. Running the same command again with the same `--key` is safe: it prints the
+same payout, resolving it first if its outcome was unknown — never a second packet.
+`--bill-no` sends outside the ledger with the bare client, to resend a packet that was sent
+outside the ledger: if its outcome is unknown (exit code 4), query it or resend it with that
+bill number; never under a new one.
 
 >>> # hongbao send --merchant shop --openid oXYZ --amount 1.00 --send-name Acme \\
 >>> #     --act-name Spring --wishing "Thank you" --remark "Enjoy"
@@ -11,21 +15,32 @@ it or resend it with that bill number; never under a new one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hongbao.cli.boundary import Guard, guard
-from hongbao.cli.options import AmountOption, ConfigOption, JsonOption, MerchantOption, load, yuan
+from hongbao.cli.boundary import ExitCode, Guard, guard
+from hongbao.cli.options import (
+    AmountOption,
+    ConfigOption,
+    JsonOption,
+    MerchantOption,
+    load,
+    open_ledger,
+    yuan,
+)
 from hongbao.cli.output import note, print_fields, print_json, print_table
-from hongbao.clock import SystemClock
+from hongbao.cli.payouts import payout_document
+from hongbao.defaults import DEFAULT_PAY_TIMEOUT as DEFAULT_TIMEOUT
 from hongbao.errors import ConfigurationError
-from hongbao.ids import BillNoError, mint_bill_no, validate_bill_no
+from hongbao.ids import BillNoError, new_nonce, validate_bill_no
 from hongbao.money import format_yuan
 
 if TYPE_CHECKING:
     from hongbao.api import Merchant, RedpackInfo, SendResult
+    from hongbao.engine.ondemand import Kind, PayoutView
 
 __all__ = ["query_command", "send_command", "send_group_command", "send_mini_command"]
 
@@ -50,9 +65,25 @@ BillOption = Annotated[
     str | None,
     typer.Option(
         "--bill-no",
-        help="The bill number (mch_billno, ≤ 28 letters/digits). Reuse it to resend a packet "
-        "whose outcome was unknown. Default: a new one, printed before sending.",
+        help="Send outside the ledger with this bill number (mch_billno, ≤ 28 letters/digits): "
+        "to resend a packet sent outside the ledger whose outcome was unknown.",
         show_default=False,
+    ),
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        help="Idempotency key (≤ 64 printable ASCII characters, e.g. order-8812:cashback): "
+        "the same command with the same key never pays twice. Default: a new one, printed "
+        "before sending.",
+        show_default=False,
+    ),
+]
+TimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--timeout", min=0, help="Seconds to wait for the outcome; past them exit 4 (unknown)."
     ),
 ]
 
@@ -65,36 +96,24 @@ def send_command(
     wishing: WishingOption,
     remark: RemarkOption,
     scene_id: SceneOption = None,
+    key: KeyOption = None,
     bill_no: BillOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
     merchant: MerchantOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Send one normal red packet (sendredpack).
+    """Send one normal red packet (sendredpack), recorded in the ledger under an idempotency key.
 
-    Exit codes: 0 sent; 3 not sent (refused or rejected); 4 UNKNOWN, the money may have been
-    sent: query or resend with the printed bill number. Example:
+    Exit codes: 0 sent; 3 not sent (refused, rejected, or deferred: see the message); 4
+    UNKNOWN, the money may have been sent: run the same command with the printed --key (it
+    resolves the same bill, never pays twice). Example:
 
-        hongbao send --openid oXYZ --amount 1.00 --send-name Acme \\
-            --act-name Spring --wishing 'Thank you' --remark Enjoy
+        hongbao send --openid oXYZ --amount 1.00 --key order-8812:cashback \
+            --send-name Acme --act-name Spring --wishing 'Thank you' --remark Enjoy
     """
-    from hongbao.api import Client
-
-    total = yuan(amount)
-    with guard(as_json) as state:
-        chosen, bill = _prepare(config, merchant, bill_no, state)
-        with Client(chosen) as client:
-            result = client.send_redpack(
-                mch_billno=bill,
-                re_openid=openid,
-                total_amount=total,
-                send_name=send_name,
-                wishing=wishing,
-                act_name=act_name,
-                remark=remark,
-                scene_id=scene_id,
-            )
-    _report_sent(result, bill, total, as_json)
+    packet = _Packet("normal", openid, yuan(amount), 1, send_name, wishing, act_name, remark)
+    _send(packet, scene_id, key, bill_no, timeout, merchant, config, as_json)
 
 
 def send_group_command(
@@ -110,36 +129,22 @@ def send_group_command(
     wishing: WishingOption,
     remark: RemarkOption,
     scene_id: SceneOption = None,
+    key: KeyOption = None,
     bill_no: BillOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
     merchant: MerchantOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Send one fission red packet: the amount split at random into shares (sendgroupredpack).
 
-    Exit codes as for `send`. Example:
+    Exit codes and --key as for `send`. Example:
 
-        hongbao send-group --openid oXYZ --amount 3.00 --total-num 3 --send-name Acme \\
+        hongbao send-group --openid oXYZ --amount 3.00 --total-num 3 --send-name Acme \
             --act-name Spring --wishing 'Share it' --remark Enjoy
     """
-    from hongbao.api import Client
-
-    total = yuan(amount)
-    with guard(as_json) as state:
-        chosen, bill = _prepare(config, merchant, bill_no, state)
-        with Client(chosen) as client:
-            result = client.send_group_redpack(
-                mch_billno=bill,
-                re_openid=openid,
-                total_amount=total,
-                total_num=total_num,
-                send_name=send_name,
-                wishing=wishing,
-                act_name=act_name,
-                remark=remark,
-                scene_id=scene_id,
-            )
-    _report_sent(result, bill, total, as_json)
+    packet = _Packet("group", openid, yuan(amount), total_num, send_name, wishing, act_name, remark)
+    _send(packet, scene_id, key, bill_no, timeout, merchant, config, as_json)
 
 
 def send_mini_command(
@@ -152,7 +157,9 @@ def send_mini_command(
     wishing: WishingOption,
     remark: RemarkOption,
     scene_id: SceneOption = None,
+    key: KeyOption = None,
     bill_no: BillOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
     merchant: MerchantOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -160,29 +167,119 @@ def send_mini_command(
     """Send one mini-program red packet (sendminiprogramhb); prints its `package`.
 
     The user opens it in the mini program with `wx.sendBizRedPacket`, whose signed parameters
-    `hongbao.api.jsapi.jsapi_params(package, …)` computes on your server. Exit codes as for
-    `send`. Example:
+    `hongbao.api.jsapi.jsapi_params(package, …)` computes on your server. Exit codes and --key
+    as for `send`. Example:
 
-        hongbao send-mini --openid oMini --amount 1.00 --send-name Acme \\
+        hongbao send-mini --openid oMini --amount 1.00 --send-name Acme \
             --act-name Spring --wishing 'Thank you' --remark Enjoy
     """
+    packet = _Packet("mini", openid, yuan(amount), 1, send_name, wishing, act_name, remark)
+    _send(packet, scene_id, key, bill_no, timeout, merchant, config, as_json)
+
+
+@dataclass(frozen=True)
+class _Packet:
+    kind: Kind
+    openid: str
+    amount_fen: int
+    total_num: int
+    send_name: str
+    wishing: str
+    act_name: str
+    remark: str
+
+
+def _send(
+    packet: _Packet,
+    scene_id: str | None,
+    key: str | None,
+    bill_no: str | None,
+    timeout: float,
+    merchant: str | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    if key is not None and bill_no is not None:
+        raise typer.BadParameter(
+            "--bill-no sends outside the ledger, where --key means nothing: give one of them",
+            param_hint="--key",
+        )
+    if bill_no is not None:
+        _send_bare(packet, scene_id, bill_no, merchant, config, as_json)
+        return
+    from hongbao.engine.ondemand import AsyncPayouts, check_key
+    from hongbao.eventloop import run
+
+    with guard(as_json) as state:
+        chosen = load(config)
+        profile = chosen.profile(merchant)
+        if packet.kind == "mini" and profile.merchant.mini_appid is None:
+            raise ConfigurationError("send-mini needs mini_appid in the merchant's configuration")
+        key = check_key(key) if key is not None else f"cli-{new_nonce(20)}"
+        store = open_ledger(chosen.ledger_url, create=True)
+
+        def recorded(view: PayoutView) -> None:
+            state.mch_billno = view.bill_no
+            # Printed before the request leaves: a crash or timeout later still leaves the key.
+            note(f"key {key}")
+            note(f"mch_billno {view.bill_no}")
+
+        async def pay() -> tuple[PayoutView, str | None]:
+            async with AsyncPayouts(store, profile) as payouts:
+                view = await payouts.pay(
+                    key,
+                    packet.openid,
+                    packet.amount_fen,
+                    kind=packet.kind,
+                    total_num=packet.total_num,
+                    send_name=packet.send_name,
+                    wishing=packet.wishing,
+                    act_name=packet.act_name,
+                    remark=packet.remark,
+                    scene_id=scene_id,
+                    timeout=timeout,
+                    on_recorded=recorded,
+                )
+                return view, await payouts.package(view) if packet.kind == "mini" else None
+
+        try:
+            view, package = run(pay())
+        finally:
+            store.close()
+    _report_payout(view, package, as_json)
+
+
+def _send_bare(
+    packet: _Packet,
+    scene_id: str | None,
+    bill_no: str,
+    merchant: str | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    """Send with the bare client under a caller's bill number, recording nothing."""
     from hongbao.api import Client
 
-    total = yuan(amount)
     with guard(as_json) as state:
-        chosen, bill = _prepare(config, merchant, bill_no, state, mini=True)
+        chosen, bill = _prepare(config, merchant, bill_no, state, mini=packet.kind == "mini")
+        common: dict[str, Any] = {
+            "mch_billno": bill,
+            "re_openid": packet.openid,
+            "total_amount": packet.amount_fen,
+            "send_name": packet.send_name,
+            "wishing": packet.wishing,
+            "act_name": packet.act_name,
+            "remark": packet.remark,
+            "scene_id": scene_id,
+        }
         with Client(chosen) as client:
-            result = client.send_miniprogram_redpack(
-                mch_billno=bill,
-                re_openid=openid,
-                total_amount=total,
-                send_name=send_name,
-                wishing=wishing,
-                act_name=act_name,
-                remark=remark,
-                scene_id=scene_id,
-            )
-    _report_sent(result, bill, total, as_json)
+            if packet.kind == "group":
+                result = client.send_group_redpack(total_num=packet.total_num, **common)
+            elif packet.kind == "mini":
+                result = client.send_miniprogram_redpack(**common)
+            else:
+                result = client.send_redpack(**common)
+    _report_sent(result, bill, packet.amount_fen, as_json)
 
 
 def query_command(
@@ -209,23 +306,76 @@ def query_command(
 
 
 def _prepare(
-    config: Path | None, name: str | None, bill_no: str | None, state: Guard, *, mini: bool = False
+    config: Path | None, name: str | None, bill_no: str, state: Guard, *, mini: bool = False
 ) -> tuple[Merchant, str]:
     chosen = load(config).merchant(name)
     if mini and chosen.mini_appid is None:
         raise ConfigurationError("send-mini needs mini_appid in the merchant's configuration")
     try:
-        bill = (
-            validate_bill_no(bill_no)
-            if bill_no is not None
-            else mint_bill_no(chosen.mch_id, SystemClock().now())
-        )
+        bill = validate_bill_no(bill_no)
     except BillNoError as exc:
         raise typer.BadParameter(str(exc), param_hint="--bill-no") from None
     state.mch_billno = bill
     # Printed before the request leaves: a crash or timeout later still leaves the user the key.
     note(f"mch_billno {bill}")
     return chosen, bill
+
+
+def _report_payout(view: PayoutView, package: str | None, as_json: bool) -> None:
+    """The outcome of a payout on demand; exits 3 (not sent) or 4 (unknown) unless sent."""
+    document = payout_document(view)
+    if package is not None:
+        document["package"] = package
+    if view.outcome == "sent":
+        if as_json:
+            print_json(document)
+            return
+        rows: list[tuple[str, object]] = [
+            ("key", view.key),
+            ("mch_billno", view.bill_no),
+            ("to", view.openid),
+            ("amount", f"{format_yuan(view.amount_fen)} yuan"),
+            ("send_listid", view.send_listid),
+        ]
+        if package is not None:
+            rows.append(("package", package))
+        print_fields("Sent", rows)
+        return
+    problem = f"[{view.err_code}] {view.err_code_des or ''}".strip() if view.err_code else None
+    rerun = f"run the same command with --key {view.key}"
+    if view.outcome == "unknown":
+        code, label = ExitCode.UNKNOWN, "OUTCOME UNKNOWN"
+        message = f"payout {view.key} is {view.state.value}" + (f": {problem}" if problem else "")
+        advice = (
+            f"The money may have been sent. Find out with `hongbao query {view.bill_no}`, or "
+            f"{rerun}: it resolves the same bill number and never pays twice."
+        )
+        outcome = "unknown"
+    else:
+        code, label = ExitCode.REFUSED, "not sent"
+        message = problem or view.reason or view.state.value
+        if view.outcome == "pending":
+            when = view.next_attempt_at.isoformat() if view.next_attempt_at else "later"
+            advice = (
+                f"The payout is kept under key {view.key} and may go from {when}: fix the "
+                f"cause, then {rerun}, or `hongbao payouts run`."
+            )
+        else:
+            advice = f"Payout {view.key} is {view.state.value}; a new packet needs a new key."
+        error_outcome = view.error_outcome
+        outcome = error_outcome.value if error_outcome is not None else "not_sent"
+    typer.echo(f"{label}: {message}", err=True)
+    typer.echo(advice, err=True)
+    if as_json:
+        print_json(
+            {
+                **document,
+                "error": message,
+                "outcome": outcome,
+                "exit_code": int(code),
+            }
+        )
+    raise typer.Exit(int(code))
 
 
 def _report_sent(result: SendResult, bill: str, total: int, as_json: bool) -> None:

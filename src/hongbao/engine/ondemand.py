@@ -41,11 +41,14 @@ from pathlib import Path
 from typing import Any, Literal, ParamSpec, Self, TypeVar
 
 from hongbao.api import AsyncClient
+from hongbao.api.codes import SEND_CODES, UNKNOWN_CODE
 from hongbao.clock import Clock, SystemClock, beijing_day
+from hongbao.defaults import DEFAULT_PAY_TIMEOUT
 from hongbao.engine.dispatch import Dispatcher, Pace, build_driver
 from hongbao.engine.payout import PayoutDriver
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.errors import ConfigurationError, IdempotencyConflict, ValidationError
+from hongbao.errors import Outcome as ErrorOutcome
 from hongbao.ids import mint_bill_no
 from hongbao.ledger import (
     LedgerStore,
@@ -91,8 +94,7 @@ MAX_KEY = 64
 _KEY_CHARS = frozenset(string.printable) - frozenset(string.whitespace)
 _SERIALS = 64
 """Bill-number serials a process reserves at a time (one commit; unused ones are gaps)."""
-DEFAULT_TIMEOUT = 30.0
-"""Seconds `pay(wait=True)` waits for an outcome by default."""
+DEFAULT_TIMEOUT = DEFAULT_PAY_TIMEOUT
 
 _FIELD_NAMES = {"re_openid": "openid", "total_amount": "amount_fen"}
 """Wire parameter → the name `pay` takes it by, for conflict messages."""
@@ -166,6 +168,8 @@ class PayoutView:
     generation: int
     """How many earlier bill numbers WeChat reported FAILED for this key (re-issues)."""
     attempts: int
+    next_attempt_at: datetime | None
+    """When it is tried (or, once sent, tracked) next."""
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
@@ -194,6 +198,7 @@ class PayoutView:
             send_listid=payout.send_listid,
             generation=payout.generation,
             attempts=payout.attempts,
+            next_attempt_at=payout.next_attempt_at,
             created_at=payout.created_at,
             updated_at=payout.updated_at,
             sent_at=payout.sent_at,
@@ -206,6 +211,13 @@ class PayoutView:
     def settled(self) -> bool:
         """Whether the outcome is known for good (sent, or not sent)."""
         return self.state not in OPEN_STATES
+
+    @property
+    def error_outcome(self) -> ErrorOutcome | None:
+        """What the payout's last error means for the money (`hongbao.errors.Outcome`)."""
+        if self.err_code is None:
+            return None
+        return SEND_CODES.get(self.err_code, UNKNOWN_CODE).outcome
 
 
 def conflicting_fields(recorded: Payout, api: SendApi, params: Mapping[str, object]) -> list[str]:
@@ -320,12 +332,14 @@ class AsyncPayouts:
         merchant: str | None = None,
         wait: bool = True,
         timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (past it, the drive goes on)
+        on_recorded: Callable[[PayoutView], None] | None = None,
     ) -> PayoutView:
         """Pay one red packet under the idempotency `key`, exactly once (see the module doc).
 
         Raises `ValidationError` (naming the field) before anything is recorded, and
         `IdempotencyConflict` when `key` was paid with other parameters. With `wait`, returns
         once the payout is settled or `timeout` seconds passed (then in its current state).
+        `on_recorded` sees the payout once it is in the ledger, before anything is sent.
 
         >>> view = await payouts.pay("signup:42", "oXYZ", 188, send_name="Acme",
         ...     wishing="Welcome", act_name="Signup", remark="Enjoy")  # doctest: +SKIP
@@ -374,6 +388,8 @@ class AsyncPayouts:
                     fields=differ,
                     mch_billno=first.mch_billno,
                 )
+        if on_recorded is not None:
+            on_recorded(PayoutView.of(payout))
         if payout.state in OPEN_STATES:
             if wait:
                 payout = await self._settle(entry, payout, fresh=inserted, within=timeout)
@@ -461,6 +477,18 @@ class AsyncPayouts:
             limit=limit,
         )
         return [PayoutView.of(row) for row in rows]
+
+    async def package(self, view: PayoutView) -> str | None:
+        """The `package` WeChat answered for a sent mini-program packet (for
+        `wx.sendBizRedPacket`), from the payout's audit trail; None for other packets."""
+        if view.kind != "mini" or view.outcome != "sent":
+            return None
+        events = await self._db(self.store.events, view.id)
+        for event in reversed(events):
+            package = (event.response or {}).get("package")
+            if isinstance(package, str) and package:
+                return package
+        return None
 
     # -- the on-demand dispatcher -----------------------------------------------------------
 
