@@ -53,6 +53,7 @@ from hongbao.api import AsyncClient
 from hongbao.clock import Clock, SystemClock
 from hongbao.engine.campaign import OPEN_STATES, CampaignError
 from hongbao.engine.groupcommit import GroupCommitter
+from hongbao.engine.job_queries import WorkerProgress, active_jobs, held_payout_ids, worker_progress
 from hongbao.engine.payout import DriveResult, PayoutDriver, drive_payout, resume_command
 from hongbao.engine.pglimiter import SharedPacer
 from hongbao.engine.runner import RunProgress, RunSummary
@@ -61,15 +62,11 @@ from hongbao.errors import ConfigurationError
 from hongbao.ledger import CampaignState, ClaimResult, LedgerStore, Payout
 from hongbao.ledger.db import display_url, normalise_url, read_transaction, write_transaction
 from hongbao.ledger.dispatch import (
-    WorkerProgress,
-    active_jobs,
     dead_bills_among,
     due_at,
-    held_payout_ids,
     open_recipients,
     payout_times,
     start_run,
-    worker_progress,
 )
 
 __all__ = [
