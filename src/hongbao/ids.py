@@ -15,6 +15,7 @@ import string
 from datetime import datetime
 
 from hongbao.clock import CST
+from hongbao.errors import OperationError
 
 __all__ = ["BillNoError", "mint_bill_no", "new_nonce", "validate_bill_no"]
 
@@ -25,8 +26,8 @@ _NONCE_ALPHABET = string.ascii_letters + string.digits
 MAX_BILL_NO = 28
 
 
-class BillNoError(ValueError):
-    """A bill number that WeChat would refuse."""
+class BillNoError(OperationError, ValueError):
+    """A bill number that WeChat would refuse, or a merchant number no bill number fits."""
 
 
 def mint_bill_no(mch_id: str, when: datetime, serial: int | None = None) -> str:

@@ -41,7 +41,7 @@ from hongbao.clock import Clock, SystemClock, beijing_day
 from hongbao.engine.campaign_input import BadLine, CampaignFile, Entry
 from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.states import next_beijing_midnight
-from hongbao.errors import ConfigurationError, ValidationError
+from hongbao.errors import ConfigurationError, OperationError, ValidationError
 from hongbao.ids import BillNoError, mint_bill_no
 from hongbao.ledger import (
     EXPORT_FIELDS,
@@ -101,7 +101,7 @@ ISSUED_STATES = frozenset({P.SENT, P.RECEIVED, P.REFUNDED})
 """States of a payout WeChat issued."""
 
 
-class CampaignError(ConfigurationError):
+class CampaignError(OperationError):
     """A campaign cannot be created, planned or run as asked; nothing was sent."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
