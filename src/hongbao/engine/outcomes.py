@@ -30,7 +30,7 @@ from hongbao.errors import (
     UnknownOutcomeError,
     ValidationError,
 )
-from hongbao.ledger.masking import mask
+from hongbao.wire.masking import mask
 from hongbao.wire.xmlcodec import XmlError, loads
 
 __all__ = [
