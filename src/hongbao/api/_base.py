@@ -12,7 +12,6 @@ unchanged, so a resend after a crash is byte-identical to the first attempt.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Generic, NamedTuple, TypeVar
@@ -45,6 +44,7 @@ from hongbao.errors import (
     UnknownOutcomeError,
     ValidationError,
 )
+from hongbao.ids import new_nonce as _nonce
 from hongbao.wire.masking import mask as masked
 from hongbao.wire.retry import RetryPolicy, backoff, should_retry
 from hongbao.wire.sign import sign, verify
@@ -539,8 +539,3 @@ def _required(appid: str | None, attribute: str, purpose: str) -> str:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _nonce() -> str:
-    # 32 hex characters from the OS CSPRNG; 50x cheaper than drawing 32 alphanumerics one by one.
-    return secrets.token_hex(16)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from hongbao.engine.campaign_input import BadLine, CampaignFile, Entry
 from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.states import next_beijing_midnight
 from hongbao.errors import ConfigurationError, OperationError, ValidationError
-from hongbao.ids import BillNoError, mint_bill_no
+from hongbao.ids import BillNoError, mint_bill_no, nonces
 from hongbao.ledger import (
     EXPORT_FIELDS,
     Campaign,
@@ -155,14 +154,6 @@ class Template:
             scene_id=self.scene_id,
             risk_info=self.risk_info,
         )
-
-
-def _nonces(block: int = 1024) -> Iterator[str]:
-    """Nonces as `send_params` draws them (32 hex digits from the OS CSPRNG), `block` a call."""
-    while True:
-        drawn = os.urandom(16 * block).hex()
-        for start in range(0, len(drawn), 32):
-            yield drawn[start : start + 32]
 
 
 def validate_template(
@@ -344,7 +335,7 @@ class _Planner:
         day = beijing_day(minted_at)
         prefix = mint_bill_no(campaign.mch_id, minted_at, 0)[:-_SERIAL_DIGITS]
         first: dict[str, str | int] | None = None
-        nonces = _nonces()
+        drawn = nonces()
         for entry, amount in self.entries(source):
             serial = next(serials, None)
             if serial is None:
@@ -365,7 +356,7 @@ class _Planner:
                     "mch_billno": bill,
                     "re_openid": entry.openid,
                     "total_amount": amount,
-                    "nonce_str": next(nonces),
+                    "nonce_str": next(drawn),
                 }
             yield NewPayout(
                 natural_key=natural_key(campaign.id, entry.openid),
