@@ -37,10 +37,10 @@ from typing import Any, TextIO
 
 from hongbao.api import BaseClient
 from hongbao.clock import Clock, SystemClock, beijing_day
-from hongbao.engine.campaign_input import BadLine, CampaignFile, Entry
+from hongbao.engine.campaign_input import BadLine, CampaignFile, Entry, open_campaign_file
 from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.states import next_beijing_midnight
-from hongbao.errors import ConfigurationError, OperationError, ValidationError
+from hongbao.errors import OperationError, ValidationError
 from hongbao.ids import BillNoError, mint_bill_no, nonces
 from hongbao.ledger import (
     EXPORT_FIELDS,
@@ -189,16 +189,9 @@ def natural_key(campaign_id: int, openid: str) -> str:
 def file_digest(path: Path) -> str:
     """SHA-256 (hex) of a file, read in chunks."""
     digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-    except FileNotFoundError:
-        raise ConfigurationError(f"campaign file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigurationError(f"campaign file {str(path)!r} is a directory") from None
-    except PermissionError:
-        raise ConfigurationError(f"campaign file {str(path)!r} is not readable") from None
+    with open_campaign_file(path) as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
