@@ -40,6 +40,7 @@ from hongbao.errors import (
     UnknownOutcomeError,
     ValidationError,
 )
+from hongbao.ledger.records import EventInfo
 from hongbao.wire.masking import mask
 from hongbao.wire.xmlcodec import XmlError, loads
 
@@ -48,6 +49,7 @@ __all__ = [
     "DES_MAX",
     "SEND_CATEGORIES",
     "answer_record",
+    "query_exchange",
     "query_outcome",
     "send_category",
     "send_outcome",
@@ -163,6 +165,25 @@ def query_outcome(answer: RedpackInfo | HongbaoError) -> QueryOutcome:
         received_at=max(times) if times else None,
         refunded_at=answer.refund_time,
     )
+
+
+def query_exchange(
+    answer: RedpackInfo | HongbaoError, *, kind: str, mch_billno: str
+) -> tuple[QueryOutcome, EventInfo]:
+    """gethbinfo's answer about `mch_billno` as an outcome, and the audit event that records it.
+
+    `kind` is the event's: "query" when resolving an unknown outcome, "track" when following a
+    SENT packet.
+    """
+    outcome = query_outcome(answer)
+    event = EventInfo(
+        kind=kind,
+        request={"mch_billno": mch_billno},
+        response=answer_record(answer),
+        err_code=outcome.err_code,
+        detail=f"gethbinfo: {outcome.status.value}",
+    )
+    return outcome, event
 
 
 def answer_record(answer: SendAnswer | RedpackInfo | HongbaoError) -> dict[str, Any]:
