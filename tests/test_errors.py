@@ -6,6 +6,7 @@ import pytest
 
 import hongbao
 from hongbao import errors
+from hongbao.engine.campaign import CampaignError
 from hongbao.errors import (
     BillConflictError,
     BillFailedError,
@@ -15,6 +16,7 @@ from hongbao.errors import (
     HongbaoError,
     IdempotencyConflict,
     NotSentError,
+    OperationError,
     Outcome,
     ProcessingError,
     RefusedError,
@@ -24,9 +26,12 @@ from hongbao.errors import (
     UnknownOutcomeError,
     ValidationError,
 )
+from hongbao.ids import BillNoError
+from hongbao.ledger import IllegalTransitionError, LedgerLookupError, ReissueError
 
 OUTCOMES: dict[type[HongbaoError], Outcome] = {
     ConfigurationError: Outcome.NOT_SENT,
+    OperationError: Outcome.NOT_SENT,
     NotSentError: Outcome.NOT_SENT,
     ValidationError: Outcome.NOT_SENT,
     ConnectError: Outcome.NOT_SENT,
@@ -71,6 +76,31 @@ def test_outcome_families_follow_the_tree() -> None:
     assert issubclass(BillFailedError, RefusedError)
     assert issubclass(TransportError, UnknownOutcomeError)
     assert not issubclass(ConfigurationError, NotSentError)
+    assert not issubclass(OperationError, ConfigurationError | NotSentError)
+
+
+@pytest.mark.parametrize(
+    ("error_class", "old_base"),
+    [
+        (LedgerLookupError, LookupError),
+        (IllegalTransitionError, ValueError),
+        (ReissueError, ValueError),
+        (BillNoError, ValueError),
+        (CampaignError, None),
+    ],
+    ids=lambda value: getattr(value, "__name__", str(value)),
+)
+def test_every_error_a_user_can_meet_is_a_hongbao_error(
+    error_class: type[HongbaoError], old_base: type[Exception] | None
+) -> None:
+    error = error_class("no campaign with id 7")
+
+    assert isinstance(error, OperationError)
+    assert error.outcome is Outcome.NOT_SENT
+    assert str(error) == "no campaign with id 7"
+    if old_base is not None:
+        assert isinstance(error, old_base)  # code catching the old base still does
+    assert not isinstance(error, ConfigurationError | NotSentError)
 
 
 def test_str_names_the_code_the_bill_and_the_advice() -> None:

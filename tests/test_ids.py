@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 import pytest
 
 from hongbao.clock import CST
-from hongbao.ids import MAX_BILL_NO, BillNoError, mint_bill_no, new_nonce, validate_bill_no
+from hongbao.ids import (
+    MAX_BILL_NO,
+    BillNoError,
+    mint_bill_no,
+    new_nonce,
+    nonces,
+    validate_bill_no,
+)
 
 MCH_ID = "1900000109"
 WHEN = datetime(2024, 3, 15, 10, 0, tzinfo=CST)
@@ -98,10 +105,19 @@ def test_nonces_do_not_repeat() -> None:
     assert len({new_nonce() for _ in range(1000)}) == 1000
 
 
-def test_nonces_use_the_whole_alphabet() -> None:
+def test_nonces_are_lowercase_hex_digits() -> None:
     drawn = "".join(new_nonce() for _ in range(200))
 
-    assert set(drawn) == set(string.ascii_letters + string.digits)
+    assert set(drawn) == set(string.hexdigits.lower())
+
+
+def test_nonces_drawn_in_blocks_are_nonces_like_the_others() -> None:
+    stream = nonces(block=4)
+    drawn = [next(stream) for _ in range(1000)]
+
+    assert len(set(drawn)) == 1000
+    assert all(len(nonce) == 32 for nonce in drawn)
+    assert set("".join(drawn)) == set(string.hexdigits.lower())
 
 
 @pytest.mark.parametrize("length", [1, 16, 32])

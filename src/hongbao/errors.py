@@ -3,6 +3,12 @@
 ```
 HongbaoError                      base: err_code, err_code_des, return_code, raw body, bill number
 ├── ConfigurationError            bad configuration (missing certificate, key, merchant…)
+├── OperationError                hongbao declined the call itself (not WeChat): nothing was sent
+│   ├── LedgerLookupError         no campaign or payout with that id (hongbao.ledger; LookupError)
+│   ├── IllegalTransitionError    a change of state the state machines forbid (hongbao.ledger)
+│   ├── ReissueError              no new bill number: the old one is not dead (hongbao.ledger)
+│   ├── BillNoError               a bill number WeChat would refuse, or none mintable (hongbao.ids)
+│   └── CampaignError             a campaign cannot be created, planned or run as asked (engine)
 ├── NotSentError                  the money was NOT sent: fix and resend with the SAME bill number
 │   ├── ValidationError           refused locally before anything left (names the field and rule)
 │   ├── ConnectError              the request never reached WeChat (connection refused, TLS, DNS)
@@ -17,6 +23,9 @@ HongbaoError                      base: err_code, err_code_des, return_code, raw
     ├── ResponseError             the answer could not be parsed or its signature is wrong
     └── ProcessingError           PROCESSING: accepted, result pending; query after 20 minutes
 ```
+
+`IllegalTransitionError`, `ReissueError` and `BillNoError` are also `ValueError`s, and
+`LedgerLookupError` a `LookupError`, as they were before they joined the tree.
 
 No message or repr ever contains the API key, a certificate password or a signature.
 """
@@ -36,6 +45,7 @@ __all__ = [
     "HongbaoError",
     "IdempotencyConflict",
     "NotSentError",
+    "OperationError",
     "Outcome",
     "ProcessingError",
     "RefusedError",
@@ -106,6 +116,13 @@ class HongbaoError(Exception):
 
 class ConfigurationError(HongbaoError):
     """The configuration is wrong or incomplete; nothing was sent."""
+
+    outcome = Outcome.NOT_SENT
+
+
+class OperationError(HongbaoError):
+    """hongbao declined the call itself: an unknown id, a change of state its rules forbid, a
+    campaign it cannot run as asked, a bill number it cannot use. Nothing was sent by the call."""
 
     outcome = Outcome.NOT_SENT
 

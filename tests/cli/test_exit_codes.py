@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hongbao.cli.boundary import ExitCode, exit_code_for
+from hongbao.engine.campaign import CampaignError
 from hongbao.errors import (
     BillFailedError,
     ConfigurationError,
@@ -21,6 +22,8 @@ from hongbao.errors import (
     TransportError,
     ValidationError,
 )
+from hongbao.ids import BillNoError
+from hongbao.ledger import IllegalTransitionError, LedgerLookupError, ReissueError
 from hongbao.sim.faults import parse_fault
 from hongbao.sim.state import MerchantSettings
 from tests.cli.conftest import Configured, run
@@ -38,6 +41,14 @@ def test_the_codes_are_the_documented_numbers() -> None:
     assert exit_code_for(TransportError("x")) is ExitCode.UNKNOWN
     assert exit_code_for(ProcessingError("x")) is ExitCode.UNKNOWN
     assert exit_code_for(RuntimeError("x")) is ExitCode.ERROR
+    for declined in (
+        CampaignError("x"),
+        LedgerLookupError("x"),
+        IllegalTransitionError("x"),
+        ReissueError("x"),
+        BillNoError("x"),
+    ):
+        assert exit_code_for(declined) is ExitCode.ERROR, declined
 
 
 def test_usage_errors_exit_1(tmp_path: Path) -> None:

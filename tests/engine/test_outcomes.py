@@ -11,10 +11,12 @@ from hongbao.api.models import RedpackInfo
 from hongbao.api.models import SendResult as SendAnswer
 from hongbao.clock import CST
 from hongbao.engine.outcomes import (
+    CHOICES,
     DES_MAX,
     SEND_CATEGORIES,
     answer_record,
     query_outcome,
+    send_category,
     send_outcome,
     sent_outcome,
 )
@@ -71,12 +73,34 @@ def test_every_send_code_of_the_table_has_a_category(code: str) -> None:
         ("PROCESSING", R.PROCESSING),
         ("268458547", R.UNKNOWN),
         ("A_CODE_FROM_NEXT_YEAR", R.UNKNOWN),
+        # The rest of spec §5.2, so that deriving the categories from the table changes none.
+        ("SENDAMOUNT_LIMIT", R.LIMIT),
+        ("RCVDAMOUNT_LIMIT", R.LIMIT),
+        ("SECOND_OVER_LIMITED", R.FREQUENCY_LIMITED),
+        ("CA_ERROR", R.SETUP_ERROR),
+        ("XML_ERROR", R.SETUP_ERROR),
+        ("API_METHOD_CLOSED", R.SETUP_ERROR),
+        ("PRODUCT_AUTHORITY_UNOPEN", R.SETUP_ERROR),
+        ("PAYER_ACCOUNT_ABNORMAL", R.SETUP_ERROR),
+        ("ACCEPTMODE_ERROR", R.SETUP_ERROR),
+        ("MSGAPPID_ERROR", R.SETUP_ERROR),
+        ("DAY_OVER_LIMITED", R.SETUP_ERROR),
+        ("MONEY_LIMIT", R.INVALID),
+        ("ILLEGAL_APPID", R.INVALID),
+        ("SYSTEMERROR", R.UNKNOWN),
     ],
 )
 def test_codes_fall_into_the_documented_categories(code: str, category: SendResult) -> None:
     error = error_for(failure(code))
     assert error is not None
     assert send_outcome(error).result is category
+
+
+def test_the_categories_come_from_the_one_code_table() -> None:
+    assert set(SEND_CATEGORIES) == set(SEND_CODES) - {"SYSTEMERROR"}
+    assert set(CHOICES) <= set(SEND_CODES)
+    for code, row in SEND_CODES.items():
+        assert send_category(row) is SEND_CATEGORIES.get(code, R.UNKNOWN)
 
 
 def test_errors_without_a_code_are_classified_by_what_happened() -> None:

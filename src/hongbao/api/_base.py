@@ -12,8 +12,6 @@ unchanged, so a resend after a crash is byte-identical to the first attempt.
 from __future__ import annotations
 
 import logging
-import re
-import secrets
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Generic, NamedTuple, TypeVar
@@ -46,6 +44,8 @@ from hongbao.errors import (
     UnknownOutcomeError,
     ValidationError,
 )
+from hongbao.ids import new_nonce as _nonce
+from hongbao.wire.masking import mask as masked
 from hongbao.wire.retry import RetryPolicy, backoff, should_retry
 from hongbao.wire.sign import sign, verify
 from hongbao.wire.transport import WireRequest, WireResponse
@@ -56,7 +56,6 @@ __all__ = ["SEND_APIS", "Attempts", "BaseClient", "Call", "Failure"]
 logger = logging.getLogger("hongbao.api")
 
 PATH_PREFIX = "/mmpaymkttransfers/"
-_SECRET_NAME = re.compile(r"sign|key|secret|password", re.IGNORECASE)
 
 T = TypeVar("T")
 
@@ -68,11 +67,6 @@ SEND_APIS: Mapping[str, type[ApiRequest]] = MappingProxyType(
     }
 )
 """The three send calls by API name: what `send_params` builds and `send_frozen` sends."""
-
-
-def masked(fields: Mapping[str, object]) -> dict[str, object]:
-    """`fields` with every signature- or key-like value replaced by "***", for logs."""
-    return {name: "***" if _SECRET_NAME.search(name) else value for name, value in fields.items()}
 
 
 class Call(NamedTuple, Generic[T]):
@@ -545,8 +539,3 @@ def _required(appid: str | None, attribute: str, purpose: str) -> str:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _nonce() -> str:
-    # 32 hex characters from the OS CSPRNG; 50x cheaper than drawing 32 alphanumerics one by one.
-    return secrets.token_hex(16)

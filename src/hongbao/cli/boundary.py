@@ -24,7 +24,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from hongbao.errors import ConfigurationError, HongbaoError, Outcome
+from hongbao.errors import ConfigurationError, HongbaoError, OperationError, Outcome
 
 __all__ = ["ExitCode", "FastHelpGroup", "Guard", "HongbaoGroup", "exit_code_for", "guard"]
 
@@ -45,11 +45,9 @@ class ExitCode(IntEnum):
 
 def exit_code_for(error: BaseException) -> ExitCode:
     """The exit code of an error (pure)."""
-    from hongbao.engine.campaign import CampaignError
-
-    if isinstance(error, CampaignError):
-        # A campaign asked to do what its state forbids, or a template the API would refuse:
-        # a usage error, whatever the engine's class tree says.
+    if isinstance(error, OperationError):
+        # An unknown campaign or payout, a step its state forbids, a template the API would
+        # refuse: a usage error, and nothing was sent.
         return ExitCode.ERROR
     if isinstance(error, ConfigurationError):
         return ExitCode.CONFIGURATION
@@ -83,12 +81,10 @@ def guard(as_json: bool) -> Iterator[Guard]:
     """
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-    from hongbao.ledger import LedgerLookupError
-
     state = Guard(as_json)
     try:
         yield state
-    except (HongbaoError, LedgerLookupError) as exc:
+    except HongbaoError as exc:
         _exit(exc, str(exc).strip("'\""), state)
     except SQLAlchemyError as exc:
         cause = exc.orig if isinstance(exc, DBAPIError) else exc
@@ -119,9 +115,7 @@ def _exit(exc: BaseException, message: str, state: Guard) -> None:
 
 
 def _outcome(exc: BaseException) -> str | None:
-    from hongbao.engine.campaign import CampaignError
-
-    if isinstance(exc, HongbaoError) and not isinstance(exc, ConfigurationError | CampaignError):
+    if isinstance(exc, HongbaoError) and not isinstance(exc, ConfigurationError | OperationError):
         return exc.outcome.value
     return None
 

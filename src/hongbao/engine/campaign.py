@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,11 +37,11 @@ from typing import Any, TextIO
 
 from hongbao.api import BaseClient
 from hongbao.clock import Clock, SystemClock, beijing_day
-from hongbao.engine.campaign_input import BadLine, CampaignFile, Entry
+from hongbao.engine.campaign_input import BadLine, CampaignFile, Entry, open_campaign_file
 from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.states import next_beijing_midnight
-from hongbao.errors import ConfigurationError, ValidationError
-from hongbao.ids import BillNoError, mint_bill_no
+from hongbao.errors import OperationError, ValidationError
+from hongbao.ids import BillNoError, mint_bill_no, nonces
 from hongbao.ledger import (
     EXPORT_FIELDS,
     Campaign,
@@ -101,7 +100,7 @@ ISSUED_STATES = frozenset({P.SENT, P.RECEIVED, P.REFUNDED})
 """States of a payout WeChat issued."""
 
 
-class CampaignError(ConfigurationError):
+class CampaignError(OperationError):
     """A campaign cannot be created, planned or run as asked; nothing was sent."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
@@ -157,14 +156,6 @@ class Template:
         )
 
 
-def _nonces(block: int = 1024) -> Iterator[str]:
-    """Nonces as `send_params` draws them (32 hex digits from the OS CSPRNG), `block` a call."""
-    while True:
-        drawn = os.urandom(16 * block).hex()
-        for start in range(0, len(drawn), 32):
-            yield drawn[start : start + 32]
-
-
 def validate_template(
     template: Template, profile: MerchantProfile, clock: Clock | None = None
 ) -> None:
@@ -198,16 +189,9 @@ def natural_key(campaign_id: int, openid: str) -> str:
 def file_digest(path: Path) -> str:
     """SHA-256 (hex) of a file, read in chunks."""
     digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-    except FileNotFoundError:
-        raise ConfigurationError(f"campaign file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigurationError(f"campaign file {str(path)!r} is a directory") from None
-    except PermissionError:
-        raise ConfigurationError(f"campaign file {str(path)!r} is not readable") from None
+    with open_campaign_file(path) as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -344,7 +328,7 @@ class _Planner:
         day = beijing_day(minted_at)
         prefix = mint_bill_no(campaign.mch_id, minted_at, 0)[:-_SERIAL_DIGITS]
         first: dict[str, str | int] | None = None
-        nonces = _nonces()
+        drawn = nonces()
         for entry, amount in self.entries(source):
             serial = next(serials, None)
             if serial is None:
@@ -365,7 +349,7 @@ class _Planner:
                     "mch_billno": bill,
                     "re_openid": entry.openid,
                     "total_amount": amount,
-                    "nonce_str": next(nonces),
+                    "nonce_str": next(drawn),
                 }
             yield NewPayout(
                 natural_key=natural_key(campaign.id, entry.openid),

@@ -33,6 +33,7 @@ __all__ = [
     "BadLine",
     "CampaignFile",
     "Entry",
+    "open_campaign_file",
     "parse_lines",
 ]
 
@@ -134,6 +135,18 @@ def _entry(line_no: int, text: str, fields: list[str]) -> Entry | BadLine:
     return Entry(line_no, openid, amount)
 
 
+def open_campaign_file(path: Path) -> BinaryIO:
+    """`path` opened for reading bytes; a `ConfigurationError` saying why it cannot be."""
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise ConfigurationError(f"campaign file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigurationError(f"campaign file {str(path)!r} is a directory") from None
+    except PermissionError:
+        raise ConfigurationError(f"campaign file {str(path)!r} is not readable") from None
+
+
 class CampaignFile:
     """A campaign input file read as a stream, with its SHA-256 and line counts.
 
@@ -155,15 +168,7 @@ class CampaignFile:
         return self._sha.hexdigest()
 
     def __iter__(self) -> Iterator[Entry | BadLine]:
-        try:
-            handle = self.path.open("rb")
-        except FileNotFoundError:
-            raise ConfigurationError(f"campaign file {str(self.path)!r} does not exist") from None
-        except IsADirectoryError:
-            raise ConfigurationError(f"campaign file {str(self.path)!r} is a directory") from None
-        except PermissionError:
-            raise ConfigurationError(f"campaign file {str(self.path)!r} is not readable") from None
-        with handle:
+        with open_campaign_file(self.path) as handle:
             for item in parse_lines(self._physical_lines(handle)):
                 if isinstance(item, Entry):
                     self.good += 1

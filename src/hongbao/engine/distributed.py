@@ -55,6 +55,7 @@ from hongbao.clock import Clock, SystemClock
 from hongbao.engine.campaign import OPEN_STATES, CampaignError
 from hongbao.engine.dispatch import Dispatcher, Pace, build_driver
 from hongbao.engine.groupcommit import GroupCommitter
+from hongbao.engine.job_queries import WorkerProgress, active_jobs, held_payout_ids, worker_progress
 from hongbao.engine.payout import PayoutDriver, resume_command
 from hongbao.engine.runner import RunProgress, RunSummary
 from hongbao.engine.settings import MerchantProfile, RunSettings
@@ -62,14 +63,10 @@ from hongbao.errors import ConfigurationError
 from hongbao.ledger import CampaignState, LedgerStore, Scope
 from hongbao.ledger.db import display_url, normalise_url, read_transaction, write_transaction
 from hongbao.ledger.dispatch import (
-    WorkerProgress,
-    active_jobs,
     due_at,
-    held_payout_ids,
     open_recipients,
     payout_times,
     start_run,
-    worker_progress,
 )
 
 __all__ = [

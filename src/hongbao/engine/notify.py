@@ -52,6 +52,7 @@ from hongbao.engine.notify_verify import (
     NotificationError,
     Rejection,
     fail_reply,
+    notification_fields,
     verify_notification,
 )
 from hongbao.engine.rule_dispatch import RuleDispatcher
@@ -78,7 +79,6 @@ from hongbao.ledger.rules_store import (
     RuleLedger,
 )
 from hongbao.money import format_yuan
-from hongbao.wire import xmlcodec
 
 __all__ = [
     "NOTIFY_PATH",
@@ -280,12 +280,7 @@ class NotifyHandler:
         return Preview(merchant.name, payment, self.ledger.judge_only(judge), recorded)
 
     def _verify(self, body: bytes) -> tuple[RuleMerchant, Payment]:
-        try:
-            fields = xmlcodec.loads(body)
-        except xmlcodec.XmlError as exc:
-            raise NotificationError(
-                f"not a notification: {exc}", rejection=Rejection.MALFORMED
-            ) from None
+        fields = notification_fields(body)
         mch_id = fields.get("mch_id")
         merchant = self.merchants.get(mch_id) if isinstance(mch_id, str) else None
         if merchant is None:

@@ -33,6 +33,7 @@ __all__ = [
     "NotificationError",
     "Rejection",
     "fail_reply",
+    "notification_fields",
     "verify_notification",
 ]
 
@@ -88,6 +89,16 @@ def fail_reply(message: str) -> bytes:
     return xmlcodec.dumps({"return_code": "FAIL", "return_msg": text})
 
 
+def notification_fields(body: bytes) -> xmlcodec.XmlDict:
+    """The fields of a notification's body, unchecked; `NotificationError` if it is no XML."""
+    try:
+        return xmlcodec.loads(body)
+    except xmlcodec.XmlError as exc:
+        raise NotificationError(
+            f"not a notification: {exc}", rejection=Rejection.MALFORMED
+        ) from None
+
+
 def verify_notification(body: bytes, *, mch_id: str, api_key: str | SecretStr) -> Payment:
     """Check a notification received by merchant `mch_id`, whose APIv2 key is `api_key`.
 
@@ -98,12 +109,7 @@ def verify_notification(body: bytes, *, mch_id: str, api_key: str | SecretStr) -
     ... except NotificationError as exc:
     ...     return Response(exc.reply, media_type="text/xml")
     """
-    try:
-        fields = xmlcodec.loads(body)
-    except xmlcodec.XmlError as exc:
-        raise NotificationError(
-            f"not a notification: {exc}", rejection=Rejection.MALFORMED
-        ) from None
+    fields = notification_fields(body)
     nested = sorted(name for name, value in fields.items() if not isinstance(value, str))
     if nested:
         raise NotificationError(

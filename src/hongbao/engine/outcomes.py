@@ -4,6 +4,10 @@
 `hongbao.engine.states.SendResult` lays out; `query_outcome` does the same for gethbinfo; and
 `answer_record` keeps what WeChat said, secrets masked, for the audit trail.
 
+The categories are derived from the one err_code table, `hongbao.api.codes.SEND_CODES` (each
+row's exception, outcome and whether it is deferrable: `send_category`); the engine keeps only
+the few codes it decides otherwise (`CHOICES`).
+
 One choice beyond the table: a `PARAM_ERROR` from WeChat counts as a setup error (the campaign
 pauses) rather than a fault of the payout. hongbao checks every parameter before sending, so what
 WeChat still refuses is almost always the merchant's setup (a scene not enabled, an appid not
@@ -20,24 +24,34 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from hongbao.api.codes import SEND_CODES, CodeInfo
 from hongbao.api.models import RedpackInfo
 from hongbao.api.models import SendResult as SendAnswer
 from hongbao.engine.states import QueryOutcome, QueryStatus, SendOutcome, SendResult
 from hongbao.errors import (
+    BillConflictError,
+    BillFailedError,
     ConfigurationError,
     ConnectError,
+    FrequencyLimitError,
     HongbaoError,
+    Outcome,
+    ProcessingError,
     UnknownOutcomeError,
     ValidationError,
 )
-from hongbao.ledger.masking import mask
+from hongbao.ledger.records import EventInfo
+from hongbao.wire.masking import mask
 from hongbao.wire.xmlcodec import XmlError, loads
 
 __all__ = [
+    "CHOICES",
     "DES_MAX",
     "SEND_CATEGORIES",
     "answer_record",
+    "query_exchange",
     "query_outcome",
+    "send_category",
     "send_outcome",
     "sent_outcome",
 ]
@@ -47,31 +61,54 @@ R = SendResult
 DES_MAX = 256
 """The longest description a payout keeps (`payouts.err_code_des`)."""
 
-SEND_CATEGORIES: Mapping[str, SendResult] = MappingProxyType(
+CHOICES: Mapping[str, SendResult] = MappingProxyType(
     {
-        "PROCESSING": R.PROCESSING,
-        "SEND_FAILED": R.BILL_FAILED,
-        "SENDNUM_LIMIT": R.LIMIT,
-        "RCVDAMOUNT_LIMIT": R.LIMIT,
-        "SENDAMOUNT_LIMIT": R.LIMIT,
-        "NOTENOUGH": R.LIMIT,
-        "FATAL_ERROR": R.BILL_CONFLICT,
-        "FREQ_LIMIT": R.FREQUENCY_LIMITED,
-        "SECOND_OVER_LIMITED": R.FREQUENCY_LIMITED,
-        "CA_ERROR": R.SETUP_ERROR,
-        "SIGN_ERROR": R.SETUP_ERROR,
-        "XML_ERROR": R.SETUP_ERROR,
-        "API_METHOD_CLOSED": R.SETUP_ERROR,
-        "PRODUCT_AUTHORITY_UNOPEN": R.SETUP_ERROR,
-        "PAYER_ACCOUNT_ABNORMAL": R.SETUP_ERROR,
-        "ACCEPTMODE_ERROR": R.SETUP_ERROR,
-        "MSGAPPID_ERROR": R.SETUP_ERROR,
-        "DAY_OVER_LIMITED": R.SETUP_ERROR,
-        "NO_AUTH": R.SETUP_ERROR,
-        "PARAM_ERROR": R.SETUP_ERROR,
+        # Rejections of what the packet itself carries (openid, amount, appid): the payout
+        # fails, where any other rejection is the merchant's setup and pauses the campaign.
         "OPENID_ERROR": R.INVALID,
         "MONEY_LIMIT": R.INVALID,
         "ILLEGAL_APPID": R.INVALID,
+        # The legacy merchant-wide daily cap: `decide_send` backs off only SENDAMOUNT_LIMIT
+        # merchant-wide, so a pause keeps the campaign's other payouts from running into it.
+        "DAY_OVER_LIMITED": R.SETUP_ERROR,
+    }
+)
+"""Where the engine decides otherwise than the table's row says (see `send_category`)."""
+
+_BY_ERROR: tuple[tuple[type[HongbaoError], SendResult], ...] = (
+    (ProcessingError, R.PROCESSING),
+    (BillFailedError, R.BILL_FAILED),
+    (BillConflictError, R.BILL_CONFLICT),
+    (FrequencyLimitError, R.FREQUENCY_LIMITED),
+)
+
+
+def send_category(row: CodeInfo) -> SendResult:
+    """The category of a send call's err_code, from its row of `hongbao.api.codes.SEND_CODES`.
+
+    The row's exception decides (PROCESSING, SEND_FAILED, FATAL_ERROR, the frequency limits), an
+    unknown outcome stays UNKNOWN, a refusal that clears with time or a top-up (`deferrable`) is
+    a LIMIT, and any other refusal or rejection needs the merchant's setup fixed (SETUP_ERROR,
+    PARAM_ERROR included: see above), except for the engine's own `CHOICES`.
+    """
+    choice = CHOICES.get(row.code)
+    if choice is not None:
+        return choice
+    for error, category in _BY_ERROR:
+        if row.error is not None and issubclass(row.error, error):
+            return category
+    if row.outcome is Outcome.UNKNOWN:
+        return R.UNKNOWN  # SYSTEMERROR: never a verdict about the bill
+    if row.outcome is Outcome.REFUSED and row.deferrable:
+        return R.LIMIT
+    return R.SETUP_ERROR
+
+
+SEND_CATEGORIES: Mapping[str, SendResult] = MappingProxyType(
+    {
+        code: category
+        for code, row in SEND_CODES.items()
+        if (category := send_category(row)) is not R.UNKNOWN
     }
 )
 """err_code of a send call → category; any other code (SYSTEMERROR, numeric, new) is UNKNOWN."""
@@ -128,6 +165,25 @@ def query_outcome(answer: RedpackInfo | HongbaoError) -> QueryOutcome:
         received_at=max(times) if times else None,
         refunded_at=answer.refund_time,
     )
+
+
+def query_exchange(
+    answer: RedpackInfo | HongbaoError, *, kind: str, mch_billno: str
+) -> tuple[QueryOutcome, EventInfo]:
+    """gethbinfo's answer about `mch_billno` as an outcome, and the audit event that records it.
+
+    `kind` is the event's: "query" when resolving an unknown outcome, "track" when following a
+    SENT packet.
+    """
+    outcome = query_outcome(answer)
+    event = EventInfo(
+        kind=kind,
+        request={"mch_billno": mch_billno},
+        response=answer_record(answer),
+        err_code=outcome.err_code,
+        detail=f"gethbinfo: {outcome.status.value}",
+    )
+    return outcome, event
 
 
 def answer_record(answer: SendAnswer | RedpackInfo | HongbaoError) -> dict[str, Any]:

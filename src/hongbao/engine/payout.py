@@ -38,7 +38,7 @@ from hongbao.api import AsyncClient, RedpackInfo
 from hongbao.clock import Clock, SystemClock, beijing_day
 from hongbao.engine.groupcommit import GroupCommitter
 from hongbao.engine.limiter import Pacer
-from hongbao.engine.outcomes import answer_record, query_outcome, send_outcome, sent_outcome
+from hongbao.engine.outcomes import answer_record, query_exchange, send_outcome, sent_outcome
 from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.states import Decision, Policy, decide_query, decide_send
 from hongbao.errors import FrequencyLimitError, HongbaoError
@@ -207,15 +207,8 @@ class PayoutDriver:
             answer = exc
             if isinstance(exc, FrequencyLimitError):
                 pacer.push_back(self.policy.frequency_back_off.total_seconds())
-        outcome = query_outcome(answer)
+        outcome, event = query_exchange(answer, kind="query", mch_billno=payout.mch_billno)
         decision = decide_query(payout.state, outcome, self.clock.now(), self.policy)
-        event = EventInfo(
-            kind="query",
-            request={"mch_billno": payout.mch_billno},
-            response=answer_record(answer),
-            err_code=outcome.err_code,
-            detail=f"gethbinfo: {outcome.status.value}",
-        )
         if decision.resend:
             await self.db(self.store.record_event, payout.id, event)
             return await self._send(payout)

@@ -28,11 +28,11 @@ from enum import StrEnum
 from hongbao.api import AsyncClient, RedpackInfo, RedpackStatus
 from hongbao.clock import Clock, SystemClock
 from hongbao.engine.limiter import Pacer
-from hongbao.engine.outcomes import answer_record, query_outcome
+from hongbao.engine.outcomes import query_exchange
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.engine.states import Policy, QueryStatus, decide_query
 from hongbao.errors import FrequencyLimitError, HongbaoError
-from hongbao.ledger import EventInfo, LedgerStore, Payout, PayoutState, StateTotal
+from hongbao.ledger import LedgerStore, Payout, PayoutState, StateTotal
 
 __all__ = [
     "Mismatch",
@@ -188,15 +188,8 @@ async def _record_track(
     policy: Policy,
     summary: TrackSummary,
 ) -> None:
-    outcome = query_outcome(answer)
+    outcome, event = query_exchange(answer, kind="track", mch_billno=payout.mch_billno)
     decision = decide_query(P.SENT, outcome, clock.now(), policy)
-    event = EventInfo(
-        kind="track",
-        request={"mch_billno": payout.mch_billno},
-        response=answer_record(answer),
-        err_code=outcome.err_code,
-        detail=f"gethbinfo: {outcome.status.value}",
-    )
     summary.checked += 1
     moved = await asyncio.to_thread(
         store.transition, payout.id, P.SENT, decision.state, event=event, **decision.fields

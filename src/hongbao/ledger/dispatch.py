@@ -1,12 +1,12 @@
-"""Queries of the scale-out dispatcher (PostgreSQL only): runs, jobs, the shared pacer row.
+"""Queries of the scale-out dispatcher (PostgreSQL only) over the ledger's own tables.
 
-The scale-out dispatcher (`hongbao.engine.distributed`) keeps its jobs in procrastinate's tables,
-in the same database as the ledger, and its pacing state in `limiter_state`. What it asks of the
-database beyond `LedgerStore` is here, as plain functions over a connection or an engine:
+The scale-out dispatcher (`hongbao.engine.distributed`) keeps its pacing state in
+`limiter_state`. What it asks of the ledger's tables beyond `LedgerStore` is here, as plain
+functions over a connection or an engine (what it reads in procrastinate's own tables is in
+`hongbao.engine.job_queries`, beside the dispatcher):
 
 * `start_run` / `open_recipients` — inside the caller's transaction (the outbox): take the
   campaign to RUNNING and list the open payouts that need a job.
-* `held_payout_ids`, `active_jobs`, `worker_progress` — read procrastinate's jobs table.
 * `payout_times` — what a job needs to know about its own chunk.
 * `take_slots` / `hold_slots` — GCRA over one `limiter_state` row per key, one atomic
   `UPDATE … RETURNING` each, on the database's clock: every process on every machine shares
@@ -17,35 +17,28 @@ database beyond `LedgerStore` is here, as plain functions over a connection or a
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, Engine, select, text, update
 
 from hongbao.ledger.db import read_transaction, write_transaction
 from hongbao.ledger.schema import campaigns, payouts
-from hongbao.ledger.states import CampaignState, PayoutState
+from hongbao.ledger.states import OPEN_STATES, CampaignState, PayoutState
 
 __all__ = [
     "OPEN_STATES",
     "PayoutTimes",
-    "WorkerProgress",
-    "active_jobs",
     "due_at",
-    "held_payout_ids",
     "hold_slots",
     "open_recipients",
     "payout_times",
     "start_run",
     "take_slots",
-    "worker_progress",
 ]
 
 P = PayoutState
-OPEN_STATES = (P.PLANNED, P.DEFERRED, P.SENDING, P.UNKNOWN)
-"""Payouts still to be driven: a job must hold each of them while its campaign runs."""
 
 
 def start_run(conn: Connection, campaign_id: int, now: datetime) -> CampaignState:
@@ -75,95 +68,6 @@ def open_recipients(conn: Connection, campaign_id: int) -> list[tuple[int, str]]
         .order_by(payouts.c.id)
     ).all()
     return [(int(row[0]), str(row[1])) for row in rows]
-
-
-def held_payout_ids(conn: Connection, task_name: str, campaign_id: int) -> set[int]:
-    """Payout ids of the campaign that a job waiting or running already holds."""
-    rows = conn.execute(
-        text(
-            "SELECT DISTINCT (jsonb_array_elements(args->'payout_ids'))::bigint "
-            "FROM procrastinate_jobs WHERE task_name = :task AND status IN ('todo', 'doing') "
-            "AND (args->>'campaign_id')::bigint = :campaign_id"
-        ),
-        {"task": task_name, "campaign_id": campaign_id},
-    ).all()
-    return {int(row[0]) for row in rows}
-
-
-def active_jobs(engine: Engine, task_name: str, campaign_id: int) -> int:
-    """How many jobs of the campaign are waiting or running."""
-    query = text(
-        "SELECT count(*) FROM procrastinate_jobs WHERE task_name = :task "
-        "AND status IN ('todo', 'doing') AND (args->>'campaign_id')::bigint = :campaign_id"
-    )
-    params = {"task": task_name, "campaign_id": campaign_id}
-    return int(read_transaction(engine, lambda conn: conn.execute(query, params).scalar_one()))
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerProgress:
-    """What one worker did for a campaign, read from the jobs it ran."""
-
-    worker_id: int | None
-    """procrastinate's worker id; None once the worker stopped or was pruned as stalled."""
-    heartbeat_age: float | None
-    """Seconds since the worker's last heartbeat (None: gone)."""
-    running: int
-    """Jobs of the campaign it is running now."""
-    finished: int
-    """Jobs of the campaign it finished (succeeded or failed)."""
-    payouts: int
-    """Payouts in those jobs."""
-    settled: int
-    """Of those, the payouts no longer open."""
-
-
-def worker_progress(engine: Engine, task_name: str, campaign_id: int) -> list[WorkerProgress]:
-    """Per worker: the campaign's jobs it ran or runs, and how far their payouts got.
-
-    Empty when procrastinate's tables are not installed (a ledger no worker ever used).
-    """
-    query = text(
-        "WITH jobs AS ("
-        "  SELECT id, worker_id, status, args FROM procrastinate_jobs"
-        "  WHERE task_name = :task AND status IN ('doing', 'succeeded', 'failed')"
-        "  AND (args->>'campaign_id')::bigint = :campaign_id),"
-        " held AS ("
-        "  SELECT jobs.worker_id, (jsonb_array_elements(jobs.args->'payout_ids'))::bigint AS id"
-        "  FROM jobs),"
-        " counted AS ("
-        "  SELECT held.worker_id, count(*) AS payouts,"
-        "   count(*) FILTER (WHERE payouts.state NOT IN ('PLANNED', 'DEFERRED', 'SENDING',"
-        "   'UNKNOWN')) AS settled"
-        "  FROM held JOIN payouts ON payouts.id = held.id GROUP BY held.worker_id)"
-        " SELECT jobs.worker_id,"
-        "  extract(epoch FROM clock_timestamp() - max(w.last_heartbeat)) AS age,"
-        "  count(*) FILTER (WHERE jobs.status = 'doing') AS running,"
-        "  count(*) FILTER (WHERE jobs.status <> 'doing') AS finished,"
-        "  max(counted.payouts) AS payouts, max(counted.settled) AS settled"
-        " FROM jobs LEFT JOIN procrastinate_workers w ON w.id = jobs.worker_id"
-        " LEFT JOIN counted ON counted.worker_id IS NOT DISTINCT FROM jobs.worker_id"
-        " GROUP BY jobs.worker_id ORDER BY jobs.worker_id NULLS LAST"
-    )
-    params = {"task": task_name, "campaign_id": campaign_id}
-
-    def work(conn: Connection) -> Sequence[Any]:
-        if conn.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar() is None:
-            return []  # no worker ever ran: the job tables are not installed
-        return conn.execute(query, params).all()
-
-    rows = read_transaction(engine, work)
-    return [
-        WorkerProgress(
-            worker_id=None if row[0] is None else int(row[0]),
-            heartbeat_age=None if row[1] is None else float(row[1]),
-            running=int(row[2]),
-            finished=int(row[3]),
-            payouts=int(row[4] or 0),
-            settled=int(row[5] or 0),
-        )
-        for row in rows
-    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,32 +1,11 @@
-"""Masking of secrets before anything reaches the audit trail.
+"""The ledger's name for `hongbao.wire.masking.mask`, the one secret masker.
 
->>> mask({"mch_billno": "1900000109202403150000000001", "sign": "B84C…"})
-{'mch_billno': '1900000109202403150000000001', 'sign': '***'}
+Kept for the ledger's store and the dashboard, which import it from here; new code imports
+`hongbao.wire.masking`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from hongbao.wire.masking import MASK, mask
 
-__all__ = ["SECRET_FIELDS", "mask"]
-
-SECRET_FIELDS = frozenset({"sign", "paySign", "key", "api_key", "password", "sandbox_signkey"})
-"""Names whose values are never written anywhere: signatures and keys."""
-
-MASK = "***"
-
-
-def mask(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of `data` with every secret value replaced by `***`, nested lists included."""
-    masked: dict[str, Any] = {}
-    for name, value in data.items():
-        if name in SECRET_FIELDS:
-            masked[name] = MASK
-        elif isinstance(value, Mapping):
-            masked[name] = mask(value)
-        elif isinstance(value, list):
-            masked[name] = [mask(item) if isinstance(item, Mapping) else item for item in value]
-        else:
-            masked[name] = value
-    return masked
+__all__ = ["MASK", "mask"]

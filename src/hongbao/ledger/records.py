@@ -15,6 +15,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+from hongbao.errors import OperationError
 from hongbao.ids import validate_bill_no
 from hongbao.ledger.states import CampaignState, PayoutState
 
@@ -147,15 +148,15 @@ class CapPolicy(StrEnum):
     """Skip it for good (state SKIPPED, reason recorded)."""
 
 
-class LedgerLookupError(LookupError):
+class LedgerLookupError(OperationError, LookupError):
     """No campaign or payout with that id, name or key."""
 
 
-class IllegalTransitionError(ValueError):
-    """A change of state the payout state machine does not allow."""
+class IllegalTransitionError(OperationError, ValueError):
+    """A change of state the payout or campaign state machine does not allow."""
 
 
-class ReissueError(ValueError):
+class ReissueError(OperationError, ValueError):
     """A re-issue with a new bill number was refused: the old bill is not definitively dead."""
 
 

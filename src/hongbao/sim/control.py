@@ -45,25 +45,13 @@ from hongbao.clock import CST
 from hongbao.sim.exceptions import InvalidStateError, UnknownObjectError
 from hongbao.sim.faults import FaultSpecError, parse_fault
 from hongbao.sim.payments import PayOrder
-from hongbao.sim.state import MerchantSettings
+from hongbao.sim.state import BOOL_SETTINGS, INT_SETTINGS, LIST_SETTINGS, MerchantSettings
 
 if TYPE_CHECKING:
     from hongbao.sim.app import Simulator
 
 __all__ = ["control_routes"]
 
-_INT_SETTINGS = (
-    "balance_fen",
-    "rate_per_minute",
-    "query_rate_per_minute",
-    "per_user_count",
-    "per_user_amount",
-    "merchant_amount",
-    "legacy_minute_cap",
-    "legacy_day_cap",
-)
-_BOOL_SETTINGS = ("product_enabled", "api_enabled", "restricted", "sign_responses")
-_LIST_SETTINGS = ("ip_whitelist", "sub_mch_ids")
 _SETTINGS = frozenset(f.name for f in fields(MerchantSettings))
 _MAX_JSON = 64 * 1024
 
@@ -155,11 +143,11 @@ def _scenes(doc: dict[str, Any]) -> dict[str, tuple[int, int]] | None:
 
 def _settings(doc: dict[str, Any]) -> MerchantSettings:
     settings = MerchantSettings(scenes=_scenes(doc))
-    for name in _INT_SETTINGS:
+    for name in INT_SETTINGS:
         setattr(settings, name, _int(doc, name))
-    for name in _BOOL_SETTINGS:
+    for name in BOOL_SETTINGS:
         setattr(settings, name, _bool(doc, name))
-    for name in _LIST_SETTINGS:
+    for name in LIST_SETTINGS:
         setattr(settings, name, _str_list(doc, name))
     return settings
 

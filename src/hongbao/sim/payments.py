@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import random
 import re
-import secrets
 import string
 import threading
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hongbao.clock import CST
+from hongbao.ids import new_nonce
 from hongbao.sim.entities import AppKind
 from hongbao.sim.exceptions import UnknownObjectError
 from hongbao.wire import xmlcodec
@@ -361,8 +361,9 @@ class PaymentBook:
 
     def _nonce(self) -> str:
         if self._seeded:
+            # Reproducible run to run, like every identifier of a seeded book: not a real nonce.
             return "".join(self._rng.choice(_NONCE_ALPHABET) for _ in range(32))
-        return "".join(secrets.choice(_NONCE_ALPHABET) for _ in range(32))
+        return new_nonce()
 
     def get(self, transaction_id: str) -> PaymentRecord:
         """The payment `transaction_id`; `UnknownObjectError` if there is none."""

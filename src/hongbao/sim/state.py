@@ -58,6 +58,10 @@ from hongbao.sim.split import MIN_SHARE, SHARE_CAP, split_shares
 from hongbao.wire.sign import verify
 
 __all__ = [
+    "BOOL_SETTINGS",
+    "INT_SETTINGS",
+    "LIMIT_SETTINGS",
+    "LIST_SETTINGS",
     "Caller",
     "CertCheck",
     "Changes",
@@ -126,6 +130,24 @@ class MerchantSettings:
     restricted: bool | None = None
     sign_responses: bool | None = None
     sub_mch_ids: list[str] | None = None
+
+
+LIMIT_SETTINGS = (
+    "rate_per_minute",
+    "query_rate_per_minute",
+    "per_user_count",
+    "per_user_amount",
+    "merchant_amount",
+    "legacy_minute_cap",
+    "legacy_day_cap",
+)
+"""The fields of `MerchantSettings` that set the merchant's limits."""
+INT_SETTINGS = ("balance_fen", *LIMIT_SETTINGS)
+"""The whole-number fields of `MerchantSettings` (never negative)."""
+BOOL_SETTINGS = ("product_enabled", "api_enabled", "restricted", "sign_responses")
+"""The switches of `MerchantSettings`."""
+LIST_SETTINGS = ("ip_whitelist", "sub_mch_ids")
+"""The list fields of `MerchantSettings`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,16 +231,7 @@ class Store(Protocol):
 
 
 def _check_settings(settings: MerchantSettings) -> None:
-    for name in (
-        "balance_fen",
-        "rate_per_minute",
-        "query_rate_per_minute",
-        "per_user_count",
-        "per_user_amount",
-        "merchant_amount",
-        "legacy_minute_cap",
-        "legacy_day_cap",
-    ):
+    for name in INT_SETTINGS:
         value = getattr(settings, name)
         if value is not None and value < 0:
             raise ValueError(f"{name} must not be negative")
@@ -239,25 +252,11 @@ def _check_settings(settings: MerchantSettings) -> None:
 
 def _apply(merchant: Merchant, settings: MerchantSettings) -> None:
     limits = merchant.limits
-    for name in (
-        "rate_per_minute",
-        "query_rate_per_minute",
-        "per_user_count",
-        "per_user_amount",
-        "merchant_amount",
-        "legacy_minute_cap",
-        "legacy_day_cap",
-    ):
+    for name in LIMIT_SETTINGS:
         value = getattr(settings, name)
         if value is not None:
             setattr(limits, name, value)
-    for name in (
-        "balance_fen",
-        "product_enabled",
-        "api_enabled",
-        "restricted",
-        "sign_responses",
-    ):
+    for name in ("balance_fen", *BOOL_SETTINGS):
         value = getattr(settings, name)
         if value is not None:
             setattr(merchant, name, value)
