@@ -21,6 +21,8 @@ from hongbao.engine.runner import run_campaign
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.engine.states import Policy
 from hongbao.ledger import LedgerStore
+from hongbao.sim.server import SimServer
+from hongbao.sim.state import MerchantSettings
 from hongbao.wire.retry import RetryPolicy
 from hongbao.wire.transport import Timeouts
 
@@ -34,6 +36,32 @@ CHAOS_POLICY = Policy(
 CHAOS_RUN = RunSettings(
     policy=CHAOS_POLICY, poll_seconds=0.1, recovery_every=0.5, max_idle_wait=60.0
 )
+
+
+def chaos_config(
+    server: SimServer, tmp: Path, ledger_url: str, *, read_timeout: float
+) -> dict[str, Any]:
+    """A new merchant of `server` (no rate cap to speak of), as `profile_from` takes it."""
+    creds = server.sim.create_merchant(
+        MerchantSettings(balance_fen=10**9, rate_per_minute=10**6, query_rate_per_minute=10**6)
+    )
+    (tmp / "cert.pem").write_bytes(creds.cert_pem)
+    (tmp / "key.pem").write_bytes(creds.key_pem)
+    return {
+        "ledger_url": ledger_url,
+        "merchant": "chaos",
+        "mch_id": creds.mch_id,
+        "api_key": creds.api_key,
+        "appid": creds.appid,
+        "mini_appid": creds.mini_appid,
+        "cert_pem": str(tmp / "cert.pem"),
+        "key_pem": str(tmp / "key.pem"),
+        "base_url": server.url,
+        "ca_path": str(server.ca_path),
+        "read_timeout": read_timeout,
+        "rate_per_minute": 120_000,
+        "concurrency": 16,
+    }
 
 
 def profile_from(config: dict[str, Any]) -> MerchantProfile:

@@ -26,8 +26,7 @@ from hongbao.ledger.schema import payout_events
 from hongbao.sim.entities import ISSUED
 from hongbao.sim.faults import parse_fault
 from hongbao.sim.server import SimServer
-from hongbao.sim.state import MerchantSettings
-from tests.engine.chaos_runner import CHAOS_RUN, profile_from
+from tests.engine.chaos_runner import CHAOS_RUN, chaos_config, profile_from
 from tests.engine.enginekit import TEMPLATE
 from tests.sim_served.servedkit import wall_clock_server
 
@@ -52,29 +51,6 @@ def served() -> Iterator[SimServer]:
         yield server
 
 
-def _config(server: SimServer, tmp: Path, ledger_url: str) -> dict[str, Any]:
-    creds = server.sim.create_merchant(
-        MerchantSettings(balance_fen=10**9, rate_per_minute=10**6, query_rate_per_minute=10**6)
-    )
-    (tmp / "cert.pem").write_bytes(creds.cert_pem)
-    (tmp / "key.pem").write_bytes(creds.key_pem)
-    return {
-        "ledger_url": ledger_url,
-        "merchant": "chaos",
-        "mch_id": creds.mch_id,
-        "api_key": creds.api_key,
-        "appid": creds.appid,
-        "mini_appid": creds.mini_appid,
-        "cert_pem": str(tmp / "cert.pem"),
-        "key_pem": str(tmp / "key.pem"),
-        "base_url": server.url,
-        "ca_path": str(server.ca_path),
-        "read_timeout": READ_TIMEOUT,
-        "rate_per_minute": 120_000,
-        "concurrency": 16,
-    }
-
-
 def _start(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -93,7 +69,7 @@ def test_kill_9_under_faults_pays_every_openid_exactly_once(
     served: SimServer, ledger_url: str, tmp_path: Path
 ) -> None:
     rng = random.Random(SEED)
-    config = _config(served, tmp_path, ledger_url)
+    config = chaos_config(served, tmp_path, ledger_url, read_timeout=READ_TIMEOUT)
     profile = profile_from(config)
     sim = served.sim
     openids = sim.add_users(config["appid"], PAYOUTS)
