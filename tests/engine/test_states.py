@@ -47,9 +47,13 @@ def test_terminal_states_are_exactly_the_final_ones() -> None:
 
 @pytest.mark.parametrize("state", sorted(TERMINAL | {P.PLANNED, P.DEFERRED}))
 def test_outcomes_do_not_apply_outside_flight(state: PayoutState) -> None:
-    with pytest.raises(IllegalTransitionError):
+    with pytest.raises(
+        IllegalTransitionError, match=f"^a send outcome does not apply to a {state} "
+    ):
         decide_send(state, SendOutcome(R.SUCCESS), NOW)
-    with pytest.raises(IllegalTransitionError):
+    with pytest.raises(
+        IllegalTransitionError, match=f"^a query outcome does not apply to a {state} "
+    ):
         decide_query(state, QueryOutcome(Q.SENT), NOW)
 
 
