@@ -270,10 +270,8 @@ def test_every_category_has_an_expected_decision() -> None:
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("result", list(SendResult))
 def test_a_category_without_a_code_decides_every_field(result: SendResult, policy: Policy) -> None:
-    outcome = SendOutcome(result, err_code_des=DES)
-    assert pinned(decide_send(P.SENDING, outcome, NOW, policy)) == FRESH_CATEGORY[result](
-        None, policy
-    )
+    decision = decide_send(P.SENDING, SendOutcome(result, err_code_des=DES), NOW, policy)
+    assert pinned(decision) == FRESH_CATEGORY[result](None, policy)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -286,7 +284,7 @@ def test_a_bill_that_may_be_issued_is_decided_by_bill_answers_only(
         outcome = SendOutcome(result, err_code_des=DES, after_unknown=after_unknown)
         decision = decide_send(state, outcome, NOW, policy)
         if result in BILL_ANSWERS:
-            assert decision == fresh  # WeChat replays an issued bill's success instead
+            assert decision == fresh  # it speaks for the bill: decided as on a fresh send
         else:
             assert pinned(decision) == _maybe_issued(result, policy)
 
