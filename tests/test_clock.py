@@ -68,8 +68,13 @@ def test_frozen_clock_refuses_naive_datetimes() -> None:
         FrozenClock(START).set(datetime(2024, 3, 16))
 
 
-def test_frozen_clock_default_start_is_aware() -> None:
-    assert FrozenClock().now().tzinfo is not None
+def test_frozen_clock_default_start_is_a_fixed_beijing_time() -> None:
+    # Reproducible runs: the same instant, in UTC+8 (where WeChat's days are counted), every time.
+    clock = FrozenClock()
+    assert clock.now() == datetime(2024, 3, 15, 2, 0, tzinfo=UTC)
+    assert clock.now().utcoffset() == timedelta(hours=8)
+    assert beijing_day(clock.now()) == date(2024, 3, 15)
+    assert clock.monotonic() == 0.0
 
 
 def test_system_clock_is_aware_and_monotonic() -> None:

@@ -65,6 +65,11 @@ def test_mch_id_must_be_at_most_ten_ascii_digits(mch_id: str) -> None:
         mint_bill_no(mch_id, WHEN, serial=1)
 
 
+@pytest.mark.parametrize(("serial", "digits"), [(0, "0000000000"), (10**10 - 1, "9999999999")])
+def test_serial_may_be_any_ten_digit_number_from_zero(serial: int, digits: str) -> None:
+    assert mint_bill_no(MCH_ID, WHEN, serial=serial) == "1900000109" + "20240315" + digits
+
+
 @pytest.mark.parametrize("serial", [-1, 10**10])
 def test_serial_must_have_at_most_ten_digits(serial: int) -> None:
     with pytest.raises(BillNoError, match="serial"):

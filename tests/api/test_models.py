@@ -234,7 +234,11 @@ def test_rule_xml_chars(value: str) -> None:
 
 
 def test_tabs_and_line_feeds_inside_a_value_are_allowed() -> None:
-    SendRedpackRequest.check(redpack(wishing="line one\nline\ttwo"), RULES)
+    wishing = "line one\nline\ttwo"
+    assert SendRedpackRequest.check(redpack(wishing=wishing), RULES) is None
+    # ...and they reach WeChat as written: what is signed is what the packet shows.
+    request = SendRedpackRequest.create(RULES, **redpack(wishing=wishing))
+    assert request.params("n")["wishing"] == wishing
 
 
 def test_rule_bill_no() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import re
 from collections.abc import Coroutine
 from typing import Any
 
@@ -33,8 +34,9 @@ def _max_in_window(times: list[float]) -> int:
 class VirtualTime:
     """An event-loop-driven fake clock: `sleep` parks a task until the clock reaches its time."""
 
-    def __init__(self) -> None:
+    def __init__(self, start: float = 0.0) -> None:
         self.clock = FrozenClock()
+        self.clock.advance(start)
         self._wakeups: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
@@ -69,9 +71,16 @@ def test_a_burst_goes_back_to_back_then_waits_one_period() -> None:
     assert gcra_decide(tat, 102.0, period=2.0, burst=3)[0]
 
 
-@pytest.mark.parametrize(("period", "burst"), [(0.0, 1), (-1.0, 1), (1.0, 0)])
-def test_nonsense_rates_are_refused(period: float, burst: int) -> None:
-    with pytest.raises(ValueError, match="must be"):
+@pytest.mark.parametrize(
+    ("period", "burst", "message"),
+    [
+        (0.0, 1, "period must be positive"),
+        (-1.0, 1, "period must be positive"),
+        (1.0, 0, "burst must be >= 1"),
+    ],
+)
+def test_nonsense_rates_are_refused(period: float, burst: int, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         gcra_decide(0.0, 0.0, period, burst)
 
 
@@ -134,10 +143,96 @@ async def test_each_merchant_has_its_own_pace() -> None:
     assert time.clock.monotonic() == pytest.approx(1.01)  # one period at 60/min, 1% margin
 
 
-def test_a_pacer_refuses_nonsense() -> None:
-    with pytest.raises(ValueError, match="rate_per_minute"):
-        Pacer(rate_per_minute=0)
-    with pytest.raises(ValueError, match="margin"):
-        Pacer(margin=1.0)
-    with pytest.raises(ValueError, match="seconds"):
-        Pacer().push_back(-1)
+async def _first_sends(time: VirtualTime, pacer: Pacer, callers: int) -> list[float]:
+    """When each of `callers` concurrent callers, one send each, got through (in order)."""
+    sent: list[float] = []
+
+    async def sender() -> None:
+        await pacer.acquire()
+        sent.append(time.clock.monotonic())
+
+    await time.run(*(sender() for _ in range(callers)))
+    return sent
+
+
+def test_the_defaults_are_wechats_rate_one_at_a_time_with_a_one_percent_margin() -> None:
+    pacer, shared = Pacer(), Pacers()["1900000109"]
+    for each in (pacer, shared):
+        assert (each.rate_per_minute, each.burst) == (1800, 1)
+        assert each.period == pytest.approx(60 / 1800 * 1.01)
+    assert repr(pacer) == "Pacer(rate_per_minute=1800, burst=1)"
+
+
+async def test_by_default_no_two_sends_go_back_to_back() -> None:
+    # payout.py and tracker.py build their pacers without a burst and rely on this.
+    time = VirtualTime()
+    pacer = Pacer(rate_per_minute=60, margin=0, clock=time.clock, sleep=time.sleep)
+    assert await _first_sends(time, pacer, 3) == [0.0, 1.0, 2.0]
+
+
+async def test_a_burst_lets_that_many_sends_go_at_once_then_paces_them() -> None:
+    time = VirtualTime()
+    pacer = Pacer(rate_per_minute=60, burst=3, margin=0, clock=time.clock, sleep=time.sleep)
+    assert await _first_sends(time, pacer, 5) == [0.0, 0.0, 0.0, 1.0, 2.0]
+
+
+async def test_after_a_hold_the_waiting_callers_each_take_a_rate_slot() -> None:
+    time = VirtualTime()
+    pacer = Pacer(rate_per_minute=60, margin=0, clock=time.clock, sleep=time.sleep)
+    pacer.push_back(10)
+    assert await _first_sends(time, pacer, 4) == [10.0, 11.0, 12.0, 13.0]
+
+
+async def test_a_hold_counts_from_now_on_a_clock_that_did_not_start_at_zero() -> None:
+    time = VirtualTime(start=1000.0)
+    pacer = Pacer(rate_per_minute=60, margin=0, clock=time.clock, sleep=time.sleep)
+    pacer.push_back(30)
+    assert await _first_sends(time, pacer, 2) == [1030.0, 1031.0]
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.25])
+async def test_a_hold_of_zero_or_a_fraction_of_a_second_is_taken_as_given(seconds: float) -> None:
+    time = VirtualTime(start=5.0)
+    pacer = Pacer(rate_per_minute=60, margin=0, clock=time.clock, sleep=time.sleep)
+    pacer.push_back(seconds)
+    assert await _first_sends(time, pacer, 1) == [5.0 + seconds]
+
+
+@pytest.mark.parametrize(
+    ("rate", "margin", "period"),
+    [(1, 0.0, 60.0), (0.5, 0.0, 120.0), (60, 0.0, 1.0), (60, 0.5, 1.5), (60, 0.99, 1.99)],
+)
+def test_any_positive_rate_and_a_margin_from_zero_below_one_set_the_period(
+    rate: float, margin: float, period: float
+) -> None:
+    pacer = Pacer(rate_per_minute=rate, margin=margin)
+    assert pacer.rate_per_minute == rate
+    assert pacer.period == pytest.approx(period)
+
+
+async def test_pacers_give_every_merchant_the_same_burst_and_margin() -> None:
+    time = VirtualTime()
+    pacers = Pacers(rate_per_minute=60, burst=2, margin=0, clock=time.clock, sleep=time.sleep)
+    assert (pacers["1900000109"].burst, pacers["1900000109"].period) == (2, 1.0)
+    assert await _first_sends(time, pacers["1900000999"], 3) == [0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"rate_per_minute": 0}, "rate_per_minute must be positive"),
+        ({"rate_per_minute": -1}, "rate_per_minute must be positive"),
+        ({"margin": 1.0}, "margin must be in [0, 1)"),
+        ({"margin": -0.01}, "margin must be in [0, 1)"),
+        ({"burst": 0}, "burst must be >= 1"),
+    ],
+)
+def test_a_pacer_refuses_nonsense(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        Pacer(**settings)
+
+
+@pytest.mark.parametrize("seconds", [-1, -0.001])
+def test_a_negative_hold_is_refused(seconds: float) -> None:
+    with pytest.raises(ValueError, match=r"^seconds must be >= 0$"):
+        Pacer().push_back(seconds)

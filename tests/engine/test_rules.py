@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from hongbao.clock import CST
@@ -497,7 +497,17 @@ def test_a_condition_not_met_is_skipped_with_its_reason(
 def test_a_condition_met_exactly_matches(
     rule_changes: dict[str, Any], payment_changes: dict[str, str]
 ) -> None:
-    assert isinstance(_judge(_payment(**payment_changes), _rule(**rule_changes)), Match)
+    payment = _payment(**payment_changes)
+    # The payout the rule plans: its key, the API the appid needs, the amount, the texts.
+    assert _judge(payment, _rule(**rule_changes)) == Match(
+        rule="r",
+        merchant="shop",
+        key=natural_key("r", payment.transaction_id),
+        api=SendApi.SENDREDPACK,
+        amount_fen=188,
+        template=Template("Acme", "Thank you!", "Spend and get", "Spring promotion"),
+        payment=payment,
+    )
 
 
 def test_first_payment_only_asks_about_other_payments_than_this_one() -> None:
@@ -636,23 +646,27 @@ def _yuan(fen: int) -> str:
     return f"{fen // 100}.{fen % 100:02d}"
 
 
-_payments = st.builds(
-    lambda fee, appid, txid, minute, result: _payment(
-        total_fee=str(fee),
-        cash_fee=str(fee),
-        appid=appid,
-        transaction_id=txid,
-        time_end=(datetime(2024, 3, 15, tzinfo=CST) + timedelta(minutes=minute)).strftime(
-            "%Y%m%d%H%M%S"
+def _payments_paying(fees: st.SearchStrategy[int]) -> st.SearchStrategy[Payment]:
+    return st.builds(
+        lambda fee, appid, txid, minute, result: _payment(
+            total_fee=str(fee),
+            cash_fee=str(fee),
+            appid=appid,
+            transaction_id=txid,
+            time_end=(datetime(2024, 3, 15, tzinfo=CST) + timedelta(minutes=minute)).strftime(
+                "%Y%m%d%H%M%S"
+            ),
+            result_code=result,
         ),
-        result_code=result,
-    ),
-    _fees,
-    st.sampled_from([OA, MINI, APP, "wxstranger"]),
-    st.text("0123456789", min_size=28, max_size=32),
-    st.integers(min_value=0, max_value=60 * 24 * 3),
-    st.sampled_from(["SUCCESS", "SUCCESS", "FAIL"]),
-)
+        fees,
+        st.sampled_from([OA, MINI, APP, "wxstranger"]),
+        st.text("0123456789", min_size=28, max_size=32),
+        st.integers(min_value=0, max_value=60 * 24 * 3),
+        st.sampled_from(["SUCCESS", "SUCCESS", "FAIL"]),
+    )
+
+
+_payments = _payments_paying(_fees)
 
 
 @st.composite
@@ -679,14 +693,15 @@ def test_evaluation_is_deterministic(
     ]
 
 
-@given(_payments, _rules())
-def test_no_match_below_min_total_fee(payment: Payment, rule: Rule) -> None:
-    result = _judge(payment, rule)
-    if payment.total_fee < rule.conditions.min_total_fee:
-        assert _reason(result) in {
-            SkipReason.BELOW_THRESHOLD,
-            SkipReason.PAYMENT_FAILED,
-        }
+@given(st.data(), _rules())
+def test_no_match_below_min_total_fee(data: st.DataObject, rule: Rule) -> None:
+    minimum = rule.conditions.min_total_fee
+    assume(minimum > 1)
+    payment = data.draw(_payments_paying(st.integers(min_value=1, max_value=minimum - 1)))
+    paid = payment.result_code == "SUCCESS"
+    assert _reason(_judge(payment, rule)) is (
+        SkipReason.BELOW_THRESHOLD if paid else SkipReason.PAYMENT_FAILED
+    )
 
 
 @given(

@@ -47,9 +47,13 @@ def test_terminal_states_are_exactly_the_final_ones() -> None:
 
 @pytest.mark.parametrize("state", sorted(TERMINAL | {P.PLANNED, P.DEFERRED}))
 def test_outcomes_do_not_apply_outside_flight(state: PayoutState) -> None:
-    with pytest.raises(IllegalTransitionError):
+    with pytest.raises(
+        IllegalTransitionError, match=f"^a send outcome does not apply to a {state} "
+    ):
         decide_send(state, SendOutcome(R.SUCCESS), NOW)
-    with pytest.raises(IllegalTransitionError):
+    with pytest.raises(
+        IllegalTransitionError, match=f"^a query outcome does not apply to a {state} "
+    ):
         decide_query(state, QueryOutcome(Q.SENT), NOW)
 
 
@@ -132,9 +136,25 @@ def test_a_bill_conflict_fails_without_reissue_and_pauses() -> None:
     "result", [R.NOT_SENT, R.SETUP_ERROR, R.FREQUENCY_LIMITED, R.INVALID, R.UNKNOWN]
 )
 def test_a_request_level_answer_leaves_a_maybe_issued_bill_unknown(result: SendResult) -> None:
+    # Same bill, looked at again soon; a setup or parameter refusal also pauses for a human,
+    # a rate refusal also holds the whole merchant.
+    wait = timedelta(seconds=60) if result is R.FREQUENCY_LIMITED else timedelta(minutes=1)
     for state, after_unknown in ((P.UNKNOWN, False), (P.SENDING, True)):
-        outcome = SendOutcome(result, after_unknown=after_unknown)
-        assert decide_send(state, outcome, NOW).state is P.UNKNOWN
+        outcome = SendOutcome(result, "CODE", "描述", after_unknown=after_unknown)
+        decision = decide_send(state, outcome, NOW)
+        assert decision.state is P.UNKNOWN
+        assert decision.fields == {
+            "err_code": "CODE",
+            "err_code_des": "描述",
+            "next_attempt_at": NOW + wait,
+        }
+        assert not decision.resend
+        if result in (R.SETUP_ERROR, R.INVALID):
+            assert decision.pause_reason is not None
+            assert decision.pause_reason.startswith("CODE: ")
+        else:
+            assert decision.pause_reason is None
+        assert decision.back_off == (60.0 if result is R.FREQUENCY_LIMITED else None)
 
 
 def test_not_sent_from_a_fresh_send_is_retried_soon() -> None:
@@ -178,11 +198,12 @@ def test_a_record_still_sending_is_queried_later() -> None:
     assert decision.fields["next_attempt_at"] == NOW + timedelta(minutes=20)
 
 
-def test_a_failed_query_changes_nothing() -> None:
-    for state in (P.UNKNOWN, P.SENT):
+def test_a_failed_query_changes_nothing_but_when_to_ask_again() -> None:
+    # An unknown bill is asked about again soon, a SENT one at the tracking pace; what WeChat
+    # said before (err_code, send_listid) is left as it was.
+    for state, wait in ((P.UNKNOWN, timedelta(minutes=1)), (P.SENT, timedelta(hours=1))):
         decision = decide_query(state, QueryOutcome(Q.ERROR, err_code="SYSTEMERROR"), NOW)
-        assert decision.state is state
-        assert not decision.resend
+        assert decision == Decision(state, {"next_attempt_at": NOW + wait})
 
 
 @pytest.mark.parametrize("status", [Q.FAILED, Q.NOT_FOUND, Q.SENDING])
@@ -204,6 +225,7 @@ def test_a_sent_packet_is_never_undone_by_a_query(status: QueryStatus) -> None:
 )
 def test_next_beijing_midnight(now: datetime, midnight: datetime) -> None:
     assert next_beijing_midnight(now) == midnight
+    assert next_beijing_midnight(now).tzinfo is UTC  # as documented, whatever the machine's zone
 
 
 # -- a model of WeChat: what really happened to each bill --------------------------------

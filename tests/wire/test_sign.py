@@ -243,6 +243,16 @@ def test_verify_refuses(params: dict[str, str], key: str) -> None:
     assert not verify(params, key)
 
 
+@pytest.mark.parametrize(
+    "given",
+    [b"9A0A8659F005D6984697E2CA0A9CF3B7", 0x9A0A, ["9A0A8659F005D6984697E2CA0A9CF3B7"], None],
+    ids=["bytes", "int", "list", "None"],
+)
+def test_verify_refuses_a_sign_that_is_not_a_string_rather_than_raising(given: object) -> None:
+    # Whatever a parser hands over, a bad answer is a failed check, never a crash mid-call.
+    assert verify({**V1_PARAMS, "sign": given}, OFFICIAL_KEY) is False
+
+
 def test_verify_with_the_wrong_algorithm_fails() -> None:
     md5_signed = {**V1_PARAMS, "sign": "9A0A8659F005D6984697E2CA0A9CF3B7"}
 

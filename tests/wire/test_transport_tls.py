@@ -153,7 +153,10 @@ def test_ca_variables_in_the_environment_do_not_widen_the_configured_bundle(
         ca_bundle=pki.other_ca_file,
     )
 
+    # Refused at the handshake, so the request never left: safe to resend, nothing disclosed.
     assert isinstance(result, ConnectError)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(result)
+    assert server.received == []
 
 
 def test_ca_variables_in_the_environment_do_not_replace_the_configured_bundle(
@@ -166,7 +169,8 @@ def test_ca_variables_in_the_environment_do_not_replace_the_configured_bundle(
         [REQUEST], base_url=server.url, certificate=pki.merchant_certificate, ca_bundle=pki.ca_file
     )
 
-    assert isinstance(response, WireResponse)
+    assert response == WireResponse(200, server.reply, server.url + PATH)
+    assert [seen.body for seen in server.received] == [BODY]
 
 
 def test_without_a_bundle_the_system_store_does_not_trust_a_private_ca(
@@ -178,6 +182,8 @@ def test_without_a_bundle_the_system_store_does_not_trust_a_private_ca(
     [result] = exchange([REQUEST], base_url=server.url, certificate=pki.merchant_certificate)
 
     assert isinstance(result, ConnectError)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(result)
+    assert server.received == []
 
 
 def test_server_hanging_past_the_read_timeout_is_an_unknown_outcome(
