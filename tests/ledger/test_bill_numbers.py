@@ -164,22 +164,24 @@ def test_the_identity_is_read_once_per_store_not_once_per_bill(store: LedgerStor
     assert len(reads) == 1
 
 
-def test_past_its_bill_numbers_of_the_day_a_ledger_says_so_and_uses_none_up(
+def test_a_ledger_mints_the_last_bill_numbers_of_the_day_then_says_there_are_none(
     ledger_url: str, store: LedgerStore
 ) -> None:
     store.reserve_bill_numbers(MCH_ID, NOW, 1)
     set_next_serial(ledger_url, SERIALS_PER_DAY - 3)
-    with pytest.raises(BillSerialsExhaustedError, match="3,000,000 bill numbers") as caught:
-        store.reserve_bill_numbers(MCH_ID, NOW, 4)
-    assert "after midnight UTC+8" in str(caught.value)
-    last = store.reserve_bill_numbers(MCH_ID, NOW, 3)  # the refused reservation took nothing
+    last = store.reserve_bill_numbers(MCH_ID, NOW, 10_000)  # what is left: 3
     assert [identity_and_serial(b)[1] for b in last] == list(
         range(SERIALS_PER_DAY - 3, SERIALS_PER_DAY)
     )
-    with pytest.raises(BillSerialsExhaustedError):
-        store.reserve_bill_numbers(MCH_ID, NOW, 1)
+    for count in (1, 10_000):
+        with pytest.raises(BillSerialsExhaustedError, match="all its 3,000,000 bill numbers") as e:
+            store.reserve_bill_numbers(MCH_ID, NOW, count)
+        assert "after midnight UTC+8" in str(e.value)
+    with store.engine.connect() as conn:
+        assert conn.execute(select(bill_serials.c.next_serial)).scalar_one() == SERIALS_PER_DAY
     [tomorrow] = store.reserve_bill_numbers(MCH_ID, NOW + timedelta(days=1), 1)
     assert tomorrow[len(MCH_ID) : len(PREFIX)] == "20240316"
+    assert identity_and_serial(tomorrow)[1] == 0
 
 
 def test_a_ledger_upgraded_mid_day_never_mints_a_bill_it_minted_before(

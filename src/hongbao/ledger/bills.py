@@ -98,20 +98,30 @@ class BillSerials:
         return found
 
     def reserve(self, conn: Connection, mch_id: str, when: datetime, count: int) -> list[str]:
-        """`count` new bill numbers of `mch_id` dated `when`'s UTC+8 day, in serial order.
+        """Up to `count` new bill numbers of `mch_id` dated `when`'s UTC+8 day, in serial order.
 
-        Raises `BillSerialsExhaustedError` past `SERIALS_PER_DAY` a day (in this transaction,
-        which the caller then rolls back: nothing is used up).
+        Fewer only when the last of the day's `SERIALS_PER_DAY` run out; none left raises
+        `BillSerialsExhaustedError`.
         """
         if count < 1:
             raise ValueError("count must be >= 1")
         ledger_id = self.ledger_id(conn)
-        params = {"b_mch_id": mch_id, "b_day": beijing_day(when), "b_count": count, "b_more": count}
+        day = beijing_day(when)
+        params = {"b_mch_id": mch_id, "b_day": day, "b_count": count, "b_more": count}
         end = int(conn.execute(self._reserve, params).scalar_one())
+        start = end - count
         if end > SERIALS_PER_DAY:
-            raise BillSerialsExhaustedError(
-                f"this ledger has minted its {SERIALS_PER_DAY:,} bill numbers of "
-                f"{beijing_day(when)} (UTC+8) for merchant {mch_id}; {count} more do not fit",
-                advice="the next ones can be minted after midnight UTC+8",
+            # Give back what is past the end, so the next reservation starts there.
+            conn.execute(
+                update(bill_serials)
+                .where(bill_serials.c.mch_id == mch_id, bill_serials.c.day == day)
+                .values(next_serial=SERIALS_PER_DAY)
             )
-        return mint_bill_nos(mch_id, when, range(end - count, end), ledger_id=ledger_id)
+            end = SERIALS_PER_DAY
+            if start >= end:
+                raise BillSerialsExhaustedError(
+                    f"this ledger has minted all its {SERIALS_PER_DAY:,} bill numbers of {day} "
+                    f"(UTC+8) for merchant {mch_id}",
+                    advice="the next ones can be minted after midnight UTC+8",
+                )
+        return mint_bill_nos(mch_id, when, range(start, end), ledger_id=ledger_id)

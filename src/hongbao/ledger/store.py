@@ -451,8 +451,11 @@ class LedgerStore:
     # -- bill numbers ----------------------------------------------------------------------
 
     def reserve_bill_numbers(self, mch_id: str, when: datetime, count: int) -> list[str]:
-        """`count` new bill numbers of `mch_id` dated `when`'s UTC+8 day, never minted before
-        by this ledger, nor by a ledger of another identity (`hongbao.ledger.bills`)."""
+        """Up to `count` new bill numbers of `mch_id` dated `when`'s UTC+8 day, never minted
+        before by this ledger nor by a ledger of another identity (`hongbao.ledger.bills`).
+
+        Fewer only for the last of the day's 3,000,000; past them, `BillSerialsExhaustedError`.
+        """
         return write_transaction(
             self._engine, lambda conn: self._bills.reserve(conn, mch_id, when, count)
         )
