@@ -10,9 +10,13 @@ import pytest
 
 from hongbao.clock import CST
 from hongbao.ids import (
+    LEDGER_IDS,
     MAX_BILL_NO,
+    NO_LEDGER,
+    SERIALS_PER_DAY,
     BillNoError,
     mint_bill_no,
+    mint_bill_nos,
     new_nonce,
     nonces,
     validate_bill_no,
@@ -20,6 +24,7 @@ from hongbao.ids import (
 
 MCH_ID = "1900000109"
 WHEN = datetime(2024, 3, 15, 10, 0, tzinfo=CST)
+PREFIX = MCH_ID + "20240315"
 
 
 def test_bill_number_is_mch_id_date_and_ten_digits() -> None:
@@ -65,15 +70,64 @@ def test_mch_id_must_be_at_most_ten_ascii_digits(mch_id: str) -> None:
         mint_bill_no(mch_id, WHEN, serial=1)
 
 
-@pytest.mark.parametrize(("serial", "digits"), [(0, "0000000000"), (10**10 - 1, "9999999999")])
-def test_serial_may_be_any_ten_digit_number_from_zero(serial: int, digits: str) -> None:
-    assert mint_bill_no(MCH_ID, WHEN, serial=serial) == "1900000109" + "20240315" + digits
+def test_the_ten_digits_are_the_ledger_identity_and_its_serial() -> None:
+    assert mint_bill_no(MCH_ID, WHEN, 7, ledger_id=42) == PREFIX + "0126000007"
+    assert mint_bill_nos(MCH_ID, WHEN, range(3), ledger_id=1) == [
+        PREFIX + "0003000000",
+        PREFIX + "0003000001",
+        PREFIX + "0003000002",
+    ]
 
 
-@pytest.mark.parametrize("serial", [-1, 10**10])
-def test_serial_must_have_at_most_ten_digits(serial: int) -> None:
+@pytest.mark.parametrize(
+    ("ledger_id", "serial", "digits"),
+    [
+        (NO_LEDGER, 0, "0000000000"),
+        (NO_LEDGER, SERIALS_PER_DAY - 1, "0002999999"),
+        (LEDGER_IDS[0], 0, "0003000000"),
+        (LEDGER_IDS[-1], 0, "9996000000"),
+        (LEDGER_IDS[-1], SERIALS_PER_DAY - 1, "9998999999"),
+    ],
+)
+def test_every_identity_and_serial_fits_the_spec_format(
+    ledger_id: int, serial: int, digits: str
+) -> None:
+    bill = mint_bill_no(MCH_ID, WHEN, serial, ledger_id=ledger_id)
+    assert bill == PREFIX + digits
+    assert len(bill) == MAX_BILL_NO
+    assert bill.isdigit()
+    assert validate_bill_no(bill) == bill
+
+
+def test_a_day_of_one_ledger_is_more_than_wechat_can_send() -> None:
+    assert SERIALS_PER_DAY >= 1800 * 60 * 24
+    assert LEDGER_IDS.stop * SERIALS_PER_DAY <= 10**10
+    assert len(LEDGER_IDS) == 3332
+
+
+def test_adjacent_identities_never_share_a_bill_number() -> None:
+    last_of_one = mint_bill_no(MCH_ID, WHEN, SERIALS_PER_DAY - 1, ledger_id=5)
+    first_of_next = mint_bill_no(MCH_ID, WHEN, 0, ledger_id=6)
+    assert int(last_of_one[-10:]) + 1 == int(first_of_next[-10:])
+
+
+@pytest.mark.parametrize("serial", [-1, SERIALS_PER_DAY, 10**10])
+def test_serial_must_be_within_a_ledgers_day(serial: int) -> None:
     with pytest.raises(BillNoError, match="serial"):
         mint_bill_no(MCH_ID, WHEN, serial=serial)
+    with pytest.raises(BillNoError, match="serial"):
+        mint_bill_nos(MCH_ID, WHEN, [0, serial], ledger_id=3)
+
+
+@pytest.mark.parametrize("ledger_id", [-1, LEDGER_IDS.stop])
+def test_the_identity_must_leave_ten_digits(ledger_id: int) -> None:
+    with pytest.raises(BillNoError, match="identity"):
+        mint_bill_no(MCH_ID, WHEN, 0, ledger_id=ledger_id)
+
+
+def test_a_ledgers_bill_numbers_are_never_random() -> None:
+    with pytest.raises(ValueError, match="serial"):
+        mint_bill_no(MCH_ID, WHEN, ledger_id=3)
 
 
 @pytest.mark.parametrize(

@@ -13,14 +13,13 @@ from typing import Any
 from pydantic import SecretStr
 
 from hongbao.api import AsyncClient, BaseClient, Merchant
-from hongbao.clock import CST, FrozenClock, beijing_day
+from hongbao.clock import CST, FrozenClock
 from hongbao.engine.campaign import Template, create_campaign, plan_campaign
 from hongbao.engine.limiter import Pacer
 from hongbao.engine.payout import PayoutDriver
 from hongbao.engine.runner import RunSummary, run_campaign
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.engine.states import Policy
-from hongbao.ids import mint_bill_no
 from hongbao.ledger import (
     Campaign,
     LedgerStore,
@@ -210,8 +209,7 @@ class Bench:
 
     def add_payout(self, openid: str, amount: int = 100, *, key: str | None = None) -> Payout:
         """A PLANNED payout of no campaign, with a fresh bill number and frozen parameters."""
-        [serial] = self.store.reserve_bill_serials(self.mch_id, beijing_day(self.clock.now()), 1)
-        bill = mint_bill_no(self.mch_id, self.clock.now(), serial)
+        [bill] = self.store.reserve_bill_numbers(self.mch_id, self.clock.now(), 1)
         params = TEMPLATE.params(
             BaseClient(self.profile.merchant), mch_billno=bill, openid=openid, amount_fen=amount
         )

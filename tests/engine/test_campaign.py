@@ -12,8 +12,10 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 from hongbao.api import BaseClient
+from hongbao.clock import beijing_day
 from hongbao.engine.campaign import (
     CampaignError,
     Template,
@@ -30,8 +32,10 @@ from hongbao.engine.campaign import (
 from hongbao.engine.runner import run_campaign
 from hongbao.engine.states import next_beijing_midnight
 from hongbao.errors import ConfigurationError
-from hongbao.ids import validate_bill_no
+from hongbao.ids import SERIALS_PER_DAY, validate_bill_no
 from hongbao.ledger import AddResult, CampaignState, LedgerStore, NewPayout, PayoutState, SendApi
+from hongbao.ledger.bills import BillSerialsExhaustedError
+from hongbao.ledger.schema import bill_serials
 from tests.engine.enginekit import QUICK_RUN, TEMPLATE, Bench, ClockSleep
 
 P = PayoutState
@@ -188,6 +192,31 @@ async def test_a_crash_mid_plan_leaves_a_campaign_that_planning_again_completes(
 
     assert (report.inserted, report.existing) == (15, 10)
     assert sorted(openid for _, openid, _ in payouts_of(bench, campaign.id)) == sorted(users)
+    assert bench.store.get_campaign(campaign.id).state is C.PLANNED
+
+
+def test_planning_past_the_days_bill_numbers_stops_with_the_reason(bench: Bench) -> None:
+    users = bench.sim.add_users(bench.creds.appid, 5)
+    path = bench.write_file("late.txt", users)
+    campaign = create_campaign(
+        bench.store, bench.profile, name="late", template=TEMPLATE, source=path, clock=bench.clock
+    )
+    with bench.store.engine.begin() as conn:
+        conn.execute(
+            insert(bill_serials).values(
+                mch_id=bench.mch_id,
+                day=beijing_day(bench.clock.now()),
+                next_serial=SERIALS_PER_DAY - 3,
+            )
+        )
+
+    with pytest.raises(BillSerialsExhaustedError, match="bill numbers of 2024-03-15"):
+        plan_campaign(bench.store, bench.profile, campaign.id, clock=bench.clock)
+    assert bench.store.get_campaign(campaign.id).state is C.DRAFT
+
+    bench.clock.advance(24 * 3600)
+    report = plan_campaign(bench.store, bench.profile, campaign.id, clock=bench.clock)
+    assert report.inserted + report.existing == 5
     assert bench.store.get_campaign(campaign.id).state is C.PLANNED
 
 

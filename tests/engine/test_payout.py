@@ -6,10 +6,13 @@ import json
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from hongbao.engine.payout import drive_payout
 from hongbao.engine.states import LimitPolicy, next_beijing_midnight
+from hongbao.ids import SERIALS_PER_DAY
 from hongbao.ledger import CampaignState, IllegalTransitionError, PayoutState
+from hongbao.ledger.schema import bill_serials
 from hongbao.sim.faults import parse_fault
 from hongbao.sim.state import MerchantSettings
 from tests.engine.enginekit import Bench, Crash, CrashingTransport
@@ -211,6 +214,25 @@ async def test_no_reissue_beyond_the_limit(bench: Bench) -> None:
 
     assert (result.state, result.reissued) == (P.FAILED, None)
     assert bench.claim() == []
+
+
+async def test_a_dead_bill_waits_for_the_next_day_when_todays_bill_numbers_are_used_up(
+    bench: Bench,
+) -> None:
+    old = bench.add_payout(bench.users[0])
+    with bench.store.engine.begin() as conn:
+        conn.execute(update(bill_serials).values(next_serial=SERIALS_PER_DAY))
+    arm(bench, action="error", err_code="SEND_FAILED", count=1)
+    [claimed] = bench.claim()
+
+    result = await drive_payout(claimed, bench.driver())
+
+    assert (result.state, result.reissued) == (P.FAILED, None)
+    assert bench.store.get_payout(old.id).bill_dead  # left for the dead-bill sweep
+    bench.clock.advance(24 * 3600)
+    new = await bench.driver().reissue(bench.store.get_payout(old.id))
+    assert new is not None
+    assert new.previous_payout_id == old.id
 
 
 async def test_processing_is_queried_later_and_settles(bench: Bench) -> None:

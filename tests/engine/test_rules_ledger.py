@@ -8,18 +8,27 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from hongbao.clock import SystemClock, beijing_day
 from hongbao.engine.notify import REQUEST_REFUSED, NotifyHandler, Receipt
 from hongbao.engine.notify_verify import SUCCESS_REPLY
 from hongbao.engine.rules import Match, Skip, SkipReason
+from hongbao.ids import SERIALS_PER_DAY
 from hongbao.ledger import PayoutState, SendApi
 from hongbao.ledger.rules_store import MATCH, RuleBudget, RuleLedger
-from hongbao.ledger.schema import payouts, rule_budgets, rule_payments, rule_results
+from hongbao.ledger.schema import (
+    bill_serials,
+    payouts,
+    rule_budgets,
+    rule_payments,
+    rule_results,
+)
 from tests.engine.ruleskit import (
     World,
     make_world,
@@ -68,6 +77,22 @@ def test_a_qualifying_payment_is_recorded_with_one_planned_payout(world: World) 
     assert payout.params["wxappid"] == world.creds.appid
     assert payout.params["act_name"] == "Spend and get"
     assert payout.mch_billno.startswith(world.mch_id)
+
+
+def test_a_payment_met_with_no_bill_number_left_today_is_not_acknowledged(world: World) -> None:
+    today = beijing_day(SystemClock().now())
+    with world.store.engine.begin() as conn:
+        for day in (today, today + timedelta(days=1)):  # whichever day the payment falls on
+            conn.execute(
+                insert(bill_serials).values(
+                    mch_id=world.mch_id, day=day, next_serial=SERIALS_PER_DAY
+                )
+            )
+    receipt = world.handler().receive(world.pay(world.users[0], 12_000))
+    assert receipt.status == 500  # WeChat resends it; recorded once bill numbers are free
+    assert receipt.recorded is None
+    assert _count(world, rule_payments) == 0
+    assert _count(world, payouts) == 0
 
 
 def test_redelivery_finds_the_payment_and_plans_nothing_more(world: World) -> None:

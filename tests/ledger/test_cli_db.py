@@ -10,7 +10,8 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from hongbao.cli.main import app
-from hongbao.ledger import check_schema, head_revision
+from hongbao.ids import LEDGER_IDS
+from hongbao.ledger import check_schema, head_revision, schema_status
 
 runner = CliRunner()
 
@@ -66,3 +67,44 @@ def test_a_missing_configuration_file_named_explicitly_is_an_error(tmp_path: Pat
     result = runner.invoke(app, ["db", "status", "--config", str(tmp_path / "none.toml")])
     assert result.exit_code == 2
     assert "none.toml does not exist" in result.output
+
+
+def test_status_shows_the_ledger_identity(sqlite_url: str) -> None:
+    created = runner.invoke(app, ["db", "upgrade", "--ledger", sqlite_url])
+    assert created.exit_code == 0, created.output
+    ledger_id = schema_status(sqlite_url).ledger_id
+    assert ledger_id in LEDGER_IDS
+    assert f"ledger identity {ledger_id} (drawn at random" in created.output
+
+    status = runner.invoke(app, ["db", "status", "--ledger", sqlite_url])
+    assert status.exit_code == 0, status.output
+    assert f"ledger identity {ledger_id} " in status.output
+    as_json = runner.invoke(app, ["db", "status", "--ledger", sqlite_url, "--json"])
+    assert json.loads(as_json.output)["ledger_id"] == ledger_id
+
+
+def test_upgrade_sets_the_identity_asked_for_on_a_new_or_existing_ledger(sqlite_url: str) -> None:
+    created = runner.invoke(app, ["db", "upgrade", "--ledger", sqlite_url, "--ledger-id", "2"])
+    assert created.exit_code == 0, created.output
+    assert "ledger identity 2 (as given)" in created.output
+
+    changed = runner.invoke(
+        app, ["db", "upgrade", "--ledger", sqlite_url, "--ledger-id", "3", "--json"]
+    )
+    assert changed.exit_code == 0, changed.output
+    document = json.loads(changed.output)
+    assert (document["ledger_id_before"], document["ledger_id"]) == (2, 3)
+
+    again = runner.invoke(app, ["db", "upgrade", "--ledger", sqlite_url, "--ledger-id", "4"])
+    assert "ledger identity changed: 3 -> 4" in again.output
+
+    kept = runner.invoke(app, ["db", "upgrade", "--ledger", sqlite_url])
+    assert "ledger identity 4" in kept.output
+    assert schema_status(sqlite_url).ledger_id == 4
+
+
+def test_an_identity_no_ledger_may_have_is_a_configuration_error(sqlite_url: str) -> None:
+    result = runner.invoke(app, ["db", "upgrade", "--ledger", sqlite_url, "--ledger-id", "0"])
+    assert result.exit_code == 2
+    assert "must be 1 to 3332" in result.output
+    assert not Path(make_url(sqlite_url).database or "").exists()

@@ -101,15 +101,6 @@ def test_a_bill_number_belongs_to_one_payout_per_merchant(
         )
 
 
-def test_bill_serials_never_repeat(store: LedgerStore) -> None:
-    day = datetime(2024, 3, 15).date()
-    first = store.reserve_bill_serials(MCH_ID, day, 3)
-    second = store.reserve_bill_serials(MCH_ID, day, 2)
-    other_day = store.reserve_bill_serials(MCH_ID, day + timedelta(days=1), 2)
-    assert list(first) + list(second) == list(range(5))
-    assert list(other_day) == [0, 1]
-
-
 def test_times_come_back_aware_in_utc(store: LedgerStore, make_payout: PayoutFactory) -> None:
     payout, _ = store.add_payout(make_payout("oT"))
     assert payout.created_at == datetime(2024, 3, 15, 2, 0, tzinfo=UTC)

@@ -4,7 +4,12 @@ The ledger is a SQLite file by default; PostgreSQL by URL. The URL may carry a p
 read from `--ledger`, `HONGBAO_LEDGER_URL` or the configuration's `[ledger] url`, and only ever
 printed with the password hidden.
 
+Each ledger has an identity (1 … 3332) that takes part in every bill number it mints, so that
+two ledgers of one merchant never mint the same one: drawn at random when the ledger is created,
+set with `--ledger-id` to make sure two ledgers differ, shown by `status`.
+
 >>> # hongbao db upgrade --ledger postgresql+psycopg://hongbao@db/hongbao
+>>> # hongbao db upgrade --ledger-id 2
 >>> # hongbao db status --json
 """
 
@@ -49,6 +54,18 @@ LedgerOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+LedgerIdOption = Annotated[
+    int | None,
+    typer.Option(
+        "--ledger-id",
+        help=(
+            "Give the ledger this identity (1 to 3332), part of every bill number it mints: "
+            "two ledgers paying from one merchant must have distinct ones. A new ledger "
+            "otherwise draws one at random; an existing one keeps its own."
+        ),
+        show_default=False,
+    ),
+]
 
 
 def _ledger_url(ledger: str | None, config: Path | None) -> str:
@@ -88,16 +105,20 @@ def _database_error(action: str, url: str, exc: SQLAlchemyError) -> NoReturn:
 
 @db_app.command("upgrade")
 def upgrade_command(
-    ledger: LedgerOption = None, config: ConfigOption = None, as_json: JsonOption = False
+    ledger: LedgerOption = None,
+    config: ConfigOption = None,
+    ledger_id: LedgerIdOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Create the ledger's tables, or migrate them to this hongbao's schema."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from hongbao.ledger import display_url, upgrade
+    from hongbao.ledger import display_url, schema_status, upgrade
 
     url = _resolved(ledger, config)
     try:
-        before = upgrade(url)
+        before = upgrade(url, ledger_id=ledger_id)
+        after = schema_status(url)
         jobs_installed = _install_jobs(url)
     except ConfigurationError as exc:
         _fail(str(exc))
@@ -113,12 +134,27 @@ def upgrade_command(
             "current": before.head,
             "upgraded": not before.up_to_date,
             "jobs_installed": jobs_installed,
+            "ledger_id": after.ledger_id,
+            "ledger_id_before": before.ledger_id,
         }
         typer.echo(json.dumps(document))
-    elif before.up_to_date:
+        return
+    if before.up_to_date:
         typer.echo(f"ledger {shown} is up to date (schema {before.head})")
     else:
         typer.echo(f"ledger {shown} upgraded: schema {before.current or 'empty'} -> {before.head}")
+    if before.ledger_id is None:
+        typer.echo(f"ledger identity {after.ledger_id} ({_how_chosen(ledger_id)})")
+    elif before.ledger_id != after.ledger_id:
+        typer.echo(f"ledger identity changed: {before.ledger_id} -> {after.ledger_id}")
+    else:
+        typer.echo(f"ledger identity {after.ledger_id}")
+
+
+def _how_chosen(ledger_id: int | None) -> str:
+    if ledger_id is not None:
+        return "as given"
+    return "drawn at random; --ledger-id N sets it"
 
 
 def _install_jobs(url: str) -> bool:
@@ -160,6 +196,7 @@ def status_command(
             "current": status.current,
             "head": status.head,
             "up_to_date": status.up_to_date,
+            "ledger_id": status.ledger_id,
         }
         typer.echo(json.dumps(document))
     elif status.up_to_date:
@@ -169,5 +206,7 @@ def status_command(
             f"ledger {shown} is at schema {status.current or 'empty'}, this hongbao needs "
             f"{status.head}: run `hongbao db upgrade`"
         )
+    if status.ledger_id is not None and not as_json:
+        typer.echo(f"ledger identity {status.ledger_id} (in every bill number it mints)")
     if not status.up_to_date:
         raise typer.Exit(EXIT_CONFIGURATION)

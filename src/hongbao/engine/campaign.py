@@ -7,7 +7,7 @@ The life of a campaign, each step its own call (the CLI's `hongbao campaign …`
    its input file.
 2. `plan_campaign` streams the file (a million lines never sit in memory), validates every line
    and records one payout per good line — natural key `campaign:<id>:<openid>`, a bill number
-   from `LedgerStore.reserve_bill_serials`, its frozen send parameters — then marks the campaign
+   from `LedgerStore.reserve_bill_numbers`, its frozen send parameters — then marks the campaign
    PLANNED. Planning again inserts only what is missing, so a crash part-way is repaired by
    planning again; a DRAFT campaign never runs. `dry_run=True` (or `preview`) reports the same
    figures and records nothing.
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hongbao.api import BaseClient
-from hongbao.clock import Clock, SystemClock, beijing_day
+from hongbao.clock import Clock, SystemClock
 from hongbao.engine.campaign_input import BadLine, CampaignFile, Entry, open_campaign_file
 from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.states import next_beijing_midnight
@@ -89,11 +89,10 @@ MAX_REPORTED_BAD_LINES = 10_000
 """Bad lines a `PlanReport` lists; `on_bad_line` sees every one."""
 
 _SAMPLE_OPENID = "o" * 28
-_SERIAL_DIGITS = 10
 _BATCH = 3000
 """Payouts recorded per transaction while planning (a crash keeps whole batches)."""
 _SERIALS = 10_000
-"""Bill-number serials reserved at a time while planning (one commit each)."""
+"""Bill numbers reserved at a time while planning (one commit each)."""
 _CHUNK = 1 << 20
 
 ISSUED_STATES = frozenset({P.SENT, P.RECEIVED, P.REFUNDED})
@@ -321,20 +320,17 @@ class _Planner:
         self, store: LedgerStore, campaign: Campaign, source: Path, clock: Clock
     ) -> Iterable[NewPayout]:
         """One `NewPayout` per good line, with bill numbers reserved a batch at a time."""
-        serials: Iterator[int] = iter(())
-        # One moment for every bill: serials are unique per (merchant, UTC+8 day) of the bill,
-        # and the bill number is that day's prefix and the serial's 10 digits.
+        bills: Iterator[str] = iter(())
+        # One moment for every bill: the ledger's serials are unique per (merchant, UTC+8 day)
+        # of the bill, so every bill of the plan is dated the same day.
         minted_at = clock.now()
-        day = beijing_day(minted_at)
-        prefix = mint_bill_no(campaign.mch_id, minted_at, 0)[:-_SERIAL_DIGITS]
         first: dict[str, str | int] | None = None
         drawn = nonces()
         for entry, amount in self.entries(source):
-            serial = next(serials, None)
-            if serial is None:
-                serials = iter(store.reserve_bill_serials(campaign.mch_id, day, _SERIALS))
-                serial = next(serials)
-            bill = f"{prefix}{serial:0{_SERIAL_DIGITS}d}"
+            bill = next(bills, None)
+            if bill is None:
+                bills = iter(store.reserve_bill_numbers(campaign.mch_id, minted_at, _SERIALS))
+                bill = next(bills)
             if first is None:
                 params = first = self.template.params(
                     self.builder, mch_billno=bill, openid=entry.openid, amount_fen=amount

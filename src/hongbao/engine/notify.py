@@ -68,6 +68,7 @@ from hongbao.engine.rules import (
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.errors import ConfigurationError, ValidationError
 from hongbao.ledger import LedgerStore, NewPayout
+from hongbao.ledger.bills import BillSerialsExhaustedError
 from hongbao.ledger.rules_store import (
     MATCH,
     LedgerHistory,
@@ -249,7 +250,7 @@ class NotifyHandler:
                 merchant.budgets,
                 lambda history, mint: self._decide(merchant, payment, history, mint),
             )
-        except SQLAlchemyError:
+        except (SQLAlchemyError, BillSerialsExhaustedError):
             # No SUCCESS without a commit: WeChat resends, and the next delivery tries again.
             logger.exception("payment %s could not be recorded", payment.transaction_id)
             message = "the payment could not be recorded; resend later"

@@ -49,7 +49,6 @@ from hongbao.engine.payout import PayoutDriver
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.errors import ConfigurationError, IdempotencyConflict, ValidationError
 from hongbao.errors import Outcome as ErrorOutcome
-from hongbao.ids import mint_bill_no
 from hongbao.ledger import (
     LedgerStore,
     NewPayout,
@@ -93,7 +92,7 @@ _KIND_OF: Mapping[SendApi, Kind] = {
 MAX_KEY = 64
 _KEY_CHARS = frozenset(string.printable) - frozenset(string.whitespace)
 _SERIALS = 64
-"""Bill-number serials a process reserves at a time (one commit; unused ones are gaps)."""
+"""Bill numbers a process reserves at a time (one commit; unused ones are gaps)."""
 DEFAULT_TIMEOUT = DEFAULT_PAY_TIMEOUT
 
 _FIELD_NAMES = {"re_openid": "openid", "total_amount": "amount_fen"}
@@ -239,7 +238,7 @@ class _Merchant:
     driver: PayoutDriver | None = None
     dispatcher: Dispatcher | None = None
     task: asyncio.Task[None] | None = None
-    serials: tuple[date, Iterator[int]] | None = None
+    bills: tuple[date, Iterator[str]] | None = None
 
 
 class AsyncPayouts:
@@ -595,18 +594,18 @@ class AsyncPayouts:
         run.add_done_callback(forget)
 
     async def _mint(self, entry: _Merchant) -> str:
-        """A new bill number of the merchant, from serials this process reserved in advance."""
+        """A new bill number of the merchant, from a block this process reserved in advance."""
         now = self.clock.now()
         day = beijing_day(now)
-        if entry.serials is None or entry.serials[0] != day:
-            entry.serials = (day, iter(()))
-        serial = next(entry.serials[1], None)
-        if serial is None:
+        if entry.bills is None or entry.bills[0] != day:
+            entry.bills = (day, iter(()))
+        bill = next(entry.bills[1], None)
+        if bill is None:
             mch_id = entry.profile.mch_id
-            reserved = await self._db(self.store.reserve_bill_serials, mch_id, day, _SERIALS)
-            entry.serials = (day, iter(reserved))
-            serial = next(entry.serials[1])
-        return mint_bill_no(entry.profile.mch_id, now, serial)
+            reserved = await self._db(self.store.reserve_bill_numbers, mch_id, now, _SERIALS)
+            entry.bills = (day, iter(reserved))
+            bill = next(entry.bills[1])
+        return bill
 
     async def _db(self, work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
         loop = asyncio.get_running_loop()

@@ -35,14 +35,14 @@ from datetime import timedelta
 from typing import ParamSpec, TypeVar
 
 from hongbao.api import AsyncClient, RedpackInfo
-from hongbao.clock import Clock, SystemClock, beijing_day
+from hongbao.clock import Clock, SystemClock
 from hongbao.engine.groupcommit import GroupCommitter
 from hongbao.engine.limiter import Pacer
 from hongbao.engine.outcomes import answer_record, query_exchange, send_outcome, sent_outcome
 from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.states import Decision, Policy, decide_query, decide_send
 from hongbao.errors import FrequencyLimitError, HongbaoError
-from hongbao.ids import mint_bill_no, new_nonce
+from hongbao.ids import new_nonce
 from hongbao.ledger import (
     CampaignState,
     EventInfo,
@@ -53,6 +53,7 @@ from hongbao.ledger import (
     ReissueError,
     Transition,
 )
+from hongbao.ledger.bills import BillSerialsExhaustedError
 
 __all__ = ["DriveResult", "PayoutDriver", "drive_payout", "resume_command"]
 
@@ -132,8 +133,9 @@ class PayoutDriver:
     async def reissue(self, payout: Payout) -> Payout | None:
         """A new payout with a new bill number for a payout whose bill WeChat reported FAILED.
 
-        None when the intent already had `reissue_limit` new bill numbers, or someone else
-        re-issued it first.
+        None when the intent already had `reissue_limit` new bill numbers, someone else
+        re-issued it first, or the ledger has no bill number left today (the dead bill is then
+        re-issued by a later sweep).
         """
         if payout.generation >= self.reissue_limit:
             logger.warning(
@@ -145,10 +147,16 @@ class PayoutDriver:
             )
             return None
         now = self.clock.now()
-        serials = await self.db(self.store.reserve_bill_serials, payout.mch_id, beijing_day(now), 1)
+        try:
+            [bill] = await self.db(self.store.reserve_bill_numbers, payout.mch_id, now, 1)
+        except BillSerialsExhaustedError as exc:
+            logger.warning(
+                "payout %s (bill %s) not re-issued yet: %s", payout.id, payout.mch_billno, exc
+            )
+            return None
         params = {
             **payout.params,
-            "mch_billno": mint_bill_no(payout.mch_id, now, serials[0]),
+            "mch_billno": bill,
             "nonce_str": new_nonce(),
         }
         try:

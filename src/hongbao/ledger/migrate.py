@@ -2,6 +2,10 @@
 
 >>> upgrade("sqlite:///hongbao.db")        # what `hongbao db upgrade` runs
 >>> check_schema("sqlite:///hongbao.db")   # what the engine runs before it touches a payout
+>>> upgrade("sqlite:///staging.db", ledger_id=2)   # ... and gives the ledger identity 2
+
+Creating a ledger draws its identity (`hongbao.ids.LEDGER_IDS`) at random; `ledger_id` sets it,
+on a new ledger or an existing one, so that two ledgers of one merchant surely differ.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.engine import URL
 
+from hongbao.clock import SystemClock
 from hongbao.errors import ConfigurationError
+from hongbao.ledger.bills import check_ledger_id, read_ledger_id, set_ledger_id
 from hongbao.ledger.db import create_ledger_engine, display_url, normalise_url, write_transaction
-from hongbao.ledger.schema import VERSION_TABLE
+from hongbao.ledger.schema import VERSION_TABLE, ledger_meta
 
 __all__ = ["SchemaStatus", "check_schema", "head_revision", "schema_status", "upgrade"]
 
@@ -27,10 +33,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 @dataclass(frozen=True, slots=True)
 class SchemaStatus:
-    """The revision a ledger is at, and the one this hongbao needs."""
+    """The revision a ledger is at, the one this hongbao needs, and the ledger's identity."""
 
     current: str | None
     head: str
+    ledger_id: int | None = None
+    """The identity in the ledger's bill numbers; None before the schema has one."""
 
     @property
     def up_to_date(self) -> bool:
@@ -58,6 +66,12 @@ def _current(conn: Connection) -> str | None:
     return context.get_current_revision()
 
 
+def _ledger_id(conn: Connection) -> int | None:
+    if not inspect(conn).has_table(ledger_meta.name):
+        return None
+    return read_ledger_id(conn)
+
+
 def _engine(target: str | URL | Engine) -> tuple[Engine, bool]:
     if isinstance(target, Engine):
         return target, False
@@ -76,23 +90,34 @@ def schema_status(target: str | URL | Engine) -> SchemaStatus:
     engine, owned = _engine(target)
     try:
         with engine.connect() as conn:
-            return SchemaStatus(current=_current(conn), head=head_revision())
+            return SchemaStatus(_current(conn), head_revision(), _ledger_id(conn))
     finally:
         if owned:
             engine.dispose()
 
 
-def upgrade(target: str | URL | Engine) -> SchemaStatus:
-    """Apply every pending migration in one transaction; returns the status before upgrading."""
+def upgrade(target: str | URL | Engine, *, ledger_id: int | None = None) -> SchemaStatus:
+    """Apply every pending migration in one transaction; returns the status before upgrading.
+
+    `ledger_id` gives the ledger that identity (1 … 3332), whether it is new or not; otherwise a
+    new ledger keeps the identity it drew at random and an existing one keeps its own.
+    """
+    if ledger_id is not None:
+        try:
+            check_ledger_id(ledger_id)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
     engine, owned = _engine(target)
     try:
 
         def migrate(conn: Connection) -> SchemaStatus:
-            before = SchemaStatus(current=_current(conn), head=head_revision())
+            before = SchemaStatus(_current(conn), head_revision(), _ledger_id(conn))
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS))
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+            if ledger_id is not None:
+                set_ledger_id(conn, ledger_id, SystemClock().now())
             return before
 
         return write_transaction(engine, migrate)

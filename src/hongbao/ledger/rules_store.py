@@ -51,12 +51,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hongbao.clock import Clock, SystemClock, beijing_day
-from hongbao.ids import mint_bill_no
+from hongbao.ledger.bills import BillSerials
 from hongbao.ledger.db import read_transaction, write_transaction
 from hongbao.ledger.records import NewPayout, StateTotal, freeze_params
 from hongbao.ledger.rows import to_json, upsert
 from hongbao.ledger.schema import (
-    bill_serials,
     payout_events,
     payouts,
     rule_budgets,
@@ -85,7 +84,6 @@ MATCH = "match"
 BUDGET_EXHAUSTED = "budget_exhausted"
 
 _DETAIL_MAX = 512
-_MAX_BILL_SERIAL = 10**10
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,17 +232,6 @@ class _Statements:
         self.add_budget = module.insert(rule_budgets).on_conflict_do_nothing(
             index_elements=["rule"]
         )
-        serial = bill_serials.c.next_serial
-        self.reserve = (
-            module.insert(bill_serials)
-            .values(
-                mch_id=bindparam("b_mch_id"), day=bindparam("b_day"), next_serial=bindparam("b_n")
-            )
-            .on_conflict_do_update(
-                index_elements=["mch_id", "day"], set_={"next_serial": serial + bindparam("b_add")}
-            )
-            .returning(serial)
-        )
         amount: BindParameter[int] = bindparam("b_amount", type_=BigInteger())
         self.charge = (
             update(rule_budgets)
@@ -324,6 +311,7 @@ class RuleLedger:
         self._clock: Clock = clock or SystemClock()
         self._dialect = engine.dialect.name
         self._sql = _statements(self._dialect)
+        self._bills = BillSerials(self._dialect)
 
     # -- rules -----------------------------------------------------------------------------
 
@@ -458,19 +446,12 @@ class RuleLedger:
 
     def _minter(self, conn: Connection, mch_id: str, now: datetime, *, block: int) -> Minter:
         """Bill numbers reserved `block` at a time, on first use (unused ones are just gaps)."""
-        day = beijing_day(now)
-        serials: list[int] = []
+        bills: list[str] = []
 
         def mint() -> str:
-            if not serials:
-                params = {"b_mch_id": mch_id, "b_day": day, "b_n": block, "b_add": block}
-                end = int(conn.execute(self._sql.reserve, params).scalar_one())
-                if end > _MAX_BILL_SERIAL:
-                    raise ValueError(
-                        f"no more than {_MAX_BILL_SERIAL} bill numbers per merchant a day"
-                    )
-                serials.extend(range(end - 1, end - block - 1, -1))
-            return mint_bill_no(mch_id, now, serials.pop())
+            if not bills:
+                bills.extend(reversed(self._bills.reserve(conn, mch_id, now, block)))
+            return bills.pop()
 
         return mint
 

@@ -9,6 +9,7 @@ payout_events    append-only audit of every claim, attempt and transition (secre
 daily_counters   per (mch_id, openid, UTC+8 day): packets and fen committed; openid "" holds
                  the merchant's own daily total
 bill_serials     per (mch_id, UTC+8 day): the next serial for minting bill numbers
+ledger_meta      one row: the ledger's identity, which takes part in every bill number it mints
 limiter_state    per mch_id: the GCRA theoretical arrival time shared by every process
 rule_payments    rule mode: one row per payment notification verified, keyed on transaction_id
 rule_results     rule mode: what each rule gave each payment (a payout, or the reason it did not)
@@ -46,6 +47,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from hongbao.ids import LEDGER_IDS
+
 __all__ = [
     "MERCHANT_TOTAL",
     "VERSION_TABLE",
@@ -53,6 +56,7 @@ __all__ = [
     "bill_serials",
     "campaigns",
     "daily_counters",
+    "ledger_meta",
     "limiter_state",
     "metadata",
     "payout_events",
@@ -211,6 +215,21 @@ bill_serials = Table(
     Column("day", Date, primary_key=True),
     Column("next_serial", BigInteger, nullable=False),
 )
+
+ledger_meta = Table(
+    "ledger_meta",
+    metadata,
+    Column("one", Integer, primary_key=True, autoincrement=False),
+    Column("ledger_id", Integer, nullable=False),
+    Column("chosen_at", UTCDateTime(), nullable=False),
+    CheckConstraint("one = 1", name="one_row"),
+    CheckConstraint(
+        f"ledger_id >= {LEDGER_IDS.start} AND ledger_id < {LEDGER_IDS.stop}",
+        name="ledger_id_in_range",
+    ),
+)
+"""The ledger's identity (`hongbao.ids.LEDGER_IDS`), drawn at random when the ledger is created
+(or set by the operator): the bill numbers of two ledgers with distinct identities never meet."""
 
 limiter_state = Table(
     "limiter_state",

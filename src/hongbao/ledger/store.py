@@ -48,6 +48,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hongbao.clock import CST, Clock, SystemClock, beijing_day
 from hongbao.ledger.accounting import release, reserve, reserve_all
+from hongbao.ledger.bills import BillSerials
 from hongbao.ledger.db import create_ledger_engine, read_transaction, write_transaction
 from hongbao.ledger.masking import mask
 from hongbao.ledger.migrate import check_schema
@@ -80,7 +81,6 @@ from hongbao.ledger.rows import (
     upsert,
 )
 from hongbao.ledger.schema import (
-    bill_serials,
     campaigns,
     daily_counters,
     limiter_state,
@@ -133,7 +133,6 @@ TRANSITION_FIELDS = frozenset(
 
 _IN_FLIGHT = frozenset({P.SENDING, P.UNKNOWN})
 _ISSUED = frozenset({P.SENT, P.RECEIVED, P.REFUNDED})
-_MAX_BILL_SERIAL = 10**10
 _DETAIL_MAX = 512
 
 
@@ -213,6 +212,7 @@ class LedgerStore:
         self._engine = engine
         self._clock: Clock = clock or SystemClock()
         self._dialect = engine.dialect.name
+        self._bills = BillSerials(self._dialect)
 
     @classmethod
     def open(
@@ -445,28 +445,15 @@ class LedgerStore:
 
     # -- bill numbers ----------------------------------------------------------------------
 
-    def reserve_bill_serials(self, mch_id: str, day: date, count: int) -> range:
-        """Reserve `count` bill-number serials for (mch_id, UTC+8 day), unique in this ledger.
+    def reserve_bill_numbers(self, mch_id: str, when: datetime, count: int) -> list[str]:
+        """Up to `count` new bill numbers of `mch_id` dated `when`'s UTC+8 day, never minted
+        before by this ledger nor by a ledger of another identity (`hongbao.ledger.bills`).
 
-        Mint with `hongbao.ids.mint_bill_no(mch_id, when, serial)` for each serial.
+        Fewer only for the last of the day's 3,000,000; past them, `BillSerialsExhaustedError`.
         """
-        if count < 1:
-            raise ValueError("count must be >= 1")
-
-        def work(conn: Connection) -> range:
-            stmt = upsert(
-                self._dialect,
-                bill_serials,
-                {"mch_id": mch_id, "day": day, "next_serial": count},
-                ["mch_id", "day"],
-                {"next_serial": bill_serials.c.next_serial + count},
-            ).returning(bill_serials.c.next_serial)
-            end = int(conn.execute(stmt).scalar_one())
-            if end > _MAX_BILL_SERIAL:
-                raise ValueError(f"no more than {_MAX_BILL_SERIAL} bill numbers per merchant a day")
-            return range(end - count, end)
-
-        return write_transaction(self._engine, work)
+        return write_transaction(
+            self._engine, lambda conn: self._bills.reserve(conn, mch_id, when, count)
+        )
 
     # -- payouts: recording ----------------------------------------------------------------
 
