@@ -21,6 +21,7 @@ from hongbao.errors import (
     ConnectError,
     FrequencyLimitError,
     HongbaoError,
+    Outcome,
     RefusedError,
     ResponseError,
     TransportError,
@@ -42,6 +43,7 @@ from tests.api.apikit import (
     Sleeps,
     StubTransport,
     failure,
+    gbk_success,
     merchant,
     reply,
     success,
@@ -359,8 +361,9 @@ def test_a_response_sign_is_verified_when_present(sleeps: Sleeps) -> None:
         b"<html>busy</html>",
         b"<xml><return_code>SUCCESS",
         b'<!DOCTYPE xml [<!ENTITY e "x">]><xml><return_code>&e;</return_code></xml>',
+        gbk_success().body,
     ],
-    ids=["empty", "not xml", "truncated", "entity"],
+    ids=["empty", "not xml", "truncated", "entity", "gbk declared"],
 )
 def test_an_unparseable_answer_is_an_unknown_outcome(sleeps: Sleeps, body: bytes) -> None:
     transport = StubTransport(WireResponse(status=200, body=body))
@@ -368,6 +371,15 @@ def test_an_unparseable_answer_is_an_unknown_outcome(sleeps: Sleeps, body: bytes
         make(transport, sleeps).send_redpack(**SEND_ARGS)
     assert len(transport.requests) == 1
     assert (caught.value.raw, caught.value.mch_billno) == (body, BILL)
+
+
+def test_a_query_answer_in_an_undecodable_encoding_is_an_unknown_outcome(
+    sleeps: Sleeps,
+) -> None:
+    transport = StubTransport(gbk_success())
+    with pytest.raises(ResponseError, match="encoding") as caught:
+        make(transport, sleeps).query_redpack(BILL)
+    assert caught.value.outcome is Outcome.UNKNOWN
 
 
 def test_a_success_for_another_bill_number_is_not_trusted(sleeps: Sleeps) -> None:

@@ -54,6 +54,19 @@ async def test_a_forged_notification_is_answered_fail_over_http(world: World) ->
     assert world.ledger.find_payment("anything") is None
 
 
+async def test_a_notification_declaring_gbk_is_refused_as_malformed_not_a_500(
+    world: World,
+) -> None:
+    body = world.pay(world.users[0], 12_000).replace(
+        b"<xml>", b'<?xml version="1.0" encoding="GBK"?><xml>', 1
+    )
+    async with service(world) as running, _http(running) as http:
+        answer = await http.post(NOTIFY_PATH, content=body)
+    assert answer.status_code == 400
+    assert b"<![CDATA[FAIL]]>" in answer.content
+    assert world.issued() == []
+
+
 async def test_simulated_payments_delivered_concurrently_pay_once_each(world: World) -> None:
     async with service(world) as running:
         app = create_app(running)
