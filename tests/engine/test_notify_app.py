@@ -17,6 +17,7 @@ from hongbao.ledger import NewPayout, PayoutState, SendApi
 from hongbao.sim.payments import PayOrder
 from tests.engine.enginekit import merchant_of
 from tests.engine.ruleskit import World, make_world, service, until
+from tests.memkit import MB, Body, rss_growth
 
 PAID = (PayoutState.SENT, PayoutState.RECEIVED)
 
@@ -180,3 +181,20 @@ async def test_the_dispatcher_leaves_payouts_that_are_not_rule_payouts_alone(wor
         await asyncio.sleep(0.2)
     assert world.store.get_payout(other.id).state is PayoutState.PLANNED
     assert world.issued() == [("sendredpack", world.users[0], 188)]
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_a_huge_notification_is_refused_413_without_being_held(
+    world: World, declared: bool
+) -> None:
+    # Unauthenticated: anyone can POST here. 200 MB must not become 200 MB of RAM.
+    body = Body(200 * MB)
+    headers = {"content-length": str(body.total)} if declared else {}
+    async with service(world) as running, _http(running) as http:
+        with rss_growth() as growth:
+            answer = await http.post(NOTIFY_PATH, content=body.achunks(), headers=headers)
+    assert growth.bytes < 50 * MB
+    assert answer.status_code == 413
+    assert b"<![CDATA[FAIL]]>" in answer.content
+    assert body.sent <= (0 if declared else 2 * MB)  # refused on the header, or soon after
+    assert world.issued() == []

@@ -79,6 +79,7 @@ from hongbao.ledger.rules_store import (
 )
 from hongbao.money import format_yuan
 from hongbao.wire import xmlcodec
+from hongbao.wire.bodies import BodyTooLarge, read_limited
 
 __all__ = [
     "NOTIFY_PATH",
@@ -521,7 +522,12 @@ def create_app(service: RuleService) -> Starlette:
     """
 
     async def notify(request: Request) -> Response:
-        receipt = await service.receive(await request.body())
+        # Read with the parser's own limit: a larger body is refused before it is held.
+        try:
+            body = await read_limited(request, xmlcodec.MAX_BODY_BYTES)
+        except BodyTooLarge as exc:
+            return Response(fail_reply(str(exc)), status_code=413, media_type=_XML)
+        receipt = await service.receive(body)
         return Response(receipt.reply, status_code=receipt.status, media_type=_XML)
 
     @asynccontextmanager

@@ -80,6 +80,7 @@ from hongbao.web.pages import (
     summarise,
 )
 from hongbao.web.reconciling import Reconciler, Reconciliations
+from hongbao.wire.bodies import BodyTooLarge, read_limited
 
 __all__ = ["SESSION_COOKIE", "DashboardSettings", "create_app"]
 
@@ -161,11 +162,10 @@ class _Dashboard:
 
         The dashboard's forms are small and URL-encoded: read here without a multipart parser.
         """
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > _MAX_FORM_BYTES:
-                raise HTTPException(413, "form too large")
+        try:
+            body = await read_limited(request, _MAX_FORM_BYTES)
+        except BodyTooLarge:
+            raise HTTPException(413, "form too large") from None
         kind = request.headers.get("content-type", "").split(";")[0].strip()
         pairs = parse_qsl(body.decode("utf-8", "replace")) if kind == _FORM_TYPE else []
         form = dict(pairs)
