@@ -171,3 +171,66 @@ def test_pages_forbid_framing_and_foreign_scripts(filled: Filled) -> None:
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-frame-options"] == "DENY"
     assert page.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "cookie", ["abc.1.².sig", "abc.1.١٢٣.sig", "n.1.123.签名", "n.1.123.\x00", "é.1.1.x"]
+)
+def test_a_cookie_of_unicode_digits_or_non_ascii_is_no_session(cookie: str) -> None:
+    # "²".isdigit() is true and int("²") raises; compare_digest raises on non-ASCII str.
+    assert Access(TOKEN).read_session(cookie) is None
+
+
+HUGE = "99999999999999999999"  # beyond 64 bits: no row has it, and a query would overflow
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/payouts/{HUGE}",
+        f"/campaigns/{HUGE}",
+        f"/campaigns/{HUGE}/export.csv",
+        f"/api/campaigns/{HUGE}",
+    ],
+)
+def test_an_id_beyond_64_bits_is_404_with_the_security_headers(
+    filled: Filled, path: str
+) -> None:
+    with dashboard(filled.bench) as client:
+        answer = client.get(path)
+    assert answer.status_code == 404
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+
+
+def test_non_ascii_cookies_csrf_fields_and_tokens_are_refused_not_500(filled: Filled) -> None:
+    bench = filled.bench
+    cookie = {b"cookie": "hongbao_session=é.1.1.签名".encode()}
+    with dashboard(bench, token=TOKEN) as client:
+        login_page = client.get("/login", headers=cookie)
+        csrf = csrf_of(client.get("/login").text)
+        wrong_csrf = client.post("/login", data={"csrf": "签名" * 10, "token": TOKEN})
+        wrong_token = client.post("/login", data={"csrf": csrf, "token": "令牌" * 10})
+        bearer = client.get("/", headers={b"authorization": "Bearer é令牌".encode()})
+
+    assert login_page.status_code == 200
+    assert wrong_csrf.status_code == 403
+    assert wrong_token.status_code == 401
+    assert bearer.status_code == 401
+
+
+def test_an_unexpected_failure_is_a_500_with_the_security_headers(
+    filled: Filled, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hongbao.web import app as web_app
+
+    async def broken(self: object, request: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(web_app._Dashboard, "rules", broken)
+    with dashboard(filled.bench) as client:
+        answer = client.get("/rules")
+    assert answer.status_code == 500
+    assert "a bug" not in answer.text
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["cache-control"] == "no-store"
