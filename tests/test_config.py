@@ -372,6 +372,16 @@ def test_merchant_errors_name_file_section_and_key(
         assert fragment in message
 
 
+def test_a_garbage_key_file_is_reported_under_key_pem_not_cert_pem(files: Files) -> None:
+    (files.folder / "certs" / "apiclient_key.pem").write_text("not a key\n")
+    config = files.load(PEM_SHOP)
+    with pytest.raises(ConfigurationError) as caught:
+        config.merchant("shop")
+    message = str(caught.value)
+    assert "[merchants.shop] key_pem:" in message
+    assert "cert_pem" not in message
+
+
 def test_missing_file_says_how_to_name_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="--config FILE or set HONGBAO_CONFIG"):
         load_config(tmp_path / "absent.toml", environ={})

@@ -152,3 +152,34 @@ def test_an_answer_in_an_undecodable_encoding_exits_4_not_1(
     assert "Traceback" not in result.stderr
     _, rows = configured.sim.state.ledger(configured.mch_id)
     assert [row.status for row in rows] == ["SENT"]  # it WAS paid
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://postgres@127.0.0.1:1/hongbao",  # nothing listens there
+        "postgresql+psycopg://postgres@127.0.0.1:5432/hongbao_no_such_database",
+    ],
+    ids=["unreachable", "missing database"],
+)
+def test_a_ledger_url_that_cannot_be_opened_is_a_configuration_error(
+    tmp_path: Path, url: str
+) -> None:
+    config = tmp_path / "hongbao.toml"
+    config.write_text(f'[ledger]\nurl = "{url}"\n')
+    result = run("campaign", "status", "1", "-c", str(config))
+    assert result.exit_code == 2, result.stderr
+    assert "cannot open the ledger" in result.stderr
+    assert "[ledger] url" in result.stderr
+
+
+@pytest.mark.served
+def test_an_amount_no_scene_allows_is_named_as_such(configured: Configured) -> None:
+    result = run(
+        "send", "-c", str(configured.config), "--openid", configured.openid,
+        "--amount", "0", *TEXTS,
+    )  # fmt: skip
+    assert result.exit_code == 3
+    assert "below any amount" in result.stderr
+    assert "scene_id is required" not in result.stderr
+    assert configured.sim.state.ledger(configured.mch_id)[1] == []

@@ -234,6 +234,16 @@ class AmountRules:
         else:
             average = f"{total_amount / total_num:.2f}".rstrip("0").rstrip(".")
             noun = what = f"the average share ({total_amount} fen / {total_num} = {average} fen)"
+        if not PLATFORM_MIN_FEN * total_num <= total_amount <= PLATFORM_MAX_FEN * total_num:
+            # No scene_id makes such an amount valid: saying one is required would mislead.
+            side = "below" if total_amount < PLATFORM_MIN_FEN * total_num else "above"
+            raise _invalid(
+                "total_amount",
+                f"is {total_amount} fen: {noun} is {side} any amount a red packet may have "
+                f"({PLATFORM_MIN_FEN}–{PLATFORM_MAX_FEN} fen with a scene_id, "
+                f"{DEFAULT_MIN_FEN}–{DEFAULT_MAX_FEN} without)",
+                "amount_range",
+            )
         if scene_id is None:
             low, high = self.min_fen, self.max_fen
             outside_default = not (

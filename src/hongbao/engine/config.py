@@ -541,6 +541,8 @@ def build_merchant(section: MerchantSection, environ: Mapping[str, str]) -> Merc
     except ConfigurationError as exc:
         if str(exc).startswith(section.where):
             raise
+        if key == "cert_pem" and "key file " in str(exc):
+            key = "key_pem"  # the certificate was read; its key file is the one at fault
         hint = ""
         if "is encrypted" in str(exc):
             hint = f" (key_password_file, or {secret_env_name(section.name, 'key_password')})"
