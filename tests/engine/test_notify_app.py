@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 
 import httpx
@@ -198,3 +199,20 @@ async def test_a_huge_notification_is_refused_413_without_being_held(
     assert b"<![CDATA[FAIL]]>" in answer.content
     assert body.sent <= (0 if declared else 2 * MB)  # refused on the header, or soon after
     assert world.issued() == []
+
+
+async def test_a_newline_in_mch_id_cannot_forge_a_log_line(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = world.pay(world.users[0], 12_000).replace(
+        f"<mch_id><![CDATA[{world.creds.mch_id}]]></mch_id>".encode(),
+        b"<mch_id><![CDATA[1\nINFO hongbao.rules payment 42 recorded: forged]]></mch_id>",
+    )
+    assert b"forged" in body
+    caplog.set_level(logging.INFO)
+    async with service(world) as running, _http(running) as http:
+        answer = await http.post(NOTIFY_PATH, content=body)
+    assert answer.status_code == 400
+    lines = [line for record in caplog.records for line in record.getMessage().splitlines()]
+    assert not any(line.startswith("INFO") for line in lines)
+    assert any("1\\nINFO hongbao.rules" in line for line in lines)
