@@ -234,3 +234,78 @@ def test_an_unexpected_failure_is_a_500_with_the_security_headers(
     assert "a bug" not in answer.text
     assert answer.headers["x-frame-options"] == "DENY"
     assert answer.headers["cache-control"] == "no-store"
+
+
+def test_wrong_tokens_slow_an_address_down_then_it_is_refused_but_not_the_operator(
+    filled: Filled,
+) -> None:
+    from starlette.testclient import TestClient
+
+    from hongbao.web.throttle import FREE, LIMIT
+
+    with dashboard(filled.bench, token=TOKEN) as attacker:
+        pauses: list[float] = []
+
+        async def recorded(seconds: float) -> None:
+            pauses.append(seconds)
+
+        throttle = attacker.app.state.dashboard.throttle  # type: ignore[attr-defined]
+        throttle._sleep = recorded
+        wrong = {"Authorization": "Bearer wrong-token-0123456789"}
+        answers = [attacker.get("/", headers=wrong).status_code for _ in range(LIMIT)]
+        csrf = csrf_of(attacker.get("/login").text)
+        login = attacker.post("/login", data={"csrf": csrf, "token": TOKEN, "next": "/"})
+        right = attacker.get("/", headers={"Authorization": f"Bearer {TOKEN}"})
+        # The operator, from another address, is not held back.
+        with TestClient(attacker.app, client=("10.0.0.7", 40000)) as operator:
+            theirs = operator.get("/", headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert answers == [401] * LIMIT
+    assert len(pauses) == LIMIT - FREE  # the first FREE failures are answered at once
+    assert pauses == sorted(pauses)
+    assert pauses[0] > 0
+    assert (login.status_code, right.status_code) == (429, 429)
+    assert int(right.headers["retry-after"]) > 0
+    assert theirs.status_code == 200
+
+
+def test_wrong_login_forms_count_and_a_right_token_clears_the_count() -> None:
+    import asyncio
+
+    from hongbao.web.throttle import LIMIT, LOCKOUT, Throttle
+
+    now = [0.0]
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    throttle = Throttle(now=lambda: now[0], sleep=no_wait)
+
+    async def fail(times: int) -> None:
+        for _ in range(times):
+            await throttle.failed("203.0.113.9")
+
+    asyncio.run(fail(LIMIT - 1))
+    throttle.succeeded("203.0.113.9")
+    asyncio.run(fail(LIMIT - 1))
+    assert throttle.retry_after("203.0.113.9") is None  # cleared by the right token
+    asyncio.run(fail(1))
+    assert throttle.retry_after("203.0.113.9") is not None
+    assert throttle.retry_after("198.51.100.1") is None
+    now[0] += LOCKOUT + 1
+    assert throttle.retry_after("203.0.113.9") is None
+
+
+def test_wrong_login_forms_are_throttled_like_bearer_tokens(filled: Filled) -> None:
+    from hongbao.web.throttle import LIMIT
+
+    with dashboard(filled.bench, token=TOKEN) as client:
+
+        async def no_wait(seconds: float) -> None:
+            return None
+
+        client.app.state.dashboard.throttle._sleep = no_wait  # type: ignore[attr-defined]
+        csrf = csrf_of(client.get("/login").text)
+        form = {"csrf": csrf, "token": "wrong", "next": "/"}
+        answers = [client.post("/login", data=form).status_code for _ in range(LIMIT + 1)]
+    assert answers == [401] * LIMIT + [429]

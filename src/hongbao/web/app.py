@@ -81,6 +81,7 @@ from hongbao.web.pages import (
     summarise,
 )
 from hongbao.web.reconciling import Reconciler, Reconciliations
+from hongbao.web.throttle import Throttle
 from hongbao.wire.bodies import BodyTooLarge, read_limited
 
 __all__ = ["SESSION_COOKIE", "DashboardSettings", "create_app"]
@@ -139,6 +140,7 @@ class _Dashboard:
         self.settings = settings
         self.store = settings.store
         self.access = Access(settings.token)
+        self.throttle = Throttle()
         self.templates = _templates()
         self.reconciliations = Reconciliations(settings.reconciler)
 
@@ -208,10 +210,21 @@ class _Dashboard:
             session, cookie = self.access.new_session(authenticated=False)
         request.state.session = session
         path = request.url.path
-        bearer = self.access.bearer_matches(request.headers.get("authorization"))
+        address = request.client.host if request.client else ""
+        header = request.headers.get("authorization")
+        tries_token = header is not None or (path == "/login" and request.method == "POST")
+        locked = self.throttle.retry_after(address) if tries_token else None
+        bearer = None if locked else self.access.bearer_matches(header)
         public = path == "/login" or path.startswith("/static/")
-        if bearer is False:
-            response: Response = PlainTextResponse("wrong access token", status_code=401)
+        if locked:
+            response: Response = PlainTextResponse(
+                "too many wrong access tokens from this address: try again later",
+                status_code=429,
+                headers={"Retry-After": str(locked)},
+            )
+        elif bearer is False:
+            await self.throttle.failed(address)
+            response = PlainTextResponse("wrong access token", status_code=401)
         elif public or bearer or session.authenticated:
             try:
                 response = await call_next(request)
@@ -224,6 +237,8 @@ class _Dashboard:
             response = JSONResponse({"error": "access token needed"}, status_code=401)
         else:
             response = self.login_page(request, status_code=401, next_path=path)
+        if bearer:
+            self.throttle.succeeded(address)
         if bearer is not None:
             response.headers["WWW-Authenticate"] = "Bearer"
         if cookie is not None:
@@ -269,8 +284,11 @@ class _Dashboard:
         form = await self.checked_form(request)
         token = form.get("token", "")
         next_path = _local(form.get("next"))
+        address = request.client.host if request.client else ""
         if not token or not self.access.token_matches(token):
+            await self.throttle.failed(address)
             return self.login_page(request, status_code=401, next_path=next_path, wrong=True)
+        self.throttle.succeeded(address)
         # A new session on login: a nonce seen before logging in is never trusted after.
         _, cookie = self.access.new_session(authenticated=True)
         response = RedirectResponse(next_path, status_code=303)
