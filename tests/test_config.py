@@ -14,6 +14,7 @@ from hongbao.engine.config import (
     HongbaoConfig,
     config_path,
     load_config,
+    read_secret_file,
     secret_env_name,
 )
 from hongbao.engine.states import LimitPolicy
@@ -372,6 +373,16 @@ def test_merchant_errors_name_file_section_and_key(
         assert fragment in message
 
 
+def test_a_garbage_key_file_is_reported_under_key_pem_not_cert_pem(files: Files) -> None:
+    (files.folder / "certs" / "apiclient_key.pem").write_text("not a key\n")
+    config = files.load(PEM_SHOP)
+    with pytest.raises(ConfigurationError) as caught:
+        config.merchant("shop")
+    message = str(caught.value)
+    assert "[merchants.shop] key_pem:" in message
+    assert "cert_pem" not in message
+
+
 def test_missing_file_says_how_to_name_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="--config FILE or set HONGBAO_CONFIG"):
         load_config(tmp_path / "absent.toml", environ={})
@@ -415,3 +426,71 @@ def test_secrets_never_appear_in_errors(files: Files) -> None:
     config = files.load(PEM_SHOP)
     assert KEY not in repr(config.merchant("shop"))
     assert KEY not in repr(config)
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees the once-per-file warnings anew."""
+    from hongbao.engine import filemodes
+
+    monkeypatch.setattr(filemodes, "_warned", set())
+
+
+def _exposure_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "open to other users" in r.getMessage()]
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+def test_a_readable_api_key_file_is_warned_about_once_naming_the_fix(
+    files: Files, caplog: pytest.LogCaptureFixture
+) -> None:
+    key_file = files.folder / "api_key"
+    for path in (key_file, files.folder / "certs" / "apiclient_key.pem"):
+        path.chmod(0o600)
+    key_file.chmod(0o644)
+    config = files.load(PEM_SHOP)
+    config.merchant("shop")
+    config.merchant("shop")
+    [warning] = _exposure_warnings(caplog)
+    assert "api_key_file" in warning
+    assert f"chmod 600 {key_file}" in warning
+    assert "0644" in warning
+    assert KEY not in caplog.text
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+def test_an_inline_api_key_in_a_world_readable_configuration_is_warned_about(
+    files: Files, caplog: pytest.LogCaptureFixture
+) -> None:
+    (files.folder / "certs" / "apiclient_key.pem").chmod(0o600)
+    text = PEM_SHOP.replace('api_key_file = "api_key"', f'api_key = "{KEY}"')
+    config = files.load(text)
+    (files.folder / "hongbao.toml").chmod(0o666)
+    config.merchant("shop")
+    [warning] = _exposure_warnings(caplog)
+    assert "[merchants.shop] api_key" in warning
+    assert str(files.folder / "hongbao.toml") in warning
+    assert KEY not in caplog.text
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+def test_secret_files_at_0600_are_not_warned_about(
+    files: Files, caplog: pytest.LogCaptureFixture
+) -> None:
+    for path in (files.folder / "api_key", files.folder / "certs" / "apiclient_key.pem"):
+        path.chmod(0o600)
+    files.load(PEM_SHOP).merchant("shop")
+    assert _exposure_warnings(caplog) == []
+
+
+@pytest.mark.usefixtures("fresh_warnings")
+def test_a_readable_dashboard_token_file_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret-dashboard-token-0123456789\n")
+    token.chmod(0o644)
+    assert read_secret_file(token, "the dashboard's token file").startswith("s3cret")
+    [warning] = _exposure_warnings(caplog)
+    assert "the dashboard's token file" in warning
+    assert "s3cret" not in warning

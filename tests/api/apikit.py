@@ -88,6 +88,13 @@ def failure(err_code: str, des: str = "错误", *, return_code: str = "SUCCESS")
     )
 
 
+def gbk_success() -> WireResponse:
+    """A SUCCESS answer declaring GBK, an encoding expat cannot decode (it must not be trusted,
+    and must not crash the caller either)."""
+    body = success().body.replace(b"<xml>", b'<?xml version="1.0" encoding="GBK"?><xml>', 1)
+    return WireResponse(status=200, body=body, url="https://stub")
+
+
 class _Script:
     def __init__(self, replies: tuple[Reply, ...]) -> None:
         if not replies:

@@ -18,6 +18,7 @@ from hongbao.errors import (
     ConnectError,
     FrequencyLimitError,
     HongbaoError,
+    Outcome,
     RefusedError,
     ResponseError,
     TransportError,
@@ -39,6 +40,7 @@ from tests.api.apikit import (
     AsyncStubTransport,
     Sleeps,
     failure,
+    gbk_success,
     merchant,
     reply,
     success,
@@ -335,8 +337,9 @@ async def test_a_response_sign_is_verified_when_present(sleeps: Sleeps) -> None:
         b"<html>busy</html>",
         b"<xml><return_code>SUCCESS",
         b'<!DOCTYPE xml [<!ENTITY e "x">]><xml><return_code>&e;</return_code></xml>',
+        gbk_success().body,
     ],
-    ids=["empty", "not xml", "truncated", "entity"],
+    ids=["empty", "not xml", "truncated", "entity", "gbk declared"],
 )
 async def test_an_unparseable_answer_is_an_unknown_outcome(sleeps: Sleeps, body: bytes) -> None:
     transport = AsyncStubTransport(WireResponse(status=200, body=body))
@@ -346,16 +349,94 @@ async def test_an_unparseable_answer_is_an_unknown_outcome(sleeps: Sleeps, body:
     assert (caught.value.raw, caught.value.mch_billno) == (body, BILL)
 
 
+async def test_a_query_answer_in_an_undecodable_encoding_is_an_unknown_outcome(
+    sleeps: Sleeps,
+) -> None:
+    transport = AsyncStubTransport(gbk_success())
+    with pytest.raises(ResponseError, match="encoding") as caught:
+        await make(transport, sleeps).query_redpack(BILL)
+    assert caught.value.outcome is Outcome.UNKNOWN
+
+
 async def test_a_success_for_another_bill_number_is_not_trusted(sleeps: Sleeps) -> None:
     transport = AsyncStubTransport(success(mch_billno="1900000109202403150000000999"))
     with pytest.raises(ResponseError, match="is for bill number"):
         await make(transport, sleeps).send_redpack(**SEND_ARGS)
 
 
-async def test_a_malformed_success_is_an_unknown_outcome(sleeps: Sleeps) -> None:
-    transport = AsyncStubTransport(success(total_amount="a lot"))
-    with pytest.raises(ResponseError, match="malformed total_amount"):
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"total_amount": "a lot"}, "total_amount"),
+        ({"total_amount": "-1000"}, "total_amount"),
+        ({"total_amount": "²"}, "total_amount"),
+        ({"total_amount": 999}, "total_amount"),
+        ({"send_listid": ""}, "send_listid"),
+        ({"re_openid": "oxTWIuGaIt6gTKsQRLau2M0yL16X"}, "re_openid"),
+        ({"mch_id": "1900000110"}, "mch_id"),
+        ({"wxappid": "wx0000000000000000"}, "wxappid"),
+    ],
+    ids=[
+        "non-numeric amount",
+        "negative amount",
+        "superscript amount",
+        "other amount",
+        "empty send_listid",
+        "other openid",
+        "other merchant",
+        "other appid",
+    ],
+)
+async def test_a_malformed_success_is_an_unknown_outcome(
+    sleeps: Sleeps, fields: dict[str, str | int], problem: str
+) -> None:
+    transport = AsyncStubTransport(success(**fields))
+    with pytest.raises(ResponseError, match=problem) as caught:
         await make(transport, sleeps).send_redpack(**SEND_ARGS)
+    assert caught.value.outcome is Outcome.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"total_amount": 1000, "refund_amount": "-1"}, "refund_amount"),
+        ({"total_amount": 1000, "refund_amount": 5000}, "refund_amount"),
+        ({"total_amount": "99999999999"}, "total_amount"),
+        ({"total_amount": 1000, "send_time": "yesterday"}, "send_time"),
+        ({"mch_billno": "1900000109202403150000000999"}, "bill number"),
+    ],
+    ids=["negative refund", "refund over total", "absurd total", "bad time", "other bill"],
+)
+async def test_a_malformed_query_answer_is_an_unknown_outcome(
+    sleeps: Sleeps, fields: dict[str, str | int], problem: str
+) -> None:
+    transport = AsyncStubTransport(success(status="RECEIVED", hb_type="NORMAL", **fields))
+    with pytest.raises(ResponseError, match=problem) as caught:
+        await make(transport, sleeps).query_redpack(BILL)
+    assert caught.value.outcome is Outcome.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("amount", "rcv_time", "problem"),
+    [
+        ("99999999", "2024-03-15 10:00:00", "hblist"),
+        ("0", "2024-03-15 10:00:00", "amount"),
+        ("1000", "not a time", "rcv_time"),
+    ],
+    ids=["absurd receipt", "empty receipt", "bad rcv_time"],
+)
+async def test_a_query_answer_with_a_malformed_receipt_is_an_unknown_outcome(
+    sleeps: Sleeps, amount: str, rcv_time: str, problem: str
+) -> None:
+    body = success(status="RECEIVED", hb_type="NORMAL").body.replace(
+        b"</xml>",
+        b"<hblist><hbinfo><openid>" + OPENID.encode() + b"</openid><amount>"
+        + amount.encode() + b"</amount><rcv_time>" + rcv_time.encode()
+        + b"</rcv_time></hbinfo></hblist></xml>",
+    )  # fmt: skip
+    transport = AsyncStubTransport(WireResponse(status=200, body=body))
+    with pytest.raises(ResponseError, match=problem):
+        await make(transport, sleeps).query_redpack(BILL)
 
 
 async def test_query_returns_the_record(sleeps: Sleeps) -> None:

@@ -21,6 +21,7 @@ from hongbao.errors import (
     ConnectError,
     FrequencyLimitError,
     HongbaoError,
+    Outcome,
     RefusedError,
     ResponseError,
     TransportError,
@@ -42,6 +43,7 @@ from tests.api.apikit import (
     Sleeps,
     StubTransport,
     failure,
+    gbk_success,
     merchant,
     reply,
     success,
@@ -195,7 +197,13 @@ def test_text_that_looks_like_xml_goes_out_as_text(sleeps: Sleeps) -> None:
 def test_a_cdata_terminator_in_any_text_field_cannot_inject_elements(
     sleeps: Sleeps, api: str, field: str
 ) -> None:
-    transport = StubTransport(success())
+    # The answer echoes what each call asked for: its appid and amount.
+    echoed = {
+        "sendredpack": success(),
+        "sendgroupredpack": success(total_amount=3000),
+        "sendminiprogramhb": success(wxappid="wxd678efh567hg6787"),
+    }
+    transport = StubTransport(echoed[api])
     client = make(transport, sleeps, mini_appid="wxd678efh567hg6787")
     injected = "]]><total_amount>1</total_amount"  # 32 characters: fits every field
     args = {**SEND_ARGS, field: injected}
@@ -359,8 +367,9 @@ def test_a_response_sign_is_verified_when_present(sleeps: Sleeps) -> None:
         b"<html>busy</html>",
         b"<xml><return_code>SUCCESS",
         b'<!DOCTYPE xml [<!ENTITY e "x">]><xml><return_code>&e;</return_code></xml>',
+        gbk_success().body,
     ],
-    ids=["empty", "not xml", "truncated", "entity"],
+    ids=["empty", "not xml", "truncated", "entity", "gbk declared"],
 )
 def test_an_unparseable_answer_is_an_unknown_outcome(sleeps: Sleeps, body: bytes) -> None:
     transport = StubTransport(WireResponse(status=200, body=body))
@@ -370,16 +379,94 @@ def test_an_unparseable_answer_is_an_unknown_outcome(sleeps: Sleeps, body: bytes
     assert (caught.value.raw, caught.value.mch_billno) == (body, BILL)
 
 
+def test_a_query_answer_in_an_undecodable_encoding_is_an_unknown_outcome(
+    sleeps: Sleeps,
+) -> None:
+    transport = StubTransport(gbk_success())
+    with pytest.raises(ResponseError, match="encoding") as caught:
+        make(transport, sleeps).query_redpack(BILL)
+    assert caught.value.outcome is Outcome.UNKNOWN
+
+
 def test_a_success_for_another_bill_number_is_not_trusted(sleeps: Sleeps) -> None:
     transport = StubTransport(success(mch_billno="1900000109202403150000000999"))
     with pytest.raises(ResponseError, match="is for bill number"):
         make(transport, sleeps).send_redpack(**SEND_ARGS)
 
 
-def test_a_malformed_success_is_an_unknown_outcome(sleeps: Sleeps) -> None:
-    transport = StubTransport(success(total_amount="a lot"))
-    with pytest.raises(ResponseError, match="malformed total_amount"):
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"total_amount": "a lot"}, "total_amount"),
+        ({"total_amount": "-1000"}, "total_amount"),
+        ({"total_amount": "²"}, "total_amount"),
+        ({"total_amount": 999}, "total_amount"),
+        ({"send_listid": ""}, "send_listid"),
+        ({"re_openid": "oxTWIuGaIt6gTKsQRLau2M0yL16X"}, "re_openid"),
+        ({"mch_id": "1900000110"}, "mch_id"),
+        ({"wxappid": "wx0000000000000000"}, "wxappid"),
+    ],
+    ids=[
+        "non-numeric amount",
+        "negative amount",
+        "superscript amount",
+        "other amount",
+        "empty send_listid",
+        "other openid",
+        "other merchant",
+        "other appid",
+    ],
+)
+def test_a_malformed_success_is_an_unknown_outcome(
+    sleeps: Sleeps, fields: dict[str, str | int], problem: str
+) -> None:
+    transport = StubTransport(success(**fields))
+    with pytest.raises(ResponseError, match=problem) as caught:
         make(transport, sleeps).send_redpack(**SEND_ARGS)
+    assert caught.value.outcome is Outcome.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"total_amount": 1000, "refund_amount": "-1"}, "refund_amount"),
+        ({"total_amount": 1000, "refund_amount": 5000}, "refund_amount"),
+        ({"total_amount": "99999999999"}, "total_amount"),
+        ({"total_amount": 1000, "send_time": "yesterday"}, "send_time"),
+        ({"mch_billno": "1900000109202403150000000999"}, "bill number"),
+    ],
+    ids=["negative refund", "refund over total", "absurd total", "bad time", "other bill"],
+)
+def test_a_malformed_query_answer_is_an_unknown_outcome(
+    sleeps: Sleeps, fields: dict[str, str | int], problem: str
+) -> None:
+    transport = StubTransport(success(status="RECEIVED", hb_type="NORMAL", **fields))
+    with pytest.raises(ResponseError, match=problem) as caught:
+        make(transport, sleeps).query_redpack(BILL)
+    assert caught.value.outcome is Outcome.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("amount", "rcv_time", "problem"),
+    [
+        ("99999999", "2024-03-15 10:00:00", "hblist"),
+        ("0", "2024-03-15 10:00:00", "amount"),
+        ("1000", "not a time", "rcv_time"),
+    ],
+    ids=["absurd receipt", "empty receipt", "bad rcv_time"],
+)
+def test_a_query_answer_with_a_malformed_receipt_is_an_unknown_outcome(
+    sleeps: Sleeps, amount: str, rcv_time: str, problem: str
+) -> None:
+    body = success(status="RECEIVED", hb_type="NORMAL").body.replace(
+        b"</xml>",
+        b"<hblist><hbinfo><openid>" + OPENID.encode() + b"</openid><amount>"
+        + amount.encode() + b"</amount><rcv_time>" + rcv_time.encode()
+        + b"</rcv_time></hbinfo></hblist></xml>",
+    )  # fmt: skip
+    transport = StubTransport(WireResponse(status=200, body=body))
+    with pytest.raises(ResponseError, match=problem):
+        make(transport, sleeps).query_redpack(BILL)
 
 
 def test_query_returns_the_record(sleeps: Sleeps) -> None:

@@ -12,7 +12,9 @@ from hongbao.api import AsyncClient, Client
 from hongbao.errors import ConfigurationError, ValidationError
 from hongbao.testing import SimClients
 from tests.api.apikit import (
+    APPID,
     BILL,
+    MINI_APPID,
     OPENID,
     SEND_ARGS,
     AsyncStubTransport,
@@ -59,7 +61,8 @@ async def test_async_twin_sends_the_same_bytes_as_the_sync_client() -> None:
     ],
 )
 def test_params_are_what_the_send_method_would_send(api: str, extra: dict[str, Any]) -> None:
-    transport = StubTransport(success())
+    # The answer echoes the appid the call used: the mini program's for sendminiprogramhb.
+    transport = StubTransport(success(wxappid=MINI_APPID if api == "sendminiprogramhb" else APPID))
     client = Client(merchant(), transport=transport)
     methods: dict[str, Callable[..., object]] = {
         "sendredpack": client.send_redpack,

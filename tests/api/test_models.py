@@ -567,10 +567,28 @@ def test_redpack_info_of_a_refunded_packet_without_receipts() -> None:
     assert info.refund_time == datetime(2019, 12, 13, 16, 51, 38, tzinfo=CST)
 
 
-def test_redpack_info_tolerates_an_empty_hblist_and_odd_times() -> None:
+def test_redpack_info_reads_an_empty_hblist_and_the_legacy_time_shape() -> None:
     data = {"status": "SENT", "hblist": "", "send_time": "20150520102602"}
     info = RedpackInfo.from_response(data, b"")
-    assert (info.receipts, info.send_time) == ([], None)
+    assert (info.receipts, info.send_time) == ([], datetime(2015, 5, 20, 10, 26, 2, tzinfo=CST))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"status": "SENT", "send_time": "tomorrow"},
+        {"status": "SENT", "total_amount": "-1"},
+        {"status": "SENT", "total_amount": "1e3"},
+        {"status": "SENT", "total_amount": "500000"},
+        {"status": "REFUND", "total_amount": "100", "refund_amount": "200"},
+        {"status": "RECEIVED", "total_amount": "100",
+         "hblist": [{"openid": "o", "amount": "101", "rcv_time": "2024-03-15 10:00:00"}]},
+    ],
+    ids=["time", "negative", "exponent", "beyond a packet", "refund over total", "receipt over"],
+)  # fmt: skip
+def test_redpack_info_refuses_fields_no_record_can_have(data: dict[str, object]) -> None:
+    with pytest.raises(PydanticValidationError):
+        RedpackInfo.from_response(data, b"")
 
 
 def test_redpack_info_refuses_a_status_it_does_not_know() -> None:

@@ -187,3 +187,15 @@ def test_a_run_killed_mid_way_is_finished_by_the_next_run(configured: Configured
         "SENT": {"count": count, "amount_fen": count * 100}
     }
     assert len(_paid(configured)) == count  # everyone once: _paid fails on a second payment
+
+
+def test_bad_lines_are_shown_escaped_never_sent_to_the_terminal(configured: Configured) -> None:
+    # ESC ] 0 ; … BEL retitles a terminal; NUL and other controls must not reach it either.
+    users = _users_file(configured, 2, "evil\x1b]0;pwned\x07\x00,1\n")
+    cid = _create(configured, users)
+    plan = run("campaign", "plan", str(cid), "-c", str(configured.config))
+    assert plan.exit_code == 0, plan.stderr
+    for control in ("\x1b", "\x07", "\x00"):
+        assert control not in plan.stdout
+        assert control not in plan.stderr
+    assert "evil\\x1b]0;pwned\\x07\\x00" in plan.stdout

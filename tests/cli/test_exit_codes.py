@@ -138,3 +138,59 @@ def test_an_unknown_outcome_exits_4_and_the_printed_bill_recovers_it(
     assert resent.exit_code == 0, resent.stderr
     _, rows = configured.sim.state.ledger(configured.mch_id)
     assert [(row.mch_billno, row.total_amount) for row in rows] == [(bill, 120)]  # paid once
+
+
+@pytest.mark.served
+def test_an_answer_in_an_undecodable_encoding_exits_4_not_1(
+    configured: Configured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The packet is paid, but the answer declares GBK, which expat cannot decode: after the
+    # request left, that is an unknown outcome (4), never "nothing was sent" (1).
+    from hongbao.sim.responses import handle_api as real
+
+
+    def gbk(*args: object, **kwargs: object) -> bytes:
+        answer = real(*args, **kwargs)  # type: ignore[arg-type]
+        return answer.replace(b"<xml>", b'<?xml version="1.0" encoding="GBK"?><xml>', 1)
+
+    monkeypatch.setattr("hongbao.sim.app.handle_api", gbk)
+    result = run(
+        "send", "-c", str(configured.config), "--openid", configured.openid,
+        "--amount", "1.20", *TEXTS,
+    )  # fmt: skip
+    assert result.exit_code == 4, result.stderr
+    assert "OUTCOME UNKNOWN" in result.stderr
+    assert "Traceback" not in result.stderr
+    _, rows = configured.sim.state.ledger(configured.mch_id)
+    assert [row.status for row in rows] == ["SENT"]  # it WAS paid
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://postgres@127.0.0.1:1/hongbao",  # nothing listens there
+        "postgresql+psycopg://postgres@127.0.0.1:5432/hongbao_no_such_database",
+    ],
+    ids=["unreachable", "missing database"],
+)
+def test_a_ledger_url_that_cannot_be_opened_is_a_configuration_error(
+    tmp_path: Path, url: str
+) -> None:
+    config = tmp_path / "hongbao.toml"
+    config.write_text(f'[ledger]\nurl = "{url}"\n')
+    result = run("campaign", "status", "1", "-c", str(config))
+    assert result.exit_code == 2, result.stderr
+    assert "cannot open the ledger" in result.stderr
+    assert "[ledger] url" in result.stderr
+
+
+@pytest.mark.served
+def test_an_amount_no_scene_allows_is_named_as_such(configured: Configured) -> None:
+    result = run(
+        "send", "-c", str(configured.config), "--openid", configured.openid,
+        "--amount", "0", *TEXTS,
+    )  # fmt: skip
+    assert result.exit_code == 3
+    assert "below any amount" in result.stderr
+    assert "scene_id is required" not in result.stderr
+    assert configured.sim.state.ledger(configured.mch_id)[1] == []

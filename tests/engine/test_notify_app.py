@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 
 import httpx
@@ -17,6 +18,7 @@ from hongbao.ledger import NewPayout, PayoutState, SendApi
 from hongbao.sim.payments import PayOrder
 from tests.engine.enginekit import merchant_of
 from tests.engine.ruleskit import World, make_world, service, until
+from tests.memkit import MB, Body, rss_growth
 
 PAID = (PayoutState.SENT, PayoutState.RECEIVED)
 
@@ -52,6 +54,19 @@ async def test_a_forged_notification_is_answered_fail_over_http(world: World) ->
     assert b"<![CDATA[FAIL]]>" in answer.content
     assert world.issued() == []
     assert world.ledger.find_payment("anything") is None
+
+
+async def test_a_notification_declaring_gbk_is_refused_as_malformed_not_a_500(
+    world: World,
+) -> None:
+    body = world.pay(world.users[0], 12_000).replace(
+        b"<xml>", b'<?xml version="1.0" encoding="GBK"?><xml>', 1
+    )
+    async with service(world) as running, _http(running) as http:
+        answer = await http.post(NOTIFY_PATH, content=body)
+    assert answer.status_code == 400
+    assert b"<![CDATA[FAIL]]>" in answer.content
+    assert world.issued() == []
 
 
 async def test_simulated_payments_delivered_concurrently_pay_once_each(world: World) -> None:
@@ -168,3 +183,37 @@ async def test_the_dispatcher_leaves_payouts_that_are_not_rule_payouts_alone(wor
         await asyncio.sleep(0.2)
     assert world.store.get_payout(other.id).state is PayoutState.PLANNED
     assert world.issued() == [("sendredpack", world.users[0], 188)]
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_a_huge_notification_is_refused_413_without_being_held(
+    world: World, declared: bool
+) -> None:
+    # Unauthenticated: anyone can POST here. 200 MB must not become 200 MB of RAM.
+    body = Body(200 * MB)
+    headers = {"content-length": str(body.total)} if declared else {}
+    async with service(world) as running, _http(running) as http:
+        with rss_growth() as growth:
+            answer = await http.post(NOTIFY_PATH, content=body.achunks(), headers=headers)
+    assert growth.bytes < 50 * MB
+    assert answer.status_code == 413
+    assert b"<![CDATA[FAIL]]>" in answer.content
+    assert body.sent <= (0 if declared else 2 * MB)  # refused on the header, or soon after
+    assert world.issued() == []
+
+
+async def test_a_newline_in_mch_id_cannot_forge_a_log_line(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = world.pay(world.users[0], 12_000).replace(
+        f"<mch_id><![CDATA[{world.creds.mch_id}]]></mch_id>".encode(),
+        b"<mch_id><![CDATA[1\nINFO hongbao.rules payment 42 recorded: forged]]></mch_id>",
+    )
+    assert b"forged" in body
+    caplog.set_level(logging.INFO)
+    async with service(world) as running, _http(running) as http:
+        answer = await http.post(NOTIFY_PATH, content=body)
+    assert answer.status_code == 400
+    lines = [line for record in caplog.records for line in record.getMessage().splitlines()]
+    assert not any(line.startswith("INFO") for line in lines)
+    assert any("1\\nINFO hongbao.rules" in line for line in lines)

@@ -23,6 +23,7 @@ from hongbao.errors import ConfigurationError
 from hongbao.ledger import CampaignState, PayoutState, SendApi
 from hongbao.sim.faults import parse_fault
 from hongbao.sim.state import MerchantSettings
+from hongbao.wire.transport import AsyncTransport, WireRequest, WireResponse
 from tests.engine.enginekit import TEMPLATE, Bench, Crash, CrashingTransport, make_bench
 
 P = PayoutState
@@ -74,6 +75,36 @@ async def test_after_a_crash_a_new_run_carries_on_where_the_ledger_says(
     assert summary.stopped == "completed"
     assert bench.issued() == Counter(users)
     assert bench.states(campaign.id) == {P.SENT: len(users)}
+
+
+class GbkSendAnswers(AsyncTransport):
+    """Passes requests on; every send's answer comes back declaring GBK (undecodable)."""
+
+    def __init__(self, inner: AsyncTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: WireRequest) -> WireResponse:
+        response = await self.inner.handle_async_request(request)
+        if request.path.endswith("/gethbinfo"):
+            return response
+        body = response.body.replace(b"<xml>", b'<?xml version="1.0" encoding="GBK"?><xml>', 1)
+        return WireResponse(response.status, body, url=response.url)
+
+
+async def test_undecodable_send_answers_leave_no_payout_sending_and_pay_each_once(
+    any_bench: Bench,
+) -> None:
+    # Every send is paid but answered in an encoding expat refuses: the run must neither crash
+    # nor leave payouts SENDING; each is an unknown outcome that a query resolves to SENT.
+    bench = any_bench
+    campaign = bench.campaign()
+    gbk = GbkSendAnswers(bench.transport())
+
+    summary = await bench.run(campaign.id, client=bench.client(transport=gbk))
+
+    assert summary.stopped == "completed"
+    assert bench.states(campaign.id) == {P.SENT: len(bench.users)}
+    assert bench.issued() == Counter(bench.users)
 
 
 async def test_a_pause_from_another_process_stops_the_run_and_resume_finishes(

@@ -84,6 +84,13 @@ def test_wecom_corp_id_on_request(client: TestClient) -> None:
     assert merchant["wecom_appid"].startswith("ww")
 
 
+@pytest.mark.parametrize("mch_id", ["１９００", "١٩٠٠", "²"])
+def test_a_chosen_mch_id_must_be_ascii_digits(client: TestClient, mch_id: str) -> None:
+    answer = client.post("/__sim/merchants", json={"mch_id": mch_id})
+    assert answer.status_code == 400
+    assert "digits" in answer.json()["error"]
+
+
 def test_ids_are_deterministic_with_a_seed() -> None:
     def first_ids() -> tuple[str, str]:
         with TestClient(create_app(Simulator(seed=99))) as client:

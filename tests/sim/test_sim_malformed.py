@@ -30,6 +30,9 @@ BAD_BODIES = {
         b"<xml><mch_id>&x;</mch_id></xml>"
     ),
     "invalid utf-8": b"<xml><send_name>\xff\xfe</send_name></xml>",
+    "gbk declared": b'<?xml version="1.0" encoding="GBK"?><xml><mch_id>1900000109</mch_id></xml>',
+    "big5 declared": b'<?xml version="1.0" encoding="Big5"?><xml><mch_id>1</mch_id></xml>',
+    "unknown encoding": b'<?xml version="1.0" encoding="x-nope"?><xml><mch_id>1</mch_id></xml>',
     "huge": b"<xml><remark>" + b"a" * 300_000 + b"</remark></xml>",
 }
 

@@ -48,6 +48,11 @@ from tests.sim.simkit import Shop, expect
         ({"total_amount": "-100"}, "红包金额参数错误"),
         ({"total_amount": "99999999999"}, "红包金额参数错误"),
         ({"total_amount": ""}, "红包金额参数错误"),
+        # Unicode digits: str.isdigit() says yes, int() then fails (a SYSTEMERROR once).
+        ({"total_amount": "²"}, "红包金额参数错误"),
+        ({"total_amount": "١٠٠"}, "红包金额参数错误"),
+        ({"total_amount": "１００"}, "红包金额参数错误"),
+        ({"total_num": "²"}, "参数错误:total_num必须等于1"),
     ],
 )
 def test_sendredpack_param_errors(shop: Shop, overrides: dict[str, str], des: str) -> None:

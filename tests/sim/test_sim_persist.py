@@ -95,3 +95,15 @@ def test_reset_clears_the_stored_state(tmp_path: Path) -> None:
     with pytest.raises(UnknownObjectError):
         second.state.merchant(mch_id)
     second.close()
+
+
+def test_the_state_database_holding_api_keys_is_private_to_its_owner(tmp_path: Path) -> None:
+    (tmp_path / "sim.sqlite3").touch(mode=0o644)  # left by an older version
+    sim = Simulator(data_dir=tmp_path, seed=3)
+    _shop(sim)
+    sim.close()
+    fresh = tmp_path / "fresh"
+    Simulator(data_dir=fresh, seed=3).close()
+    for folder in (tmp_path, fresh):
+        for file in folder.glob("sim.sqlite3*"):
+            assert file.stat().st_mode & 0o777 == 0o600, file

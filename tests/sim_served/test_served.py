@@ -13,6 +13,7 @@ from hongbao.sim.app import MerchantCredentials
 from hongbao.sim.ca import SimCA
 from hongbao.sim.server import SimServer
 from hongbao.sim.state import MerchantSettings
+from tests.memkit import MB, Body, rss_growth
 from tests.sim_served.servedkit import SEND, billno, post, send_body, tls_context
 
 pytestmark = pytest.mark.served
@@ -153,3 +154,24 @@ def test_garbage_never_gets_a_500(server: SimServer, creds: MerchantCredentials,
                 assert b"<return_code>" in response.content
         for method in ("GET", "PUT", "DELETE"):
             assert client.request(method, server.url + path).status_code < 500
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_huge_control_request_is_refused_413_without_being_held(
+    server: SimServer, declared: bool
+) -> None:
+    body = Body(200 * MB)
+    headers = {"content-length": str(body.total)} if declared else {}
+    with (
+        httpx.Client(verify=tls_context(server), timeout=30) as client,
+        rss_growth() as growth,
+    ):
+        answer = client.post(
+            f"{server.url}/__sim/merchants", content=body.chunks(), headers=headers
+        )
+    assert answer.status_code == 413
+    assert "larger than" in answer.json()["error"]
+    assert growth.bytes < 50 * MB
+    # The server goes on answering.
+    again = httpx.post(f"{server.url}/__sim/merchants", json={}, verify=tls_context(server))
+    assert again.status_code == 201

@@ -171,3 +171,141 @@ def test_pages_forbid_framing_and_foreign_scripts(filled: Filled) -> None:
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-frame-options"] == "DENY"
     assert page.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "cookie", ["abc.1.².sig", "abc.1.١٢٣.sig", "n.1.123.签名", "n.1.123.\x00", "é.1.1.x"]
+)
+def test_a_cookie_of_unicode_digits_or_non_ascii_is_no_session(cookie: str) -> None:
+    # "²".isdigit() is true and int("²") raises; compare_digest raises on non-ASCII str.
+    assert Access(TOKEN).read_session(cookie) is None
+
+
+HUGE = "99999999999999999999"  # beyond 64 bits: no row has it, and a query would overflow
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/payouts/{HUGE}",
+        f"/campaigns/{HUGE}",
+        f"/campaigns/{HUGE}/export.csv",
+        f"/api/campaigns/{HUGE}",
+    ],
+)
+def test_an_id_beyond_64_bits_is_404_with_the_security_headers(
+    filled: Filled, path: str
+) -> None:
+    with dashboard(filled.bench) as client:
+        answer = client.get(path)
+    assert answer.status_code == 404
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+
+
+def test_non_ascii_cookies_csrf_fields_and_tokens_are_refused_not_500(filled: Filled) -> None:
+    bench = filled.bench
+    cookie = {b"cookie": "hongbao_session=é.1.1.签名".encode()}
+    with dashboard(bench, token=TOKEN) as client:
+        login_page = client.get("/login", headers=cookie)
+        csrf = csrf_of(client.get("/login").text)
+        wrong_csrf = client.post("/login", data={"csrf": "签名" * 10, "token": TOKEN})
+        wrong_token = client.post("/login", data={"csrf": csrf, "token": "令牌" * 10})
+        bearer = client.get("/", headers={b"authorization": "Bearer é令牌".encode()})
+
+    assert login_page.status_code == 200
+    assert wrong_csrf.status_code == 403
+    assert wrong_token.status_code == 401
+    assert bearer.status_code == 401
+
+
+def test_an_unexpected_failure_is_a_500_with_the_security_headers(
+    filled: Filled, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hongbao.web import app as web_app
+
+    async def broken(self: object, request: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(web_app._Dashboard, "rules", broken)
+    with dashboard(filled.bench) as client:
+        answer = client.get("/rules")
+    assert answer.status_code == 500
+    assert "a bug" not in answer.text
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["cache-control"] == "no-store"
+
+
+def test_wrong_tokens_slow_an_address_down_then_it_is_refused_but_not_the_operator(
+    filled: Filled,
+) -> None:
+    from starlette.testclient import TestClient
+
+    from hongbao.web.throttle import FREE, LIMIT
+
+    with dashboard(filled.bench, token=TOKEN) as attacker:
+        pauses: list[float] = []
+
+        async def recorded(seconds: float) -> None:
+            pauses.append(seconds)
+
+        throttle = attacker.app.state.dashboard.throttle  # type: ignore[attr-defined]
+        throttle._sleep = recorded
+        wrong = {"Authorization": "Bearer wrong-token-0123456789"}
+        answers = [attacker.get("/", headers=wrong).status_code for _ in range(LIMIT)]
+        csrf = csrf_of(attacker.get("/login").text)
+        login = attacker.post("/login", data={"csrf": csrf, "token": TOKEN, "next": "/"})
+        right = attacker.get("/", headers={"Authorization": f"Bearer {TOKEN}"})
+        # The operator, from another address, is not held back.
+        with TestClient(attacker.app, client=("10.0.0.7", 40000)) as operator:
+            theirs = operator.get("/", headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert answers == [401] * LIMIT
+    assert len(pauses) == LIMIT - FREE  # the first FREE failures are answered at once
+    assert pauses == sorted(pauses)
+    assert pauses[0] > 0
+    assert (login.status_code, right.status_code) == (429, 429)
+    assert int(right.headers["retry-after"]) > 0
+    assert theirs.status_code == 200
+
+
+def test_wrong_login_forms_count_and_a_right_token_clears_the_count() -> None:
+    import asyncio
+
+    from hongbao.web.throttle import LIMIT, LOCKOUT, Throttle
+
+    now = [0.0]
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    throttle = Throttle(now=lambda: now[0], sleep=no_wait)
+
+    async def fail(times: int) -> None:
+        for _ in range(times):
+            await throttle.failed("203.0.113.9")
+
+    asyncio.run(fail(LIMIT - 1))
+    throttle.succeeded("203.0.113.9")
+    asyncio.run(fail(LIMIT - 1))
+    assert throttle.retry_after("203.0.113.9") is None  # cleared by the right token
+    asyncio.run(fail(1))
+    assert throttle.retry_after("203.0.113.9") is not None
+    assert throttle.retry_after("198.51.100.1") is None
+    now[0] += LOCKOUT + 1
+    assert throttle.retry_after("203.0.113.9") is None
+
+
+def test_wrong_login_forms_are_throttled_like_bearer_tokens(filled: Filled) -> None:
+    from hongbao.web.throttle import LIMIT
+
+    with dashboard(filled.bench, token=TOKEN) as client:
+
+        async def no_wait(seconds: float) -> None:
+            return None
+
+        client.app.state.dashboard.throttle._sleep = no_wait  # type: ignore[attr-defined]
+        csrf = csrf_of(client.get("/login").text)
+        form = {"csrf": csrf, "token": "wrong", "next": "/"}
+        answers = [client.post("/login", data=form).status_code for _ in range(LIMIT + 1)]
+    assert answers == [401] * LIMIT + [429]

@@ -18,7 +18,14 @@ from hongbao.wire.certs import ClientCertificate
 from hongbao.wire.failover import HostOutcome
 from hongbao.wire.http_async import AiohttpTransport
 from hongbao.wire.http_sync import HttpxTransport
-from hongbao.wire.transport import DEFAULT_BACKUP_URL, Timeouts, WireRequest, WireResponse
+from hongbao.wire.transport import (
+    DEFAULT_BACKUP_URL,
+    MAX_RESPONSE_BYTES,
+    Timeouts,
+    WireRequest,
+    WireResponse,
+)
+from tests.memkit import MB, rss_growth
 from tests.wire.tlsserver import MCH_ID, Behaviour, Exchange, Pki, StartServer, TlsServer
 
 PATH = "/mmpaymkttransfers/sendredpack"
@@ -299,3 +306,62 @@ def _close(transport: HttpxTransport | AiohttpTransport) -> None:
         transport.close()
     else:
         asyncio.run(transport.aclose())
+
+
+def test_a_server_dripping_its_answer_is_cut_off_at_the_deadline(
+    exchange: Exchange, server: TlsServer, pki: Pki
+) -> None:
+    # One byte every 50 ms never trips a 0.3 s read timeout: only a deadline on the whole
+    # request ends the call before the server has dripped its (successful) answer.
+    server.behaviour = "drip"
+
+    [result] = exchange(
+        [REQUEST],
+        base_url=server.url,
+        certificate=pki.merchant_certificate,
+        ca_bundle=pki.ca_file,
+        timeouts=Timeouts(connect=2.0, read=0.3, total=1.0),
+    )
+
+    assert isinstance(result, TransportError), result
+    assert "1 s deadline" in result.message
+    assert not server.dripped.is_set()
+    assert len(server.received) == 1  # it was sent: the outcome is unknown
+
+
+def test_the_default_deadline_is_a_few_read_timeouts() -> None:
+    assert Timeouts(read=5).deadline == 15
+    assert Timeouts(read=5, total=60).deadline == 60
+    with pytest.raises(ValueError, match="finite and positive"):
+        Timeouts(total=0)
+
+
+def test_a_flood_of_an_answer_is_cut_at_the_size_limit_not_held(
+    exchange: Exchange, server: TlsServer, pki: Pki
+) -> None:
+    server.behaviour = "flood"  # 200 MB, chunked: no length to refuse it on
+
+    with rss_growth() as growth:
+        [result] = exchange(
+            [REQUEST],
+            base_url=server.url,
+            certificate=pki.merchant_certificate,
+            ca_bundle=pki.ca_file,
+        )
+
+    assert isinstance(result, TransportError), result
+    assert "larger than" in result.message
+    assert growth.bytes < 50 * MB
+
+
+def test_an_answer_declaring_more_than_the_limit_is_not_read(
+    exchange: Exchange, server: TlsServer, pki: Pki
+) -> None:
+    server.reply = b"<xml>" + b" " * MAX_RESPONSE_BYTES + b"</xml>"
+
+    [result] = exchange(
+        [REQUEST], base_url=server.url, certificate=pki.merchant_certificate, ca_bundle=pki.ca_file
+    )
+
+    assert isinstance(result, TransportError), result
+    assert "larger than" in result.message

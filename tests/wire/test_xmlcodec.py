@@ -159,6 +159,17 @@ def test_malformed_bodies_are_refused(body: bytes) -> None:
         loads(body)
 
 
+@pytest.mark.parametrize(
+    "encoding", ["GBK", "GB2312", "Big5", "Shift_JIS", "EUC-KR", "UTF-32", "x-no-such-encoding"]
+)
+def test_an_encoding_expat_cannot_decode_is_malformed_xml(encoding: str) -> None:
+    # expat raises a bare ValueError (multi-byte) or LookupError (unknown name) for these: every
+    # caller catches XmlError only, so anything else escapes as a crash.
+    body = f'<?xml version="1.0" encoding="{encoding}"?><xml><a>SUCCESS</a></xml>'.encode()
+    with pytest.raises(XmlError, match="encoding"):
+        loads(body)
+
+
 @pytest.mark.parametrize("body", [b"", b"   \r\n\t", b"\xef\xbb\xbf", b"\xef\xbb\xbf \n"])
 def test_empty_bodies_are_refused(body: bytes) -> None:
     with pytest.raises(XmlError, match="empty"):

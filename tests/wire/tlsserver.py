@@ -43,7 +43,7 @@ class Pki:
 
 DEFAULT_REPLY = b"<xml><return_code><![CDATA[SUCCESS]]></return_code></xml>"
 
-Behaviour = Literal["reply", "hang", "drop", "truncate"]
+Behaviour = Literal["reply", "hang", "drop", "truncate", "drip", "flood"]
 
 
 @dataclass
@@ -62,7 +62,9 @@ class TlsServer:
     """A threaded HTTPS/1.1 server that requires a client certificate issued by the test CA.
 
     `behaviour` says what it does after reading a request: `reply` with `status` and `reply`,
-    `hang` until released (bounded), `drop` the connection, or `truncate` the answer.
+    `hang` until released (bounded), `drop` the connection, `truncate` the answer, `drip` the
+    whole answer one byte every 50 ms (setting `dripped` if it got to the end), or `flood`:
+    answer 200 with `flood_bytes` of body (chunked, no length), as long as the client reads.
     """
 
     context: ssl.SSLContext
@@ -72,6 +74,8 @@ class TlsServer:
     received: list[Received] = field(default_factory=list)
     handshake_failed: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
+    dripped: threading.Event = field(default_factory=threading.Event)
+    flood_bytes: int = 200 * 1024 * 1024
     _httpd: ThreadingHTTPServer | None = None
 
     @property
@@ -94,6 +98,7 @@ class TlsServer:
         self.reply = DEFAULT_REPLY
         self.received.clear()
         self.handshake_failed.clear()
+        self.dripped.clear()
 
 
 class _Httpd(ThreadingHTTPServer):
@@ -149,6 +154,30 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if owner.behaviour == "drop":
             self.close_connection = True
+            return
+        if owner.behaviour == "drip":
+            self.close_connection = True
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(owner.reply)}\r\n\r\n"
+            for byte in head.encode() + owner.reply:
+                if owner.release.wait(0.05):
+                    return
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:
+                    return
+            owner.dripped.set()
+            return
+        if owner.behaviour == "flood":
+            self.close_connection = True
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            chunk = b"%x\r\n%s\r\n" % (64 * 1024, b"x" * 64 * 1024)
+            try:
+                for _ in range(owner.flood_bytes // (64 * 1024)):
+                    self.wfile.write(chunk)
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass
             return
         self.send_response(owner.status)
         self.send_header("Content-Type", "text/xml")

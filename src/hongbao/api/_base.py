@@ -56,6 +56,9 @@ __all__ = ["SEND_APIS", "Attempts", "BaseClient", "Call", "Failure"]
 logger = logging.getLogger("hongbao.api")
 
 PATH_PREFIX = "/mmpaymkttransfers/"
+_ECHOED = ("mch_billno", "mch_id", "wxappid", "re_openid", "total_amount")
+"""Request fields a success answer repeats (the ones the request has): each must be ours."""
+_NO_ECHO: Mapping[str, str] = MappingProxyType({})
 
 T = TypeVar("T")
 
@@ -79,6 +82,8 @@ class Call(NamedTuple, Generic[T]):
     """Builds the result from a successful answer."""
     missing: Callable[[bytes], T] | None = None
     """gethbinfo only: the result for NOT_FOUND, which is an answer, not an error."""
+    echo: Mapping[str, str] = _NO_ECHO
+    """What the request said of the fields an answer echoes (`_ECHOED`), as text."""
 
     @property
     def is_query(self) -> bool:
@@ -437,7 +442,8 @@ class BaseClient:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s request mch_billno=%s %s", model.api, mch_billno, masked(signed))
         request = WireRequest(PATH_PREFIX + model.api, body)
-        return Call(model.api, mch_billno, request, result, missing)
+        echo = {name: str(wire[name]) for name in _ECHOED if name in wire}
+        return Call(model.api, mch_billno, request, result, missing, echo)
 
     def _frozen_call(self, api: str, params: Mapping[str, str | int]) -> Call[SendResult]:
         model = SEND_APIS.get(api)
@@ -499,14 +505,19 @@ class BaseClient:
         )
 
     def _success(self, call: Call[T], data: XmlDict, raw: bytes) -> T | Failure:
-        echoed = data.get("mch_billno")
-        if isinstance(echoed, str) and echoed and echoed != call.mch_billno:
-            return self._unusable(call, f"the answer is for bill number {echoed!r}", raw, data)
+        for name, sent in call.echo.items():
+            echoed = data.get(name)
+            if isinstance(echoed, str) and echoed.strip() and echoed.strip() != sent:
+                what = "the answer is for bill number" if name == "mch_billno" else f"{name} is"
+                mismatch = f"{what} {echoed!r}, not the {sent!r} requested"
+                return self._unusable(call, mismatch, raw, data)
+        if not call.is_query and not _text(data.get("send_listid")):
+            return self._unusable(call, "a success without send_listid", raw, data)
         try:
             return call.result(data, raw)
         except PydanticValidationError as exc:
             problem = exc.errors(include_url=False, include_input=False)[0]
-            field = ".".join(str(part) for part in problem["loc"])
+            field = ".".join(str(part) for part in problem["loc"]) or "fields"
             return self._unusable(call, f"malformed {field} in a success: {problem['msg']}", raw)
 
     def _signature_ok(self, data: XmlDict) -> bool:

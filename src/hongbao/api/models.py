@@ -234,6 +234,16 @@ class AmountRules:
         else:
             average = f"{total_amount / total_num:.2f}".rstrip("0").rstrip(".")
             noun = what = f"the average share ({total_amount} fen / {total_num} = {average} fen)"
+        if not PLATFORM_MIN_FEN * total_num <= total_amount <= PLATFORM_MAX_FEN * total_num:
+            # No scene_id makes such an amount valid: saying one is required would mislead.
+            side = "below" if total_amount < PLATFORM_MIN_FEN * total_num else "above"
+            raise _invalid(
+                "total_amount",
+                f"is {total_amount} fen: {noun} is {side} any amount a red packet may have "
+                f"({PLATFORM_MIN_FEN}–{PLATFORM_MAX_FEN} fen with a scene_id, "
+                f"{DEFAULT_MIN_FEN}–{DEFAULT_MAX_FEN} without)",
+                "amount_range",
+            )
         if scene_id is None:
             low, high = self.min_fen, self.max_fen
             outside_default = not (
@@ -556,18 +566,40 @@ class QueryRedpackRequest(ApiRequest):
 # --- response models --------------------------------------------------------------------------
 
 
+_WIRE_DIGITS = re.compile(r"[0-9]{1,12}")
+_TIME_SHAPES = ("%Y-%m-%d %H:%M:%S", "%Y%m%d%H%M%S")  # the documented one, then the legacy one
+
+
 def _int_or_none(value: object) -> object:
-    # WeChat writes integers bare or in CDATA, and echoes them empty on some failures.
-    return None if value == "" else value
+    # WeChat writes integers bare or in CDATA, and echoes them empty on some failures. Anything
+    # else but plain ASCII digits ("-5", "²", "1e3") is malformed, never a number to trust.
+    if value == "" or value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not _WIRE_DIGITS.fullmatch(text):
+            raise ValueError("not a whole non-negative number")
+        return int(text)
+    return value
+
+
+def _fen_or_none(value: object) -> object:
+    amount = _int_or_none(value)
+    if isinstance(amount, int) and not 0 <= amount <= PLATFORM_MAX_FEN:
+        raise ValueError(f"{amount} fen is beyond any red packet ({PLATFORM_MAX_FEN} fen at most)")
+    return amount
 
 
 def _time_or_none(value: object) -> object:
+    if value == "":
+        return None
     if isinstance(value, str):
-        try:
-            return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CST)
-        except ValueError:
-            # A time in another shape is informative only; the raw body keeps it.
-            return None
+        for shape in _TIME_SHAPES:
+            try:
+                return datetime.strptime(value.strip(), shape).replace(tzinfo=CST)
+            except ValueError:
+                continue
+        raise ValueError("not a time of the shape yyyy-MM-dd HH:mm:ss")
     return value
 
 
@@ -576,6 +608,8 @@ def _records(value: object) -> object:
 
 
 WireInt = Annotated[int | None, BeforeValidator(_int_or_none)]
+WireFen = Annotated[int | None, BeforeValidator(_fen_or_none)]
+"""An amount in fen: plain digits, at most what one red packet can carry."""
 WireTime = Annotated[datetime | None, BeforeValidator(_time_or_none)]
 
 
@@ -600,7 +634,7 @@ class SendResult(_Response):
     mch_id: str = ""
     wxappid: str = ""
     re_openid: str = ""
-    total_amount: WireInt = None
+    total_amount: WireFen = None
     send_listid: str = ""
     package: str | None = None
 
@@ -631,7 +665,7 @@ class Receipt(_Lenient):
     """One received share (`hblist/hbinfo`)."""
 
     openid: str
-    amount: int
+    amount: Annotated[int, BeforeValidator(_fen_or_none), Field(ge=1)]
     rcv_time: WireTime = None
 
 
@@ -649,14 +683,27 @@ class RedpackInfo(_Response):
     send_type: str | None = None
     hb_type: str | None = None
     total_num: WireInt = None
-    total_amount: WireInt = None
+    total_amount: WireFen = None
     reason: str | None = None
     send_time: WireTime = None
     refund_time: WireTime = None
-    refund_amount: WireInt = None
+    refund_amount: WireFen = None
     receipts: Annotated[list[Receipt], BeforeValidator(_records)] = Field(
         default_factory=list, validation_alias="hblist"
     )
+
+    @model_validator(mode="after")
+    def _amounts_add_up(self) -> Self:
+        # Receipts and refunds are parts of the packet: more than its total is not a record.
+        total = self.total_amount
+        if total is None:
+            return self
+        received = sum(receipt.amount for receipt in self.receipts)
+        if received > total:
+            raise ValueError(f"hblist: receipts of {received} fen exceed total_amount {total}")
+        if self.refund_amount is not None and self.refund_amount > total:
+            raise ValueError(f"refund_amount {self.refund_amount} exceeds total_amount {total}")
+        return self
 
     @classmethod
     def from_response(cls, data: Mapping[str, object], raw: bytes) -> RedpackInfo:

@@ -25,6 +25,7 @@ import typer
 from typer.core import TyperGroup
 
 from hongbao.errors import ConfigurationError, HongbaoError, OperationError, Outcome
+from hongbao.printable import printable
 
 __all__ = ["ExitCode", "FastHelpGroup", "Guard", "HongbaoGroup", "exit_code_for", "guard"]
 
@@ -95,7 +96,8 @@ def guard(as_json: bool) -> Iterator[Guard]:
 def _exit(exc: BaseException, message: str, state: Guard) -> None:
     code = exit_code_for(exc)
     bill = getattr(exc, "mch_billno", None) or state.mch_billno
-    typer.echo(f"{_LABEL[code]}: {message}", err=True)
+    # The message may quote a file, an answer or an argument: shown, never obeyed.
+    typer.echo(f"{_LABEL[code]}: {printable(message)}", err=True)
     if code is ExitCode.UNKNOWN and bill:
         typer.echo(
             f"The money may have been sent. Find out with `hongbao query {bill}`; resending "

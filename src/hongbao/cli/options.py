@@ -74,17 +74,28 @@ def open_ledger(url: str, *, create: bool = False) -> LedgerStore:
     Any other ledger must be at this hongbao's schema already: `hongbao db upgrade` migrates
     it, so that changing a production database stays a deliberate step.
     """
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
     from hongbao.ledger import LedgerStore, display_url, schema_status, upgrade
 
-    if url.startswith("sqlite:") and schema_status(url).current is None:
-        if not create:
-            raise ConfigurationError(
-                f"there is no ledger at {display_url(url)} yet: create a campaign first, or "
-                "check [ledger] url in the configuration"
-            )
-        upgrade(url)
-        typer.echo(f"created the ledger {display_url(url)}", err=True)
-    return LedgerStore.open(url)
+    try:
+        if url.startswith("sqlite:") and schema_status(url).current is None:
+            if not create:
+                raise ConfigurationError(
+                    f"there is no ledger at {display_url(url)} yet: create a campaign first, "
+                    "or check [ledger] url in the configuration"
+                )
+            upgrade(url)
+            typer.echo(f"created the ledger {display_url(url)}", err=True)
+        return LedgerStore.open(url)
+    except (OperationalError, InterfaceError) as exc:
+        # Unreachable, no such database, refused credentials: the URL is the thing to fix.
+        cause = exc.orig if isinstance(exc, DBAPIError) else exc
+        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise ConfigurationError(
+            f"cannot open the ledger {display_url(url)}: {detail}; check [ledger] url in the "
+            "configuration and that the database server is running"
+        ) from None
 
 
 def yuan(value: str, option: str = "--amount") -> Fen:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import typer
 
+from hongbao.printable import printable
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
@@ -47,7 +49,7 @@ def print_json(document: Any) -> None:
 
 def note(message: str) -> None:
     """A line for the human on stderr, out of the way of stdout's data."""
-    typer.echo(message, err=True)
+    typer.echo(printable(message), err=True)
 
 
 def print_fields(title: str, rows: Sequence[tuple[str, object]]) -> None:
@@ -59,12 +61,12 @@ def print_fields(title: str, rows: Sequence[tuple[str, object]]) -> None:
         table.add_column(style="bold")
         table.add_column()
         for name, value in rows:
-            table.add_row(name, str(value))
+            table.add_row(name, _cell(value))
         stdout_console().print(table)
         return
     width = max((len(name) for name, _ in rows), default=0)
     for name, value in rows:
-        typer.echo(f"{name:<{width}}  {value}")
+        typer.echo(f"{name:<{width}}  {printable(value)}")
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -76,12 +78,20 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
         for index, name in enumerate(header):
             table.add_column(name, justify="left" if index == 0 else "right")
         for row in rows:
-            table.add_row(*(str(cell) for cell in row))
+            table.add_row(*(_cell(cell) for cell in row))
         stdout_console().print(table)
         return
     typer.echo("\t".join(header))
     for row in rows:
-        typer.echo("\t".join(str(cell) for cell in row))
+        typer.echo("\t".join(printable(cell) for cell in row))
+
+
+def _cell(value: object) -> str:
+    # Values may come from files or answers: control characters escaped, and no rich markup
+    # ("[bold]") taken from them.
+    from rich.markup import escape
+
+    return escape(printable(value))
 
 
 class Advance(Protocol):

@@ -48,6 +48,7 @@ from pydantic import SecretStr
 from hongbao.api import AmountRules, Merchant
 from hongbao.api.models import DEFAULT_MAX_FEN, DEFAULT_MIN_FEN
 from hongbao.defaults import CONFIG_ENV
+from hongbao.engine.filemodes import warn_if_exposed
 from hongbao.engine.rules import AppidKind, Rule, parse_rules
 from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.states import LimitPolicy
@@ -155,6 +156,8 @@ class MerchantSection:
     """Keys as given, type-checked; paths already resolved against the file's folder."""
     where: str = ""
     """How messages name the section: `FILE [merchants.NAME]`."""
+    path: Path | None = None
+    """The configuration file it was read from."""
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of `key`, or `default` when the section does not set it."""
@@ -294,7 +297,7 @@ def parse_config(
         prefixes[prefix] = name
         if not isinstance(raw, dict):
             raise ConfigurationError(f"{where}: must be a table of settings")
-        sections[name] = MerchantSection(name, _check_section(raw, where, base), where)
+        sections[name] = MerchantSection(name, _check_section(raw, where, base), where, path)
     rules = parse_rules(document.get("rules", {}), merchants=set(sections), where=str(path))
     return HongbaoConfig(
         path=path,
@@ -472,6 +475,9 @@ def _secret(section: MerchantSection, key: str, environ: Mapping[str, str]) -> s
     if sources[0] == env_name:
         return environ[env_name]
     if sources[0] == key:
+        # Inline in the configuration: the configuration file itself is the secret's file.
+        if section.path is not None:
+            warn_if_exposed(section.path, f"{section.where} {key}")
         value: str = section.values[key]
         return value
     return read_secret_file(section.values[f"{key}_file"], f"{section.where} {key}_file")
@@ -483,12 +489,14 @@ def read_secret_file(path: Path, where: str) -> str:
     Errors name `where` (the setting or option) and the file, never its content.
     """
     try:
-        return path.read_text("utf-8").strip()
+        secret = path.read_text("utf-8").strip()
     except FileNotFoundError:
         raise ConfigurationError(f"{where}: {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigurationError(f"{where}: cannot read {path}: {reason}") from None
+    warn_if_exposed(path, where)
+    return secret
 
 
 def _existing(section: MerchantSection, key: str) -> Path:
@@ -529,18 +537,23 @@ def build_merchant(section: MerchantSection, environ: Mapping[str, str]) -> Merc
     try:
         if key == "p12":
             password = _secret(section, "p12_password", environ)
+            p12_file = _existing(section, "p12")
+            warn_if_exposed(p12_file, f"{section.where} p12")
             certificate = ClientCertificate.from_p12(
-                _existing(section, "p12"), mch_id if password is None else password
+                p12_file, mch_id if password is None else password
             )
         else:
+            cert_file = _existing(section, "cert_pem")
+            key_file = _existing(section, "key_pem")
+            warn_if_exposed(key_file, f"{section.where} key_pem")
             certificate = ClientCertificate.from_pem_files(
-                _existing(section, "cert_pem"),
-                _existing(section, "key_pem"),
-                _secret(section, "key_password", environ),
+                cert_file, key_file, _secret(section, "key_password", environ)
             )
     except ConfigurationError as exc:
         if str(exc).startswith(section.where):
             raise
+        if key == "cert_pem" and "key file " in str(exc):
+            key = "key_pem"  # the certificate was read; its key file is the one at fault
         hint = ""
         if "is encrypted" in str(exc):
             hint = f" (key_password_file, or {secret_env_name(section.name, 'key_password')})"

@@ -80,6 +80,9 @@ from hongbao.ledger.rules_store import (
     RuleLedger,
 )
 from hongbao.money import format_yuan
+from hongbao.printable import printable
+from hongbao.wire import xmlcodec
+from hongbao.wire.bodies import BodyTooLarge, read_limited
 
 __all__ = [
     "NOTIFY_PATH",
@@ -235,12 +238,14 @@ class NotifyHandler:
         try:
             merchant, payment = self._verify(xml_bytes)
         except NotificationError as exc:
-            logger.warning("payment notification refused: %s", exc.message)
+            logger.warning("payment notification refused: %s", printable(exc.message))
             return Receipt(exc.reply, 400, error=exc.message)
         if self.order_check is not None:
             problem = self.order_check(payment)
             if problem is not None:
-                logger.warning("payment %s refused: %s", payment.transaction_id, problem)
+                logger.warning(
+                    "payment %s refused: %s", printable(payment.transaction_id), printable(problem)
+                )
                 return Receipt(fail_reply(problem), 400, merchant.name, payment, error=problem)
         if self.ledger is None:
             raise ConfigurationError("this handler has no ledger to record payments in")
@@ -252,13 +257,13 @@ class NotifyHandler:
             )
         except (SQLAlchemyError, BillSerialsExhaustedError):
             # No SUCCESS without a commit: WeChat resends, and the next delivery tries again.
-            logger.exception("payment %s could not be recorded", payment.transaction_id)
+            logger.exception("payment %s could not be recorded", printable(payment.transaction_id))
             message = "the payment could not be recorded; resend later"
             return Receipt(fail_reply(message), 500, merchant.name, payment, error=message)
         if recorded.new:
             logger.info(
                 "payment %s recorded: %s",
-                payment.transaction_id,
+                printable(payment.transaction_id),
                 ", ".join(f"{r.rule}={r.outcome}" for r in recorded.results) or "no rule",
             )
             if recorded.payout_ids and self.on_recorded is not None:
@@ -322,7 +327,9 @@ class NotifyHandler:
                 )
             except (ValidationError, ConfigurationError) as exc:
                 # Recorded, not retried: resending the notification would not make it valid.
-                logger.warning("rule %s cannot pay %s: %s", result.rule, result.key, exc)
+                logger.warning(
+                    "rule %s cannot pay %s: %s", result.rule, printable(result.key), printable(exc)
+                )
                 decisions.append(RuleDecision(result.rule, result.key, REQUEST_REFUSED, str(exc)))
                 continue
             decisions.append(
@@ -517,7 +524,12 @@ def create_app(service: RuleService) -> Starlette:
     """
 
     async def notify(request: Request) -> Response:
-        receipt = await service.receive(await request.body())
+        # Read with the parser's own limit: a larger body is refused before it is held.
+        try:
+            body = await read_limited(request, xmlcodec.MAX_BODY_BYTES)
+        except BodyTooLarge as exc:
+            return Response(fail_reply(str(exc)), status_code=413, media_type=_XML)
+        receipt = await service.receive(body)
         return Response(receipt.reply, status_code=receipt.status, media_type=_XML)
 
     @asynccontextmanager

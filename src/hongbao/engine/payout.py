@@ -54,6 +54,7 @@ from hongbao.ledger import (
     Transition,
 )
 from hongbao.ledger.bills import BillSerialsExhaustedError
+from hongbao.printable import printable
 
 __all__ = ["DriveResult", "PayoutDriver", "drive_payout", "resume_command"]
 
@@ -244,7 +245,7 @@ class PayoutDriver:
             self.send_pacer.push_back(decision.back_off)
         if decision.anomaly:
             logger.warning(
-                "payout %s (bill %s): %s", payout.id, payout.mch_billno, decision.anomaly
+                "payout %s (bill %s): %s", payout.id, payout.mch_billno, printable(decision.anomaly)
             )
         paused = None
         if decision.pause_reason and payout.campaign_id is not None:
@@ -264,7 +265,7 @@ class PayoutDriver:
             pause_reason=message,
         )
         if done:
-            logger.warning("campaign %s paused: %s", campaign_id, message)
+            logger.warning("campaign %s paused: %s", campaign_id, printable(message))
         return message if done else None
 
 

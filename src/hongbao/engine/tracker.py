@@ -33,6 +33,7 @@ from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.engine.states import Policy, QueryStatus, decide_query
 from hongbao.errors import FrequencyLimitError, HongbaoError
 from hongbao.ledger import LedgerStore, Payout, PayoutState, StateTotal
+from hongbao.printable import printable
 
 __all__ = [
     "Mismatch",
@@ -200,7 +201,7 @@ async def _record_track(
         summary.anomalies.append(
             f"payout {payout.id} (bill {payout.mch_billno}): {decision.anomaly}"
         )
-        logger.warning("payout %s: %s", payout.id, decision.anomaly)
+        logger.warning("payout %s: %s", payout.id, printable(decision.anomaly))
     if not moved:
         return
     if decision.state is P.RECEIVED:

@@ -150,7 +150,7 @@ def search_payouts(engine: Engine, text: str, *, limit: int = 50) -> list[Payout
 
     def work(conn: Connection) -> list[Any]:
         rows = list(conn.execute(by_openid).all())
-        if len(text) > _BILL_TAIL and text.isdigit():
+        if len(text) > _BILL_TAIL and text.isascii() and text.isdigit():
             rows += conn.execute(by_bill).all()
         return rows
 

@@ -46,6 +46,7 @@ from hongbao.sim.exceptions import InvalidStateError, UnknownObjectError
 from hongbao.sim.faults import FaultSpecError, parse_fault
 from hongbao.sim.payments import PayOrder
 from hongbao.sim.state import BOOL_SETTINGS, INT_SETTINGS, LIST_SETTINGS, MerchantSettings
+from hongbao.wire.bodies import BodyTooLarge, read_limited
 
 if TYPE_CHECKING:
     from hongbao.sim.app import Simulator
@@ -67,9 +68,7 @@ def _time(value: datetime) -> str:
 
 
 async def _json(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > _MAX_JSON:
-        raise BadRequest(f"request body larger than {_MAX_JSON} bytes")
+    body = await read_limited(request, _MAX_JSON)
     if not body.strip():
         return {}
     try:
@@ -185,6 +184,8 @@ def _guarded(handler: Handler) -> Handler:
             return await handler(request)
         except BadRequest as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        except BodyTooLarge as exc:
+            return JSONResponse({"error": str(exc)}, status_code=413)
         except UnknownObjectError as exc:
             return JSONResponse({"error": exc.args[0]}, status_code=404)
         except InvalidStateError as exc:

@@ -136,7 +136,7 @@ def injected_error(api: Api, err_code: str) -> SimError:
     Numeric codes (e.g. 268458547) are gateway failures: `return_code=FAIL` with "系统繁忙"
     (spec §3.1); an unknown symbolic code gets the same busy text, since WeChat may add codes.
     """
-    if err_code.isdigit():
+    if err_code.isascii() and err_code.isdigit():
         return SimError(err_code, GATEWAY_BUSY, return_code="FAIL")
     texts = _QUERY_TEXTS if api is Api.QUERY else _SEND_TEXTS
     des = texts.get(err_code, GATEWAY_BUSY)

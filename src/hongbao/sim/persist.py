@@ -16,6 +16,7 @@ load, and the 60-second windows start empty after a restart.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from datetime import datetime
 from pathlib import Path
@@ -149,12 +150,25 @@ def _dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
+def _private(path: Path) -> None:
+    """Create `path` 0600, or make an existing one so: it holds every merchant's API key.
+
+    SQLite gives its -wal and -shm files the database file's mode.
+    """
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    if os.name == "posix":
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if file.exists():
+                os.chmod(file, 0o600)
+
+
 class SqliteStore:
     """The registry's `Store` on one SQLite file."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        _private(path)
         # One connection shared by every thread: the registry's lock serialises all use of it.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -96,7 +96,9 @@ def _echo(api: Api, params: Mapping[str, str] | None) -> dict[str, Value]:
     for name in names:
         value = params.get(name)
         if value:
-            echo[name] = int(value) if name in _INTEGERS and value.isdigit() else value
+            # isascii too: "²".isdigit() is true, and int("²") raises.
+            digits = value.isascii() and value.isdigit()
+            echo[name] = int(value) if name in _INTEGERS and digits else value
     return echo
 
 

@@ -510,7 +510,7 @@ class Registry:
                 mch_id = self._ids.mch_id()
                 while mch_id in self._merchants:
                     mch_id = self._ids.mch_id()
-            elif not mch_id.isdigit() or len(mch_id) > 32:
+            elif not (mch_id.isascii() and mch_id.isdigit()) or len(mch_id) > 32:
                 raise ValueError("mch_id must be 1..32 digits")
             elif mch_id in self._merchants:
                 raise InvalidStateError(f"merchant {mch_id} already exists")
@@ -680,7 +680,7 @@ class Registry:
         strings = {n: v for n, v in values.items() if isinstance(v, str) and v}
         if len(strings) != len(names) or strings["signType"] != "MD5":
             return _MINI_FAIL, _MINI_FORMAT_ERROR
-        if not strings["timeStamp"].isdigit():
+        if not (strings["timeStamp"].isascii() and strings["timeStamp"].isdigit()):
             return _MINI_FAIL, _MINI_FORMAT_ERROR
         openid = fields.get("openid")
         with self._action() as now:

@@ -96,7 +96,7 @@ class Access:
         """Whether `given` is the token (constant time)."""
         if self._token is None:
             return True
-        return hmac.compare_digest(given.encode(), self._token)
+        return hmac.compare_digest(_utf8(given), self._token)
 
     def bearer_matches(self, header: str | None) -> bool | None:
         """None without an `Authorization: Bearer` header, else whether its token is right."""
@@ -126,9 +126,9 @@ class Access:
         if len(parts) != 3:
             return None
         nonce, flag, issued = parts
-        if not nonce or flag not in ("0", "1") or not issued.isdigit():
+        if not nonce or flag not in ("0", "1") or not (issued.isascii() and issued.isdigit()):
             return None
-        if not hmac.compare_digest(signature, self._sign(body)):
+        if not hmac.compare_digest(_utf8(signature), _utf8(self._sign(body))):
             return None
         age = self._clock.now().timestamp() - int(issued)
         if not 0 <= age <= SESSION_HOURS * 3600:
@@ -143,4 +143,10 @@ class Access:
         """Whether a posted CSRF token belongs to the session (constant time)."""
         if session is None or not given:
             return False
-        return hmac.compare_digest(given, self.csrf_token(session))
+        return hmac.compare_digest(_utf8(given), _utf8(self.csrf_token(session)))
+
+
+def _utf8(text: str) -> bytes:
+    # compare_digest takes str only when it is ASCII (TypeError otherwise): anything a client
+    # sends is compared as bytes.
+    return text.encode("utf-8", "replace")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -80,11 +81,15 @@ from hongbao.web.pages import (
     summarise,
 )
 from hongbao.web.reconciling import Reconciler, Reconciliations
+from hongbao.web.throttle import Throttle
+from hongbao.wire.bodies import BodyTooLarge, read_limited
 
 __all__ = ["SESSION_COOKIE", "DashboardSettings", "create_app"]
 
 SESSION_COOKIE = "hongbao_session"
 _HERE = Path(__file__).parent
+logger = logging.getLogger("hongbao.web")
+
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
@@ -135,6 +140,7 @@ class _Dashboard:
         self.settings = settings
         self.store = settings.store
         self.access = Access(settings.token)
+        self.throttle = Throttle()
         self.templates = _templates()
         self.reconciliations = Reconciliations(settings.reconciler)
 
@@ -161,11 +167,10 @@ class _Dashboard:
 
         The dashboard's forms are small and URL-encoded: read here without a multipart parser.
         """
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > _MAX_FORM_BYTES:
-                raise HTTPException(413, "form too large")
+        try:
+            body = await read_limited(request, _MAX_FORM_BYTES)
+        except BodyTooLarge:
+            raise HTTPException(413, "form too large") from None
         kind = request.headers.get("content-type", "").split(";")[0].strip()
         pairs = parse_qsl(body.decode("utf-8", "replace")) if kind == _FORM_TYPE else []
         form = dict(pairs)
@@ -205,16 +210,35 @@ class _Dashboard:
             session, cookie = self.access.new_session(authenticated=False)
         request.state.session = session
         path = request.url.path
-        bearer = self.access.bearer_matches(request.headers.get("authorization"))
+        address = request.client.host if request.client else ""
+        header = request.headers.get("authorization")
+        tries_token = header is not None or (path == "/login" and request.method == "POST")
+        locked = self.throttle.retry_after(address) if tries_token else None
+        bearer = None if locked else self.access.bearer_matches(header)
         public = path == "/login" or path.startswith("/static/")
-        if bearer is False:
-            response: Response = PlainTextResponse("wrong access token", status_code=401)
+        if locked:
+            response: Response = PlainTextResponse(
+                "too many wrong access tokens from this address: try again later",
+                status_code=429,
+                headers={"Retry-After": str(locked)},
+            )
+        elif bearer is False:
+            await self.throttle.failed(address)
+            response = PlainTextResponse("wrong access token", status_code=401)
         elif public or bearer or session.authenticated:
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception:
+                # Answered here rather than by Starlette's outermost handler, so that a 500
+                # carries the same headers as every other page.
+                logger.exception("dashboard failed on %r", path)
+                response = PlainTextResponse("internal error", status_code=500)
         elif path.startswith("/api/"):
             response = JSONResponse({"error": "access token needed"}, status_code=401)
         else:
             response = self.login_page(request, status_code=401, next_path=path)
+        if bearer:
+            self.throttle.succeeded(address)
         if bearer is not None:
             response.headers["WWW-Authenticate"] = "Bearer"
         if cookie is not None:
@@ -260,8 +284,11 @@ class _Dashboard:
         form = await self.checked_form(request)
         token = form.get("token", "")
         next_path = _local(form.get("next"))
+        address = request.client.host if request.client else ""
         if not token or not self.access.token_matches(token):
+            await self.throttle.failed(address)
             return self.login_page(request, status_code=401, next_path=next_path, wrong=True)
+        self.throttle.succeeded(address)
         # A new session on login: a nonce seen before logging in is never trusted after.
         _, cookie = self.access.new_session(authenticated=True)
         response = RedirectResponse(next_path, status_code=303)
@@ -283,7 +310,7 @@ class _Dashboard:
         return JSONResponse({"campaigns": [s.live() for s in await self.summaries()]})
 
     async def campaign(self, request: Request) -> Response:
-        campaign_id = int(request.path_params["campaign_id"])
+        campaign_id = _path_id(request, "campaign_id")
 
         def read() -> dict[str, Any]:
             status = campaign_status(self.store, campaign_id)
@@ -303,11 +330,11 @@ class _Dashboard:
         return self.render(request, "campaign.html", context)
 
     async def campaign_live(self, request: Request) -> Response:
-        summary = await self.summary(int(request.path_params["campaign_id"]))
+        summary = await self.summary(_path_id(request, "campaign_id"))
         return JSONResponse(summary.live())
 
     async def export(self, request: Request) -> Response:
-        summary = await self.summary(int(request.path_params["campaign_id"]))
+        summary = await self.summary(_path_id(request, "campaign_id"))
 
         def lines() -> Iterator[str]:
             out = io.StringIO()
@@ -330,7 +357,7 @@ class _Dashboard:
 
     async def act(self, request: Request) -> Response:
         await self.checked_form(request)
-        campaign_id = int(request.path_params["campaign_id"])
+        campaign_id = _path_id(request, "campaign_id")
         action = request.path_params["action"]
         actions: dict[str, Callable[[], object]] = {
             "pause": lambda: pause_campaign(self.store, campaign_id, "paused from the dashboard"),
@@ -361,7 +388,7 @@ class _Dashboard:
         )
 
     async def payout(self, request: Request) -> Response:
-        payout_id = int(request.path_params["payout_id"])
+        payout_id = _path_id(request, "payout_id")
 
         def read() -> dict[str, Any]:
             payout = self.store.get_payout(payout_id)
@@ -398,7 +425,7 @@ class _Dashboard:
         await self.checked_form(request)
         if not self.reconciliations.available:
             raise HTTPException(409, "reconciliation needs the merchants' configuration")
-        campaign_id = int(request.path_params["campaign_id"])
+        campaign_id = _path_id(request, "campaign_id")
         campaign = await self._lookup(lambda: self.store.get_campaign(campaign_id))
         self.reconciliations.start(campaign)
         return RedirectResponse(f"/reconcile#campaign-{campaign_id}", status_code=303)
@@ -415,6 +442,17 @@ def _local(path: str | None) -> str:
     if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
         return "/"
     return path
+
+
+_MAX_ID = 2**63 - 1  # the ledger's BIGINT: a larger id cannot exist, and would overflow a query
+
+
+def _path_id(request: Request, name: str) -> int:
+    """The id in the path (routed as `{name:int}`); 404 for one no row can have."""
+    value = int(request.path_params[name])
+    if value > _MAX_ID:
+        raise HTTPException(404, f"no such {name.removesuffix('_id')}: {value}")
+    return value
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

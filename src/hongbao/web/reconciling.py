@@ -17,6 +17,7 @@ from datetime import datetime
 from hongbao.clock import Clock, SystemClock
 from hongbao.engine.tracker import ReconcileReport
 from hongbao.ledger import Campaign
+from hongbao.printable import printable
 
 __all__ = ["ReconcileJob", "Reconciler", "Reconciliations"]
 
@@ -76,6 +77,8 @@ class Reconciliations:
             # Errors of hongbao never carry a secret; the class and first line say enough.
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             job.error = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-            logger.warning("reconciling campaign %s failed: %s", job.campaign.id, job.error)
+            logger.warning(
+                "reconciling campaign %s failed: %s", job.campaign.id, printable(job.error)
+            )
         finally:
             job.done = True

@@ -10,6 +10,7 @@ timeouts, nothing taken from the environment.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
@@ -26,8 +27,10 @@ from hongbao.wire.failover import (
     HostSelector,
     resolve_backup_url,
 )
+from hongbao.wire.limits import TooLarge, check_declared, late
 from hongbao.wire.transport import (
     DEFAULT_BASE_URL,
+    MAX_RESPONSE_BYTES,
     AsyncTransport,
     Timeouts,
     WireRequest,
@@ -51,7 +54,8 @@ class AiohttpTransport(AsyncTransport):
     """Asynchronous transport on aiohttp; one connection pool per instance (per certificate).
 
     Same contract as `HttpxTransport`: the body goes out unchanged, any HTTP status comes back
-    as a `WireResponse`, driver errors become `ConnectError` or `TransportError`, and outcomes
+    as a `WireResponse` (at most `max_response_bytes`, within `timeouts.deadline`), driver
+    errors become `ConnectError` or `TransportError`, and outcomes
     drive the host failover of spec §1.4. `aclose()` releases the connections.
     """
 
@@ -66,13 +70,15 @@ class AiohttpTransport(AsyncTransport):
         clock: Clock | None = None,
         max_connections: int = 100,
         user_agent: str = DEFAULT_USER_AGENT,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.hosts = HostSelector(base_url, resolve_backup_url(base_url, backup_url), clock)
         self.certificate = certificate
         self.timeouts = timeouts
+        self.max_response_bytes = max_response_bytes
         self._ssl = make_ssl_context(certificate, ca_bundle)
         # `connect` also bounds the wait for a free pooled connection; `sock_read` bounds each
-        # wait for response bytes. No total: a slow but live answer is not cut off.
+        # wait for response bytes; the whole request is bounded by `timeouts.deadline`.
         self._timeout = aiohttp.ClientTimeout(
             total=None,
             connect=timeouts.connect,
@@ -107,19 +113,41 @@ class AiohttpTransport(AsyncTransport):
         session = self._get_session()
         host = self.hosts.select()
         url = host + request.path
+        timer = asyncio.timeout(self.timeouts.deadline)
         try:
-            async with session.post(
-                url, data=request.body, headers=request.headers, allow_redirects=False
-            ) as response:
-                body = await response.read()
+            async with timer:
+                status, body = await self._post(session, url, request)
+        except TooLarge as exc:
+            self.hosts.report(host, HostOutcome.OTHER_ERROR)
+            raise exc.error(url) from None
         except Exception as exc:
+            if timer.expired():
+                self.hosts.report(host, HostOutcome.OTHER_ERROR)
+                raise late(url, self.timeouts.deadline) from exc
             mapped = map_exception(exc, url)
             if mapped is None:
                 raise
             self.hosts.report(host, mapped.failure)
             raise mapped.error from exc
         self.hosts.report(host, HostOutcome.SUCCESS)
-        return WireResponse(response.status, body, url)
+        return WireResponse(status, body, url)
+
+    async def _post(
+        self, session: aiohttp.ClientSession, url: str, request: WireRequest
+    ) -> tuple[int, bytes]:
+        limit = self.max_response_bytes
+        async with session.post(
+            url, data=request.body, headers=request.headers, allow_redirects=False
+        ) as response:
+            check_declared(response.content_length, limit)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(limit)
+                chunks.append(chunk)
+            return response.status, b"".join(chunks)
 
     async def aclose(self) -> None:
         """Close the session and its connections; the transport cannot be used afterwards."""

@@ -16,6 +16,7 @@ import httpx
 from hongbao import __version__
 from hongbao.clock import Clock
 from hongbao.wire.certs import ClientCertificate, make_ssl_context
+from hongbao.wire.deadline import DeadlineBackend, deadline, passed
 from hongbao.wire.errormap import map_exception
 from hongbao.wire.failover import (
     AUTO_BACKUP,
@@ -24,7 +25,15 @@ from hongbao.wire.failover import (
     HostSelector,
     resolve_backup_url,
 )
-from hongbao.wire.transport import DEFAULT_BASE_URL, Timeouts, Transport, WireRequest, WireResponse
+from hongbao.wire.limits import TooLarge, check_declared, late
+from hongbao.wire.transport import (
+    DEFAULT_BASE_URL,
+    MAX_RESPONSE_BYTES,
+    Timeouts,
+    Transport,
+    WireRequest,
+    WireResponse,
+)
 
 __all__ = ["DEFAULT_USER_AGENT", "HttpxTransport"]
 
@@ -36,7 +45,8 @@ class HttpxTransport(Transport):
     """Synchronous transport on httpx; one connection pool per instance (per certificate).
 
     The request body is posted unchanged to `host + request.path`; any HTTP status comes back
-    as a `WireResponse`. Driver errors become `ConnectError` or `TransportError`, and every
+    as a `WireResponse`, of at most `max_response_bytes` within `timeouts.deadline`. Driver
+    errors become `ConnectError` or `TransportError`, and every
     outcome is reported to `hosts`, which picks the host of the next call (spec §1.4).
     """
 
@@ -51,23 +61,31 @@ class HttpxTransport(Transport):
         clock: Clock | None = None,
         max_connections: int = 100,
         user_agent: str = DEFAULT_USER_AGENT,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.hosts = HostSelector(base_url, resolve_backup_url(base_url, backup_url), clock)
         self.certificate = certificate
         self.timeouts = timeouts
-        self._client = httpx.Client(
+        self.max_response_bytes = max_response_bytes
+        pool = httpx.HTTPTransport(
             verify=make_ssl_context(certificate, ca_bundle),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            # Nothing from the environment: no proxy, no netrc, no SSL_CERT_FILE.
+            trust_env=False,
+        )
+        # httpx has no deadline for a whole request: its sockets get one (see wire.deadline).
+        pool._pool._network_backend = DeadlineBackend()
+        self._client = httpx.Client(
+            transport=pool,
             timeout=httpx.Timeout(
                 connect=timeouts.connect,
                 read=timeouts.read,
                 write=timeouts.read,
                 pool=timeouts.connect,
             ),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
             headers={"User-Agent": user_agent},
-            # Nothing from the environment: no proxy, no netrc, no SSL_CERT_FILE.
             trust_env=False,
             follow_redirects=False,
         )
@@ -76,16 +94,37 @@ class HttpxTransport(Transport):
         """POST `request.body` once; raise ConnectError or TransportError on failure."""
         host = self.hosts.select()
         url = host + request.path
-        try:
-            response = self._client.post(url, content=request.body, headers=request.headers)
-        except Exception as exc:
-            mapped = map_exception(exc, url)
-            if mapped is None:
-                raise
-            self.hosts.report(host, mapped.failure)
-            raise mapped.error from exc
+        with deadline(self.timeouts.deadline):
+            try:
+                status, body = self._post(url, request)
+            except TooLarge as exc:
+                self.hosts.report(host, HostOutcome.OTHER_ERROR)
+                raise exc.error(url) from None
+            except Exception as exc:
+                mapped = map_exception(exc, url)
+                if mapped is None:
+                    raise
+                self.hosts.report(host, mapped.failure)
+                if passed():
+                    raise late(url, self.timeouts.deadline) from exc
+                raise mapped.error from exc
         self.hosts.report(host, HostOutcome.SUCCESS)
-        return WireResponse(response.status_code, response.content, url)
+        return WireResponse(status, body, url)
+
+    def _post(self, url: str, request: WireRequest) -> tuple[int, bytes]:
+        limit = self.max_response_bytes
+        with self._client.stream(
+            "POST", url, content=request.body, headers=request.headers
+        ) as response:
+            check_declared(response.headers.get("content-length"), limit)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(limit)
+                chunks.append(chunk)
+            return response.status_code, b"".join(chunks)
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -6,8 +6,9 @@ Implementations: `hongbao.wire.http_async.AiohttpTransport` (the throughput path
 
 Errors are mapped at this boundary into exactly two kinds, because the payout state machine lives
 on the difference: `hongbao.errors.ConnectError` when the request certainly never reached the
-server, `hongbao.errors.TransportError` when it may have (read timeout, reset, truncated answer).
-An HTTP status other than 200 is not an error here: it comes back as a `WireResponse`.
+server, `hongbao.errors.TransportError` when it may have (read timeout, reset, truncated answer,
+an answer over `MAX_RESPONSE_BYTES`, the request's deadline passed). An HTTP status other than
+200 is not an error here: it comes back as a `WireResponse`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from types import TracebackType
 from typing import Self
 
 __all__ = [
+    "DEADLINE_READS",
     "DEFAULT_BACKUP_URL",
     "DEFAULT_BASE_URL",
+    "MAX_RESPONSE_BYTES",
     "AsyncTransport",
     "Timeouts",
     "Transport",
@@ -31,16 +34,36 @@ DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
 DEFAULT_BACKUP_URL = "https://api2.mch.weixin.qq.com"
 
 
+DEADLINE_READS = 3
+"""The default deadline of one request, in read timeouts."""
+
+MAX_RESPONSE_BYTES = 256 * 1024
+"""The most of an answer a transport reads (a red packet answer is well under 4 KiB): more is a
+`TransportError`, never memory. The XML parser refuses the same size."""
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Finite timeouts in seconds (spec §1.5 recommends connect 5 s, read 10 s)."""
+    """Finite timeouts in seconds (spec §1.5 recommends connect 5 s, read 10 s).
+
+    `read` bounds each wait for bytes; `total` bounds the whole request, from connecting to the
+    last byte of the answer, so a server that drips one byte at a time cannot hold a call. It
+    defaults to `DEADLINE_READS` read timeouts.
+    """
 
     connect: float = 5.0
     read: float = 10.0
+    total: float | None = None
 
     def __post_init__(self) -> None:
-        if not (0 < self.connect < float("inf") and 0 < self.read < float("inf")):
+        limits = (self.connect, self.read, self.deadline)
+        if not all(0 < value < float("inf") for value in limits):
             raise ValueError("timeouts must be finite and positive")
+
+    @property
+    def deadline(self) -> float:
+        """Seconds one request may take in all."""
+        return self.total if self.total is not None else DEADLINE_READS * self.read
 
 
 @dataclass(frozen=True, slots=True)

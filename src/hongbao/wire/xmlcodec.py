@@ -2,7 +2,8 @@
 
 Strings go out in CDATA (a `]]>` inside is split so it can never close the section early),
 integers bare. Parsing accepts CDATA or escaped text, an XML declaration, whitespace and a UTF-8
-BOM; nested containers such as `hblist/hbinfo` always come back as a list of dicts.
+BOM; any encoding expat cannot decode (GBK, Big5, an unknown name) is an `XmlError`, like any
+other malformed body; nested containers such as `hblist/hbinfo` always come back as a list of dicts.
 
 >>> loads(dumps({"total_amount": 100, "send_name": "a]]>b"}))
 {'total_amount': '100', 'send_name': 'a]]>b'}
@@ -99,6 +100,10 @@ def loads(body: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> XmlDict:
         raise XmlError(f"refused unsafe XML: {type(exc).__name__}") from exc
     except ExpatError as exc:
         raise XmlError(f"malformed XML: {exc}") from exc
+    except (ValueError, LookupError) as exc:
+        # expat refuses multi-byte declared encodings (GBK, Big5, Shift_JIS…) with a bare
+        # ValueError and unknown ones with LookupError: to every caller they are bad XML.
+        raise XmlError(f"unsupported XML encoding: {exc}") from exc
     if builder.root != "xml":
         raise XmlError(f"root element must be <xml>, not <{builder.root}>")
     return builder.result
