@@ -66,7 +66,7 @@ from hongbao.ledger import (
 )
 from hongbao.ledger.states import OPEN_STATES
 
-__all__ = ["CLAIM_SLACK_SECONDS", "Dispatcher", "Idle", "Pace", "build_driver"]
+__all__ = ["CLAIM_SLACK_SECONDS", "Dispatcher", "Idle", "Pace", "build_driver", "claim_lease"]
 
 logger = logging.getLogger("hongbao.engine")
 
@@ -163,6 +163,14 @@ def build_driver(
         executor=executor,
         committer=committer,
     )
+
+
+def claim_lease(driver: PayoutDriver, claimed: int, slot_wait: float | None = None) -> float:
+    """Seconds a claim of `claimed` payouts is leased: the call, and the wait for their send
+    slots (`slot_wait` each; default the send pacer's period)."""
+    assert driver.send_pacer is not None
+    wait = driver.send_pacer.period if slot_wait is None else slot_wait
+    return driver.profile.lease_seconds + claimed * wait + CLAIM_SLACK_SECONDS
 
 
 Idle = Callable[["Dispatcher"], Awaitable[bool]]
@@ -345,8 +353,7 @@ class Dispatcher:
 
     def lease(self, claimed: int) -> float:
         """The lease of a claim of `claimed` payouts: the call, and the wait for their slots."""
-        profile = self.driver.profile
-        return profile.lease_seconds + claimed * self.slot_wait + CLAIM_SLACK_SECONDS
+        return claim_lease(self.driver, claimed, self.slot_wait)
 
     def claim_request(self, free: int) -> ClaimRequest:
         """A claim of the scope's due payouts for `free` sends (their places reserved)."""
@@ -388,6 +395,11 @@ class Dispatcher:
         finally:
             self.claimed(request, result)
         return bool(result.claimed or result.deferred or result.skipped)
+
+    def adopt(self, payouts: Sequence[Payout]) -> None:
+        """Drive payouts the caller claimed itself (SENDING under its lease) as if claimed here."""
+        if payouts:
+            self._spawn(payouts)
 
     # -- commit rounds (the `Refill` of a `GroupCommitter`) ---------------------------------
 

@@ -44,8 +44,9 @@ from hongbao.api import AsyncClient
 from hongbao.api.codes import SEND_CODES, UNKNOWN_CODE
 from hongbao.clock import Clock, SystemClock, beijing_day
 from hongbao.defaults import DEFAULT_PAY_TIMEOUT
-from hongbao.engine.dispatch import Dispatcher, Pace, build_driver
-from hongbao.engine.payout import PayoutDriver
+from hongbao.engine.dispatch import Dispatcher, Pace, build_driver, claim_lease
+from hongbao.engine.groupcommit import GroupCommitter
+from hongbao.engine.payout import DriveResult, PayoutDriver
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.errors import ConfigurationError, IdempotencyConflict, ValidationError
 from hongbao.errors import Outcome as ErrorOutcome
@@ -236,6 +237,7 @@ class _Merchant:
     pace: Pace
     client: AsyncClient | None = None
     driver: PayoutDriver | None = None
+    committer: GroupCommitter | None = None
     dispatcher: Dispatcher | None = None
     task: asyncio.Task[None] | None = None
     bills: tuple[date, Iterator[str]] | None = None
@@ -374,7 +376,18 @@ class AsyncPayouts:
         bill = await self._mint(entry)
         wanted = params(bill, None)  # validates every field before anything is recorded
         new = NewPayout(natural_key=natural, merchant=entry.profile.name, api=api, params=wanted)
-        payout, inserted = await self._db(self.store.add_payout, new)
+        profile = entry.profile
+        if wait:
+            # Recorded and claimed (SENDING) in one commit: this caller sends it at once.
+            payout, inserted = await self._db(
+                self.store.record_and_claim,
+                new,
+                lease_seconds=claim_lease(self._driver(entry), 1),
+                caps=profile.caps,
+                on_cap=profile.cap_policy,
+            )
+        else:
+            payout, inserted = await self._db(self.store.add_payout, new)
         if not inserted:
             first = await self._db(self.store.find_payout, natural, 0)
             assert first is not None
@@ -391,21 +404,30 @@ class AsyncPayouts:
             on_recorded(PayoutView.of(payout))
         if payout.state in OPEN_STATES:
             if wait:
-                payout = await self._settle(entry, payout, fresh=inserted, within=timeout)
+                payout = await self._settle(entry, payout, claimed=inserted, within=timeout)
             else:
                 await self.start(entry.profile.name)
         return PayoutView.of(payout)
 
     async def _settle(
-        self, entry: _Merchant, payout: Payout, *, fresh: bool, within: float
+        self, entry: _Merchant, payout: Payout, *, claimed: bool, within: float
     ) -> Payout:
-        """Drive the key's payout on the dispatch core until it is settled, or `within` s."""
+        """Drive the key's payout on the dispatch core until it is settled, or `within` s.
+
+        `claimed`: this caller recorded it and holds its claim (nobody can have left it in
+        flight: no recovery first).
+        """
         driver = self._driver(entry)
         natural = payout.natural_key
         dispatcher = Dispatcher(
             driver, Scope.ids([payout.id]), settings=self.settings, concurrency=1
         )
-        latest: list[Payout] = [payout]
+
+        def settled(result: DriveResult) -> None:
+            if not result.lost and result.state not in OPEN_STATES:
+                dispatcher.stop()
+
+        dispatcher.on_result = settled
         # The caller's time, not the ledger's clock (a test's clock may stand still).
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -413,7 +435,6 @@ class AsyncPayouts:
         async def idle(dispatcher: Dispatcher) -> bool:
             found = await self._db(self.store.find_payout, natural)
             assert found is not None
-            latest[0] = found
             left = deadline - loop.time()
             if found.state not in OPEN_STATES or left <= 0:
                 return False
@@ -425,17 +446,19 @@ class AsyncPayouts:
             await asyncio.sleep(min(left, self.settings.poll_seconds / 4))
             return True
 
-        run = asyncio.create_task(dispatcher.run(idle, recover=not fresh))
+        if claimed and payout.state is P.SENDING:
+            dispatcher.adopt([payout])
+        run = asyncio.create_task(dispatcher.run(idle, recover=not claimed))
         done, _ = await asyncio.wait({run}, timeout=within)
         if not done:
             # Past the timeout: the drive goes on in the background; what stands now comes back.
             dispatcher.stop()
             self._keep(dispatcher, run)
-            found = await self._db(self.store.find_payout, natural)
-            assert found is not None
-            return found
-        run.result()
-        return latest[0]
+        else:
+            run.result()
+        found = await self._db(self.store.find_payout, natural)
+        assert found is not None
+        return found
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -548,9 +571,11 @@ class AsyncPayouts:
             await dispatcher.drain(dispatcher.driver.profile.lease_seconds)
         self._background.clear()
         for entry in self._merchants.values():
+            if entry.committer is not None:
+                await entry.committer.aclose()
             if entry.client is not None and entry.profile.name not in self._clients:
                 await entry.client.aclose()
-            entry.client = entry.driver = None
+            entry.client = entry.driver = entry.committer = None
         self._executor.shutdown(wait=True)
         if self._owned:
             self.store.close()
@@ -573,6 +598,8 @@ class AsyncPayouts:
 
     def _driver(self, entry: _Merchant) -> PayoutDriver:
         if entry.driver is None:
+            # Outcomes of concurrent callers commit together: one transaction a round.
+            entry.committer = GroupCommitter(self.store, executor=self._executor)
             entry.driver = build_driver(
                 self.store,
                 entry.profile,
@@ -581,6 +608,7 @@ class AsyncPayouts:
                 pace=entry.pace,
                 clock=self.clock,
                 executor=self._executor,
+                committer=entry.committer,
             )
         return entry.driver
 

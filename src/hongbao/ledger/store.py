@@ -507,6 +507,47 @@ class LedgerStore:
         assert payout is not None
         return payout, result.inserted == 1
 
+    def record_and_claim(
+        self,
+        new: NewPayout,
+        *,
+        lease_seconds: float,
+        caps: DailyCaps | None = None,
+        on_cap: CapPolicy = CapPolicy.DEFER,
+    ) -> tuple[Payout, bool]:
+        """Record one payout and, when it is new, claim it — in one transaction.
+
+        Returns the payout as it stands after the commit (SENDING under a lease when claimed;
+        DEFERRED or SKIPPED when a cap refused it) and whether it was new. A key already
+        recorded is left alone and returned in its latest generation. SENDING is committed
+        before anything can leave, as with `claim`; one commit instead of two.
+        """
+        values = self._payout_values(new, self._clock.now())
+        latest = (
+            select(payouts)
+            .where(payouts.c.natural_key == new.natural_key)
+            .order_by(payouts.c.generation.desc())
+            .limit(1)
+        )
+
+        def work(conn: Connection) -> tuple[Payout, bool]:
+            inserted = INSERT_PAYOUTS.run(conn, [values]) == 1
+            row = conn.execute(latest).one()
+            if not inserted:
+                return payout_from_row(row), False
+            request = ClaimRequest(
+                scope=Scope.ids([row.id]),
+                lease_seconds=lease_seconds,
+                caps=caps or DailyCaps(),
+                on_cap=on_cap,
+            )
+            result = self._events(conn, self._claim, request)
+            if result.claimed:
+                return result.claimed[0], True
+            return payout_from_row(conn.execute(latest).one()), True
+
+        return write_transaction(self._engine, work)
+
     def reissue(self, payout_id: int, params: Mapping[str, object]) -> Payout:
         """Record a new payout with a new bill number for the intent of a dead one.
 
