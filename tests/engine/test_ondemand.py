@@ -6,18 +6,21 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from hongbao.engine.dispatch import Pace
 from hongbao.engine.ondemand import AsyncPayouts
+from hongbao.engine.rule_dispatch import RuleDispatcher
 from hongbao.errors import IdempotencyConflict, ValidationError
-from hongbao.ledger import PayoutState
+from hongbao.ledger import PayoutState, Scope
 from hongbao.sim.faults import parse_fault
 from hongbao.sim.state import MerchantSettings
 from hongbao.wire.transport import AsyncTransport, WireRequest, WireResponse
 from tests.engine.enginekit import QUICK_RUN, Bench, ClockSleep, Crash, CrashingTransport
+from tests.engine.ruleskit import until
 
 P = PayoutState
 
@@ -128,9 +131,7 @@ async def test_after_a_crash_mid_send_the_same_key_resolves_the_same_bill(
     assert bench.issued() == Counter({openid: 1})
 
 
-def dying_scope(bench: Bench) -> Any:
-    from hongbao.ledger import Scope
-
+def dying_scope(bench: Bench) -> Scope:
     return Scope.on_demand(bench.mch_id)
 
 
@@ -264,3 +265,65 @@ async def test_daily_caps_hold_across_campaigns_and_payouts_on_demand(bench: Ben
     assert (third.state, third.reason) == (P.DEFERRED, "user_daily_count")
     assert bench.issued() == Counter({openid: 2})
 
+
+
+async def test_three_origins_share_the_merchants_pace_and_its_daily_caps(bench: Bench) -> None:
+    """A campaign run, the rule dispatcher and the on-demand dispatcher of one process pay from
+    one merchant at once: one pace (the simulator never answers FREQ_LIMIT, and counts no more
+    than the cap in any 60 s), and one per-user daily cap across the three."""
+    cap = 30
+    bench.sim.state.update_merchant(bench.mch_id, MerchantSettings(rate_per_minute=cap))
+    bench.with_profile(
+        rate_per_minute=cap, concurrency=8, lease_seconds=3600, per_user_daily_count=2
+    )
+    users = bench.sim.add_users(bench.creds.appid, 31)
+    shared = users[-1]  # the one user of all three origins
+    campaign = bench.campaign([*users[:10], shared])
+    rule_payouts = [
+        bench.add_payout(openid, key=f"rule:big:tx{n}")
+        for n, openid in enumerate([*users[10:20], shared])
+    ]
+    sleep = ClockSleep(bench.clock)
+    pace = Pace.local(bench.profile, clock=bench.clock, sleep=sleep)
+    rules = RuleDispatcher(
+        bench.store, bench.profile, settings=QUICK_RUN, client=bench.client(), clock=bench.clock,
+        sleep=sleep, pace=pace,
+    )  # fmt: skip
+    rule_task = asyncio.create_task(rules.run())
+    async with AsyncPayouts(
+        bench.store, bench.profile, settings=QUICK_RUN, clock=bench.clock,
+        clients={"shop": bench.client()}, paces={"shop": pace},
+    ) as payouts:  # fmt: skip
+        for n, openid in enumerate([*users[20:30], shared]):
+            await payouts.pay(f"review:{n}", openid, 100, wait=False, **PACKET)
+        summary = await bench.run(campaign.id, pace=pace)
+
+        def settled() -> bool:
+            scopes = [Scope.on_demand(bench.mch_id), Scope.rules(bench.mch_id)]
+            rows = [row for scope in scopes for row in bench.store.list_payouts(scope)]
+            return all(
+                row.state is P.SENT
+                or (row.state is P.DEFERRED and row.reason == "user_daily_count")
+                for row in rows
+            )
+
+        await until(settled)
+    rules.stop()
+    await rule_task
+
+    assert summary.stopped == "completed" or summary.stopped.startswith("waiting")
+    assert bench.issued()[shared] == 2
+    assert sum(bench.issued().values()) == 3 * 10 + 2
+    every = [
+        *bench.store.iter_payouts(campaign.id),
+        *bench.store.list_payouts(Scope.on_demand(bench.mch_id)),
+        *[bench.store.get_payout(p.id) for p in rule_payouts],
+    ]
+    held = [p for p in every if p.re_openid == shared and p.state is P.DEFERRED]
+    assert [p.reason for p in held] == ["user_daily_count"]
+    codes = {event.err_code for p in every for event in bench.store.events(p.id)}
+    assert "FREQ_LIMIT" not in codes
+    _, records = bench.sim.state.ledger(bench.mch_id)
+    times = sorted(record.send_time for record in records)
+    for i, start in enumerate(times):
+        assert len([t for t in times[i:] if t - start < timedelta(seconds=60)]) <= cap
