@@ -14,6 +14,7 @@ import pytest
 from hongbao.engine.dispatch import Pace
 from hongbao.engine.ondemand import AsyncPayouts
 from hongbao.engine.rule_dispatch import RuleDispatcher
+from hongbao.engine.tracker import reconcile, track
 from hongbao.errors import IdempotencyConflict, ValidationError
 from hongbao.ledger import PayoutState, Scope
 from hongbao.sim.faults import parse_fault
@@ -327,3 +328,25 @@ async def test_three_origins_share_the_merchants_pace_and_its_daily_caps(bench: 
     times = sorted(record.send_time for record in records)
     for i, start in enumerate(times):
         assert len([t for t in times[i:] if t - start < timedelta(seconds=60)]) <= cap
+
+
+async def test_tracking_and_reconciliation_cover_payouts_on_demand(any_bench: Bench) -> None:
+    bench = any_bench
+    async with payouts_of(bench) as payouts:
+        opened = await payouts.pay("a", bench.users[0], 100, **PACKET)
+        unopened = await payouts.pay("b", bench.users[1], 100, **PACKET)
+    bench.sim.state.open_packet(bench.mch_id, opened.bill_no)
+    bench.clock.advance(25 * 3600)  # the unopened one is refunded after 24 h
+
+    sleep = ClockSleep(bench.clock)
+    await track(bench.store, bench.profile, client=bench.client(), clock=bench.clock,
+                sleep=sleep, settings=QUICK_RUN, due_only=False)  # fmt: skip
+    report = await reconcile(bench.store, bench.profile, client=bench.client(),
+                             clock=bench.clock, sleep=sleep)  # fmt: skip
+
+    async with payouts_of(bench) as payouts:
+        assert (await payouts.get("a")).state is P.RECEIVED  # type: ignore[union-attr]
+        assert (await payouts.get("b")).state is P.REFUNDED  # type: ignore[union-attr]
+    assert (opened.state, unopened.state) == (P.SENT, P.SENT)
+    assert report.mismatches == []
+    assert report.checked == 2
