@@ -333,7 +333,9 @@ def test_only_a_definitively_failed_bill_is_reissued_once(
     assert store.transition(payout_id, P.SENDING, P.FAILED, err_code="NO_AUTH")
     with pytest.raises(ReissueError, match="definitive"):
         store.reissue(payout_id, new_params)
-    assert store.mark_bill_dead(payout_id)
+    store.add_payout(make_payout("oA", 300, key="test:oA:dead"))
+    payout_id = _claim_one(store)
+    assert store.transition(payout_id, P.SENDING, P.FAILED, err_code="SEND_FAILED", bill_dead=True)
     with pytest.raises(ReissueError, match="re_openid"):
         store.reissue(payout_id, make_params("oB", 300))
     second = store.reissue(payout_id, new_params)
@@ -341,19 +343,9 @@ def test_only_a_definitively_failed_bill_is_reissued_once(
     assert second.mch_billno != store.get_payout(payout_id).mch_billno
     with pytest.raises(ReissueError):
         store.reissue(payout_id, make_params("oA", 300))
-    latest = store.find_payout("test:oA")
+    latest = store.find_payout("test:oA:dead")
     assert latest is not None
     assert latest.id == second.id
-
-
-def test_a_bill_is_dead_only_once_failed(
-    store: LedgerStore, make_payout: PayoutFactory, make_params: ParamsFactory
-) -> None:
-    store.add_payout(make_payout("oA"))
-    payout_id = _claim_one(store)
-    assert not store.mark_bill_dead(payout_id)
-    with pytest.raises(ReissueError):
-        store.reissue(payout_id, make_params("oA"))
 
 
 def test_cancelling_a_campaign_cancels_only_unsent_payouts(
@@ -437,15 +429,3 @@ def test_export_streams_every_payout_in_order_as_csv(
     assert (rows[0]["state"], rows[0]["send_listid"]) == ("SENT", "1000041701")
     assert rows[0]["sent_at"] == "2024-03-15 10:00:00"  # Beijing time, as WeChat shows it
     assert rows[1]["state"] == "PLANNED"
-
-
-def test_the_shared_limiter_state_is_one_sequence(store: LedgerStore) -> None:
-    seen: list[float] = []
-
-    def step(tat: float) -> tuple[float, float]:
-        seen.append(tat)
-        return tat + 1.5, tat
-
-    assert [store.limiter_update(MCH_ID, step) for _ in range(3)] == [0.0, 1.5, 3.0]
-    assert store.limiter_update("1900000999", step) == 0.0
-    assert seen == [0.0, 1.5, 3.0, 0.0]

@@ -5,15 +5,30 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import fields
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-from hongbao.ledger.records import Campaign, Payout, PayoutEvent, SendApi
+from hongbao.ledger.records import (
+    Campaign,
+    NewPayout,
+    Payout,
+    PayoutEvent,
+    SendApi,
+    freeze_params,
+)
 from hongbao.ledger.states import CampaignState, PayoutState
 
-__all__ = ["campaign_from_row", "event_from_row", "payout_from_row", "to_json", "upsert"]
+__all__ = [
+    "campaign_from_row",
+    "event_from_row",
+    "payout_from_row",
+    "payout_values",
+    "to_json",
+    "upsert",
+]
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -25,6 +40,36 @@ def to_json(data: Mapping[str, Any] | None) -> str | None:
     if data is None:
         return None
     return _ENCODE(data)
+
+
+def payout_values(new: NewPayout, now: datetime) -> dict[str, Any]:
+    """The `payouts` row of a new payout: every recorder of payouts builds its rows here.
+
+    The bill number, receiver and amounts are read from the frozen parameters (checked by
+    `freeze_params`), so the row can never disagree with what is sent.
+    """
+    params = freeze_params(new.params)
+    return {
+        "natural_key": new.natural_key,
+        "generation": 0,
+        "previous_payout_id": None,
+        "campaign_id": new.campaign_id,
+        "line_no": new.line_no,
+        "merchant": new.merchant,
+        "mch_id": str(params["mch_id"]),
+        "api": new.api.value,
+        "mch_billno": str(params["mch_billno"]),
+        "params": to_json(params),
+        "re_openid": str(params["re_openid"]),
+        "total_amount": int(params["total_amount"]),
+        "total_num": int(params["total_num"]),
+        "state": new.state.value,
+        "reason": new.reason,
+        "bill_dead": False,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 _PAYOUT_FIELDS = tuple(field.name for field in fields(Payout))

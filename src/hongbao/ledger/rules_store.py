@@ -53,15 +53,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from hongbao.clock import Clock, SystemClock, beijing_day
 from hongbao.ledger.bills import BillSerials
 from hongbao.ledger.db import read_transaction, write_transaction
-from hongbao.ledger.records import NewPayout, StateTotal, freeze_params
-from hongbao.ledger.rows import to_json, upsert
+from hongbao.ledger.records import NewPayout, StateTotal
+from hongbao.ledger.rows import payout_values, upsert
 from hongbao.ledger.schema import (
-    payout_events,
     payouts,
     rule_budgets,
     rule_payments,
     rule_results,
 )
+from hongbao.ledger.statements import INSERT_EVENTS, INSERT_PAYOUT_IDS
 from hongbao.ledger.states import PayoutState
 
 __all__ = [
@@ -242,8 +242,6 @@ class _Statements:
             )
             .values(committed_fen=b.committed_fen + amount)
         )
-        self.add_payouts = insert(payouts).returning(payouts.c.id, sort_by_parameter_order=True)
-        self.add_events = insert(payout_events)
         self.add_results = insert(rule_results)
 
 
@@ -472,7 +470,7 @@ class RuleLedger:
             if new is None:
                 outcomes.append((decision, decision.outcome, decision.detail))
                 continue
-            values = _payout_values(new, now)
+            values = payout_values(new, now)
             charge = {
                 "b_rule": decision.rule,
                 "b_amount": values["total_amount"],
@@ -487,10 +485,10 @@ class RuleLedger:
                 outcomes.append((decision, BUDGET_EXHAUSTED, detail))
         payout_ids: dict[str, int] = {}
         if planned:
-            ids = conn.execute(self._sql.add_payouts, [values for _, values in planned]).scalars()
+            ids = conn.execute(INSERT_PAYOUT_IDS, [values for _, values in planned]).scalars()
             payout_ids = {d.natural_key: int(i) for (d, _), i in zip(planned, ids, strict=True)}
-            conn.execute(
-                self._sql.add_events,
+            INSERT_EVENTS.run(
+                conn,
                 [
                     {
                         "payout_id": payout_ids[d.natural_key],
@@ -574,30 +572,6 @@ class RuleLedger:
             ]
 
         return read_transaction(self._engine, work)
-
-
-def _payout_values(new: NewPayout, now: datetime) -> dict[str, Any]:
-    params = freeze_params(new.params)
-    return {
-        "natural_key": new.natural_key,
-        "generation": 0,
-        "previous_payout_id": None,
-        "campaign_id": None,
-        "line_no": None,
-        "merchant": new.merchant,
-        "mch_id": str(params["mch_id"]),
-        "api": new.api.value,
-        "mch_billno": str(params["mch_billno"]),
-        "params": to_json(params),
-        "re_openid": str(params["re_openid"]),
-        "total_amount": int(params["total_amount"]),
-        "total_num": int(params["total_num"]),
-        "state": P.PLANNED.value,
-        "bill_dead": False,
-        "attempts": 0,
-        "created_at": now,
-        "updated_at": now,
-    }
 
 
 def _payment_values(payment: NewPayment, now: datetime) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    insert,
     or_,
     select,
     update,
@@ -35,6 +36,7 @@ __all__ = [
     "BRIEF_COLUMNS",
     "INSERT_EVENTS",
     "INSERT_PAYOUTS",
+    "INSERT_PAYOUT_IDS",
     "ManyRows",
     "cas_update",
     "charge_budget",
@@ -153,6 +155,9 @@ class _Plan:
 
 INSERT_EVENTS = ManyRows(lambda _: payout_events.insert())
 """Audit events, one row each."""
+
+INSERT_PAYOUT_IDS = insert(payouts).returning(payouts.c.id, sort_by_parameter_order=True)
+"""New payouts that must all be new (a rule's), returning their ids in the rows' order."""
 
 INSERT_PAYOUTS = ManyRows(
     lambda dialect: (postgresql.insert if dialect == "postgresql" else sqlite.insert)(

@@ -77,13 +77,12 @@ from hongbao.ledger.rows import (
     campaign_from_row,
     event_from_row,
     payout_from_row,
+    payout_values,
     to_json,
-    upsert,
 )
 from hongbao.ledger.schema import (
     campaigns,
     daily_counters,
-    limiter_state,
     payout_events,
     payouts,
 )
@@ -326,11 +325,6 @@ class LedgerStore:
             raise LedgerLookupError(f"no campaign with id {campaign_id}")
         return campaign_from_row(row)
 
-    def find_campaign(self, name: str) -> Campaign | None:
-        """The campaign with this name, if any."""
-        row = self._first(select(campaigns).where(campaigns.c.name == name))
-        return campaign_from_row(row) if row is not None else None
-
     def list_campaigns(self) -> list[Campaign]:
         """Every campaign, oldest first."""
         return [campaign_from_row(row) for row in self._all(select(campaigns).order_by("id"))]
@@ -457,29 +451,6 @@ class LedgerStore:
 
     # -- payouts: recording ----------------------------------------------------------------
 
-    def _payout_values(self, new: NewPayout, now: datetime) -> dict[str, Any]:
-        params = freeze_params(new.params)
-        return {
-            "natural_key": new.natural_key,
-            "generation": 0,
-            "campaign_id": new.campaign_id,
-            "line_no": new.line_no,
-            "merchant": new.merchant,
-            "mch_id": str(params["mch_id"]),
-            "api": new.api.value,
-            "mch_billno": str(params["mch_billno"]),
-            "params": to_json(params),
-            "re_openid": str(params["re_openid"]),
-            "total_amount": int(params["total_amount"]),
-            "total_num": int(params["total_num"]),
-            "state": new.state.value,
-            "reason": new.reason,
-            "bill_dead": False,
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-
     def add_payouts(self, rows: Iterable[NewPayout], *, batch_size: int = 1000) -> AddResult:
         """Record payouts, streaming in batches; a natural key already present is left alone.
 
@@ -490,7 +461,7 @@ class LedgerStore:
         iterator = iter(rows)
         while batch := list(islice(iterator, batch_size)):
             now = self._clock.now()
-            values = [self._payout_values(new, now) for new in batch]
+            values = [payout_values(new, now) for new in batch]
 
             def work(conn: Connection, values: list[dict[str, Any]] = values) -> int:
                 return INSERT_PAYOUTS.run(conn, values)
@@ -522,7 +493,7 @@ class LedgerStore:
         recorded is left alone and returned in its latest generation. SENDING is committed
         before anything can leave, as with `claim`; one commit instead of two.
         """
-        values = self._payout_values(new, self._clock.now())
+        values = payout_values(new, self._clock.now())
         latest = (
             select(payouts)
             .where(payouts.c.natural_key == new.natural_key)
@@ -581,7 +552,7 @@ class LedgerStore:
             if frozen["mch_billno"] == old.mch_billno:
                 raise ReissueError("a re-issue needs a new bill number")
             values = {
-                **self._payout_values(
+                **payout_values(
                     NewPayout(
                         natural_key=old.natural_key,
                         merchant=old.merchant,
@@ -1099,31 +1070,6 @@ class LedgerStore:
 
         write_transaction(self._engine, work)
 
-    def mark_bill_dead(self, payout_id: int, *, event: EventInfo | None = None) -> bool:
-        """Note that WeChat now reports the bill of a FAILED payout as FAILED (re-issue allowed)."""
-
-        def work(conn: Connection) -> bool:
-            row = conn.execute(
-                update(payouts)
-                .where(payouts.c.id == payout_id, payouts.c.state == P.FAILED)
-                .values(bill_dead=True, updated_at=self._clock.now())
-                .returning(payouts.c.attempts)
-            ).first()
-            if row is None:
-                return False
-            self._event(
-                conn,
-                payout_id=payout_id,
-                attempt=row.attempts,
-                kind="bill_dead",
-                from_state=P.FAILED,
-                to_state=P.FAILED,
-                info=event,
-            )
-            return True
-
-        return write_transaction(self._engine, work)
-
     def make_due(self, campaign_id: int, *, before: datetime) -> int:
         """Make a campaign's DEFERRED payouts due now if they wait for less than `before`.
 
@@ -1282,31 +1228,3 @@ class LedgerStore:
         )
         row = self._first(query)
         return StateTotal(int(row[0]), int(row[1])) if row is not None else StateTotal(0, 0)
-
-    # -- shared rate limiter ---------------------------------------------------------------
-
-    def limiter_update(self, mch_id: str, step: Callable[[float], tuple[float, R]]) -> R:
-        """Atomically read a merchant's limiter TAT, apply `step`, store the TAT it returns.
-
-        `step(tat)` gets 0.0 (long ago) the first time and returns (new_tat, result); every
-        process sharing this ledger sees one sequence of updates, so their sends share one rate.
-        """
-
-        def work(conn: Connection) -> R:
-            conn.execute(
-                upsert(
-                    self._dialect, limiter_state, {"mch_id": mch_id, "tat": 0.0}, ["mch_id"], None
-                )
-            )
-            tat = conn.execute(
-                select(limiter_state.c.tat)
-                .where(limiter_state.c.mch_id == mch_id)
-                .with_for_update()
-            ).scalar_one()
-            new_tat, result = step(float(tat))
-            conn.execute(
-                update(limiter_state).where(limiter_state.c.mch_id == mch_id).values(tat=new_tat)
-            )
-            return result
-
-        return write_transaction(self._engine, work)
