@@ -87,22 +87,16 @@ class RuleDispatcher:
 
     def wake(self) -> None:
         """Look for work now (a payment was recorded); safe from any thread."""
-        with self._lock:
-            loop, dispatcher = self._loop, self._dispatcher
-        if loop is None or dispatcher is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            dispatcher.wake()
-        else:
-            loop.call_soon_threadsafe(dispatcher.wake)
+        self._on_loop(lambda dispatcher: dispatcher.wake())
 
     def stop(self) -> None:
         """Ask `run` to return: nothing new is claimed, sends in flight finish first."""
         self._stopping = True
+        self._on_loop(lambda dispatcher: dispatcher.stop())
+
+    def _on_loop(self, call: Callable[[Dispatcher], None]) -> None:
+        """`call(dispatcher)` on the dispatcher's event loop, from any thread; nothing when
+        the dispatcher is not running."""
         with self._lock:
             loop, dispatcher = self._loop, self._dispatcher
         if loop is None or dispatcher is None or loop.is_closed():
@@ -112,9 +106,9 @@ class RuleDispatcher:
         except RuntimeError:
             running = None
         if running is loop:
-            dispatcher.stop()
+            call(dispatcher)
         else:
-            loop.call_soon_threadsafe(dispatcher.stop)
+            loop.call_soon_threadsafe(call, dispatcher)
 
     async def run(self) -> None:
         """Recover, then send due rule payouts as they come, until `stop()`."""
