@@ -35,7 +35,7 @@ import string
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, Self, TypeVar
@@ -47,6 +47,7 @@ from hongbao.defaults import DEFAULT_PAY_TIMEOUT
 from hongbao.engine.dispatch import Dispatcher, Pace, build_driver, claim_lease
 from hongbao.engine.groupcommit import GroupCommitter
 from hongbao.engine.payout import DriveResult, PayoutDriver
+from hongbao.engine.rounds import Rounds
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.errors import ConfigurationError, IdempotencyConflict, ValidationError
 from hongbao.errors import Outcome as ErrorOutcome
@@ -239,7 +240,10 @@ class _Merchant:
     driver: PayoutDriver | None = None
     committer: GroupCommitter | None = None
     dispatcher: Dispatcher | None = None
+    recorder: Rounds[NewPayout, tuple[Payout, bool]] | None = None
+    reader: Rounds[str, Payout] | None = None
     task: asyncio.Task[None] | None = None
+    minting: asyncio.Lock = field(default_factory=asyncio.Lock)
     bills: tuple[date, Iterator[str]] | None = None
 
 
@@ -376,16 +380,10 @@ class AsyncPayouts:
         bill = await self._mint(entry)
         wanted = params(bill, None)  # validates every field before anything is recorded
         new = NewPayout(natural_key=natural, merchant=entry.profile.name, api=api, params=wanted)
-        profile = entry.profile
         if wait:
-            # Recorded and claimed (SENDING) in one commit: this caller sends it at once.
-            payout, inserted = await self._db(
-                self.store.record_and_claim,
-                new,
-                lease_seconds=claim_lease(self._driver(entry), 1),
-                caps=profile.caps,
-                on_cap=profile.cap_policy,
-            )
+            # Recorded and claimed (SENDING) in one commit, shared with the callers of the
+            # same round: this caller sends it at once.
+            payout, inserted = await self._recorder(entry).submit(new)
         else:
             payout, inserted = await self._db(self.store.add_payout, new)
         if not inserted:
@@ -456,9 +454,7 @@ class AsyncPayouts:
             self._keep(dispatcher, run)
         else:
             run.result()
-        found = await self._db(self.store.find_payout, natural)
-        assert found is not None
-        return found
+        return await self._reader(entry).submit(natural)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -475,9 +471,7 @@ class AsyncPayouts:
         else:
             assert bill_no is not None
             found = await self._db(self.store.find_payout_by_bill, mch_id, bill_no)
-            if found is not None and not found.natural_key.startswith(
-                Origin.ON_DEMAND.key_prefix
-            ):
+            if found is not None and not found.natural_key.startswith(Origin.ON_DEMAND.key_prefix):
                 found = None
         return None if found is None else PayoutView.of(found)
 
@@ -571,11 +565,14 @@ class AsyncPayouts:
             await dispatcher.drain(dispatcher.driver.profile.lease_seconds)
         self._background.clear()
         for entry in self._merchants.values():
+            for rounds in (entry.recorder, entry.reader):
+                if rounds is not None:
+                    await rounds.aclose()
             if entry.committer is not None:
                 await entry.committer.aclose()
             if entry.client is not None and entry.profile.name not in self._clients:
                 await entry.client.aclose()
-            entry.client = entry.driver = entry.committer = None
+            entry.client = entry.driver = entry.committer = entry.recorder = entry.reader = None
         self._executor.shutdown(wait=True)
         if self._owned:
             self.store.close()
@@ -612,6 +609,35 @@ class AsyncPayouts:
             )
         return entry.driver
 
+    def _recorder(self, entry: _Merchant) -> Rounds[NewPayout, tuple[Payout, bool]]:
+        """The merchant's rounds of `record_and_claim`: one commit for the callers of a round."""
+        if entry.recorder is None:
+            lease = claim_lease(self._driver(entry), 1)
+            profile = entry.profile
+
+            async def record(news: list[NewPayout]) -> list[tuple[Payout, bool]]:
+                return await self._db(
+                    self.store.record_and_claim,
+                    news,
+                    lease_seconds=lease,
+                    caps=profile.caps,
+                    on_cap=profile.cap_policy,
+                )
+
+            entry.recorder = Rounds(record)
+        return entry.recorder
+
+    def _reader(self, entry: _Merchant) -> Rounds[str, Payout]:
+        """The merchant's rounds of reading payouts back: one query for a round's callers."""
+        if entry.reader is None:
+
+            async def read(keys: list[str]) -> list[Payout]:
+                found = await self._db(self.store.latest_payouts, keys)
+                return [found[key] for key in keys]
+
+            entry.reader = Rounds(read)
+        return entry.reader
+
     def _keep(self, dispatcher: Dispatcher, run: asyncio.Task[None]) -> None:
         self._background.add(dispatcher)
 
@@ -623,28 +649,26 @@ class AsyncPayouts:
 
     async def _mint(self, entry: _Merchant) -> str:
         """A new bill number of the merchant, from a block this process reserved in advance."""
-        now = self.clock.now()
-        day = beijing_day(now)
-        if entry.bills is None or entry.bills[0] != day:
-            entry.bills = (day, iter(()))
-        bill = next(entry.bills[1], None)
-        if bill is None:
-            mch_id = entry.profile.mch_id
-            reserved = await self._db(self.store.reserve_bill_numbers, mch_id, now, _SERIALS)
-            entry.bills = (day, iter(reserved))
-            bill = next(entry.bills[1])
-        return bill
+        async with entry.minting:  # one reservation at a time, not one per waiting caller
+            now = self.clock.now()
+            day = beijing_day(now)
+            if entry.bills is None or entry.bills[0] != day:
+                entry.bills = (day, iter(()))
+            bill = next(entry.bills[1], None)
+            if bill is None:
+                mch_id = entry.profile.mch_id
+                reserved = await self._db(self.store.reserve_bill_numbers, mch_id, now, _SERIALS)
+                entry.bills = (day, iter(reserved))
+                bill = next(entry.bills[1])
+            return bill
 
     async def _db(self, work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, functools.partial(work, *args, **kwargs)
-        )
+        return await loop.run_in_executor(self._executor, functools.partial(work, *args, **kwargs))
 
 
 def _nonce(payout: Payout) -> str:
     return str(payout.params["nonce_str"])
-
 
 
 class Payouts:

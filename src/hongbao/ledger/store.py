@@ -24,68 +24,38 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Engine,
-    Select,
-    and_,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.engine import URL
+from sqlalchemy import Connection, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from hongbao.clock import CST, Clock, SystemClock, beijing_day
+from hongbao.clock import CST, beijing_day
 from hongbao.ledger.accounting import release, reserve, reserve_all
-from hongbao.ledger.bills import BillSerials
-from hongbao.ledger.db import create_ledger_engine, read_transaction, write_transaction
-from hongbao.ledger.masking import mask
-from hongbao.ledger.migrate import check_schema
+from hongbao.ledger.campaign_records import CampaignRecords
+from hongbao.ledger.db import write_transaction
+from hongbao.ledger.payout_reads import LATEST, PayoutReads
 from hongbao.ledger.records import (
     AddResult,
-    Campaign,
     CapPolicy,
     ClaimRequest,
     ClaimResult,
-    CodeTotal,
     DailyCaps,
     EventInfo,
     IllegalTransitionError,
     LedgerLookupError,
-    NewCampaign,
     NewPayout,
     Payout,
-    PayoutEvent,
     ReissueError,
     Scope,
-    StateTotal,
     Transition,
     freeze_params,
 )
-from hongbao.ledger.rows import (
-    campaign_from_row,
-    event_from_row,
-    payout_from_row,
-    payout_values,
-    to_json,
-)
-from hongbao.ledger.schema import (
-    campaigns,
-    daily_counters,
-    payout_events,
-    payouts,
-)
+from hongbao.ledger.rows import payout_from_row, payout_values
+from hongbao.ledger.schema import payouts
 from hongbao.ledger.statements import (
     INSERT_EVENTS,
     INSERT_PAYOUTS,
@@ -97,14 +67,8 @@ from hongbao.ledger.statements import (
     scope_shape,
     take_payouts,
 )
-from hongbao.ledger.states import (
-    CAMPAIGN_TRANSITIONS,
-    CLAIMABLE,
-    COMMITTING,
-    CampaignState,
-    PayoutState,
-    is_allowed,
-)
+from hongbao.ledger.states import CLAIMABLE, COMMITTING, PayoutState, is_allowed
+from hongbao.ledger.storebase import StoreBase
 
 __all__ = ["LedgerStore"]
 
@@ -132,14 +96,6 @@ TRANSITION_FIELDS = frozenset(
 
 _IN_FLIGHT = frozenset({P.SENDING, P.UNKNOWN})
 _ISSUED = frozenset({P.SENT, P.RECEIVED, P.REFUNDED})
-_DETAIL_MAX = 512
-
-
-def _aware(value: datetime | str) -> datetime:
-    # An aggregate loses the column type: SQLite hands back the stored text, naive UTC.
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _next_day_start(day: date) -> datetime:
@@ -204,238 +160,12 @@ class _Brief:
         )
 
 
-class LedgerStore:
-    """Typed access to the ledger on SQLite or PostgreSQL; safe to share between threads."""
+class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
+    """Typed access to the ledger on SQLite or PostgreSQL; safe to share between threads.
 
-    def __init__(self, engine: Engine, *, clock: Clock | None = None) -> None:
-        self._engine = engine
-        self._clock: Clock = clock or SystemClock()
-        self._dialect = engine.dialect.name
-        self._bills = BillSerials(self._dialect)
-
-    @classmethod
-    def open(
-        cls, url: str | URL, *, clock: Clock | None = None, check: bool = True, **engine_kw: Any
-    ) -> Self:
-        """Connect to the ledger at `url`; refuses an out-of-date schema unless `check=False`."""
-        engine = create_ledger_engine(url, **engine_kw)
-        if check:
-            try:
-                check_schema(engine)
-            except BaseException:
-                engine.dispose()
-                raise
-        return cls(engine, clock=clock)
-
-    @property
-    def engine(self) -> Engine:
-        """The SQLAlchemy engine underneath (for migrations and transactional outboxes)."""
-        return self._engine
-
-    def close(self) -> None:
-        """Close every pooled connection."""
-        self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"LedgerStore({self._engine.url.render_as_string(hide_password=True)!r})"
-
-    # -- plumbing --------------------------------------------------------------------------
-
-    # Rows of any shape: SQLAlchemy 2.0 and 2.1 type a row's columns differently.
-    def _all(self, query: Select[Any]) -> Sequence[Any]:
-        return read_transaction(self._engine, lambda conn: conn.execute(query).all())
-
-    def _first(self, query: Select[Any]) -> Any:
-        return read_transaction(self._engine, lambda conn: conn.execute(query).first())
-
-    def _event(self, conn: Connection, **event: Any) -> None:
-        """Append one event (the keywords of `_event_row`)."""
-        INSERT_EVENTS.run(conn, [self._event_row(**event)])
-
-    def _event_row(
-        self,
-        *,
-        payout_id: int,
-        attempt: int,
-        kind: str,
-        from_state: PayoutState | None,
-        to_state: PayoutState | None,
-        info: EventInfo | None = None,
-        err_code: str | None = None,
-        detail: str | None = None,
-    ) -> dict[str, Any]:
-        text = (info.detail if info is not None else None) or detail
-        request = info.request if info is not None else None
-        response = info.response if info is not None else None
-        return {
-            "payout_id": payout_id,
-            "at": self._clock.now(),
-            "kind": info.kind if info is not None else kind,
-            "from_state": from_state,
-            "to_state": to_state,
-            "attempt": attempt,
-            "err_code": (info.err_code if info is not None else None) or err_code,
-            "detail": text[:_DETAIL_MAX] if text else None,
-            "request": to_json(mask(request)) if request is not None else None,
-            "response": to_json(mask(response)) if response is not None else None,
-        }
-
-    # -- campaigns -------------------------------------------------------------------------
-
-    def create_campaign(self, new: NewCampaign) -> Campaign:
-        """Record a new campaign in DRAFT; names are unique."""
-        now = self._clock.now()
-
-        def work(conn: Connection) -> Campaign:
-            row = conn.execute(
-                insert(campaigns)
-                .values(
-                    name=new.name,
-                    merchant=new.merchant,
-                    mch_id=new.mch_id,
-                    api=new.api.value,
-                    template=to_json(new.template),
-                    budget_fen=new.budget_fen,
-                    committed_fen=0,
-                    state=CampaignState.DRAFT,
-                    source_name=new.source_name,
-                    source_digest=new.source_digest,
-                    created_at=now,
-                    updated_at=now,
-                )
-                .returning(*campaigns.c)
-            ).one()
-            return campaign_from_row(row)
-
-        try:
-            return write_transaction(self._engine, work)
-        except IntegrityError:
-            raise ValueError(f"a campaign named {new.name!r} already exists") from None
-
-    def get_campaign(self, campaign_id: int) -> Campaign:
-        """The campaign with this id."""
-        row = self._first(select(campaigns).where(campaigns.c.id == campaign_id))
-        if row is None:
-            raise LedgerLookupError(f"no campaign with id {campaign_id}")
-        return campaign_from_row(row)
-
-    def list_campaigns(self) -> list[Campaign]:
-        """Every campaign, oldest first."""
-        return [campaign_from_row(row) for row in self._all(select(campaigns).order_by("id"))]
-
-    def set_campaign_state(
-        self,
-        campaign_id: int,
-        from_state: CampaignState,
-        to_state: CampaignState,
-        *,
-        pause_reason: str | None = None,
-    ) -> bool:
-        """Compare-and-set a campaign's state; False when it was no longer `from_state`.
-
-        Cancelling goes through `cancel_campaign`, which also cancels its unsent payouts.
-        """
-        if to_state not in CAMPAIGN_TRANSITIONS[from_state]:
-            raise IllegalTransitionError(f"campaign cannot go from {from_state} to {to_state}")
-        if to_state is CampaignState.CANCELLED:
-            raise IllegalTransitionError("use cancel_campaign() to cancel a campaign")
-
-        def work(conn: Connection) -> bool:
-            result = conn.execute(
-                update(campaigns)
-                .where(campaigns.c.id == campaign_id, campaigns.c.state == from_state)
-                .values(
-                    state=to_state,
-                    pause_reason=pause_reason if to_state is CampaignState.PAUSED else None,
-                    updated_at=self._clock.now(),
-                )
-            )
-            return result.rowcount == 1
-
-        return write_transaction(self._engine, work)
-
-    def record_campaign_source(
-        self,
-        campaign_id: int,
-        *,
-        source_name: str,
-        source_digest: str,
-        lines_total: int,
-        lines_good: int,
-        lines_bad: int,
-    ) -> None:
-        """Store which input file a campaign was planned from and what its lines amounted to."""
-
-        def work(conn: Connection) -> None:
-            result = conn.execute(
-                update(campaigns)
-                .where(campaigns.c.id == campaign_id)
-                .values(
-                    source_name=source_name,
-                    source_digest=source_digest,
-                    lines_total=lines_total,
-                    lines_good=lines_good,
-                    lines_bad=lines_bad,
-                    updated_at=self._clock.now(),
-                )
-            )
-            if result.rowcount != 1:
-                raise LedgerLookupError(f"no campaign with id {campaign_id}")
-
-        write_transaction(self._engine, work)
-
-    def cancel_campaign(self, campaign_id: int) -> int:
-        """Cancel a campaign and every payout of it not yet sent; returns how many payouts.
-
-        Payouts already SENDING or UNKNOWN are left to resolve: money may be on its way.
-        """
-        now = self._clock.now()
-        unsent = (P.PLANNED, P.DEFERRED)
-
-        def work(conn: Connection) -> int:
-            state = conn.execute(
-                select(campaigns.c.state).where(campaigns.c.id == campaign_id)
-            ).scalar_one_or_none()
-            if state is None:
-                raise LedgerLookupError(f"no campaign with id {campaign_id}")
-            if CampaignState.CANCELLED not in CAMPAIGN_TRANSITIONS[CampaignState(state)]:
-                raise IllegalTransitionError(f"a {state} campaign cannot be cancelled")
-            conn.execute(
-                update(campaigns)
-                .where(campaigns.c.id == campaign_id)
-                .values(state=CampaignState.CANCELLED, updated_at=now)
-            )
-            targets = and_(payouts.c.campaign_id == campaign_id, payouts.c.state.in_(unsent))
-            # Events first, from the rows as they are, then one UPDATE: no per-row round trips
-            # even for a million-line campaign.
-            conn.execute(
-                insert(payout_events).from_select(
-                    ["payout_id", "at", "kind", "from_state", "to_state", "attempt", "detail"],
-                    select(
-                        payouts.c.id,
-                        literal(now, payout_events.c.at.type),
-                        literal("cancel"),
-                        payouts.c.state,
-                        literal(P.CANCELLED.value),
-                        payouts.c.attempts,
-                        literal("campaign cancelled"),
-                    ).where(targets),
-                )
-            )
-            result = conn.execute(
-                update(payouts)
-                .where(targets)
-                .values(state=P.CANCELLED, reason="campaign_cancelled", updated_at=now)
-            )
-            return int(result.rowcount)
-
-        return write_transaction(self._engine, work)
+    This module holds the exactly-once core (bill numbers, recording, claims, transitions);
+    campaigns and their reports are `CampaignRecords`, reads `PayoutReads`.
+    """
 
     # -- bill numbers ----------------------------------------------------------------------
 
@@ -480,42 +210,54 @@ class LedgerStore:
 
     def record_and_claim(
         self,
-        new: NewPayout,
+        news: Sequence[NewPayout],
         *,
         lease_seconds: float,
         caps: DailyCaps | None = None,
         on_cap: CapPolicy = CapPolicy.DEFER,
-    ) -> tuple[Payout, bool]:
-        """Record one payout and, when it is new, claim it — in one transaction.
+    ) -> list[tuple[Payout, bool]]:
+        """Record payouts and claim those that are new — in one transaction.
 
-        Returns the payout as it stands after the commit (SENDING under a lease when claimed;
-        DEFERRED or SKIPPED when a cap refused it) and whether it was new. A key already
-        recorded is left alone and returned in its latest generation. SENDING is committed
-        before anything can leave, as with `claim`; one commit instead of two.
+        For each, in order: the payout as it stands after the commit (SENDING under a lease
+        when claimed; DEFERRED or SKIPPED when a cap refused it) and whether this call recorded
+        it. A key already recorded is left alone and comes back in its latest generation.
+        SENDING is committed before anything can leave, as with `claim`, in one commit for all.
         """
-        values = payout_values(new, self._clock.now())
-        latest = (
-            select(payouts)
-            .where(payouts.c.natural_key == new.natural_key)
-            .order_by(payouts.c.generation.desc())
-            .limit(1)
-        )
+        if not news:
+            return []
+        now = self._clock.now()
+        values = [payout_values(new, now) for new in news]
+        keys = sorted({new.natural_key for new in news})
+        latest = select(payouts).where(payouts.c.natural_key.in_(keys), LATEST)
 
-        def work(conn: Connection) -> tuple[Payout, bool]:
-            inserted = INSERT_PAYOUTS.run(conn, [values]) == 1
-            row = conn.execute(latest).one()
-            if not inserted:
-                return payout_from_row(row), False
-            request = ClaimRequest(
-                scope=Scope.ids([row.id]),
-                lease_seconds=lease_seconds,
-                caps=caps or DailyCaps(),
-                on_cap=on_cap,
-            )
-            result = self._events(conn, self._claim, request)
-            if result.claimed:
-                return result.claimed[0], True
-            return payout_from_row(conn.execute(latest).one()), True
+        def work(conn: Connection) -> list[tuple[Payout, bool]]:
+            INSERT_PAYOUTS.run(conn, values)
+            rows = {row.natural_key: row for row in conn.execute(latest)}
+            # A bill number is minted once: the rows carrying ours are the ones this call made.
+            mine = {
+                v["natural_key"]
+                for v in values
+                if rows[v["natural_key"]].mch_billno == v["mch_billno"]
+            }
+            found = {key: payout_from_row(row) for key, row in rows.items()}
+            if mine:
+                request = ClaimRequest(
+                    scope=Scope.ids(rows[key].id for key in mine),
+                    limit=len(mine),
+                    lease_seconds=lease_seconds,
+                    caps=caps or DailyCaps(),
+                    on_cap=on_cap,
+                )
+                result = self._events(conn, self._claim, request)
+                found.update({payout.natural_key: payout for payout in result.claimed})
+                refused = set(result.deferred) | set(result.skipped)
+                if refused:
+                    for row in conn.execute(select(payouts).where(payouts.c.id.in_(refused))):
+                        found[row.natural_key] = payout_from_row(row)
+            return [
+                (found[v["natural_key"]], rows[v["natural_key"]].mch_billno == v["mch_billno"])
+                for v in values
+            ]
 
         return write_transaction(self._engine, work)
 
@@ -583,108 +325,6 @@ class LedgerStore:
             return write_transaction(self._engine, work)
         except IntegrityError as exc:
             raise ReissueError(f"payout {payout_id} was already re-issued ({exc.orig})") from None
-
-    # -- payouts: reading ------------------------------------------------------------------
-
-    def get_payout(self, payout_id: int) -> Payout:
-        """The payout with this id."""
-        row = self._first(select(payouts).where(payouts.c.id == payout_id))
-        if row is None:
-            raise LedgerLookupError(f"no payout with id {payout_id}")
-        return payout_from_row(row)
-
-    def find_payout(self, natural_key: str, generation: int | None = None) -> Payout | None:
-        """The payout for an intent: its latest generation unless `generation` is given."""
-        query = select(payouts).where(payouts.c.natural_key == natural_key)
-        if generation is None:
-            query = query.order_by(payouts.c.generation.desc()).limit(1)
-        else:
-            query = query.where(payouts.c.generation == generation)
-        row = self._first(query)
-        return payout_from_row(row) if row is not None else None
-
-    def find_payout_by_bill(self, mch_id: str, mch_billno: str) -> Payout | None:
-        """The payout that owns a bill number."""
-        query = select(payouts).where(
-            payouts.c.mch_id == mch_id, payouts.c.mch_billno == mch_billno
-        )
-        row = self._first(query)
-        return payout_from_row(row) if row is not None else None
-
-    def find_payouts(
-        self,
-        states: Collection[PayoutState],
-        *,
-        mch_id: str | None = None,
-        campaign_id: int | None = None,
-        due: bool = False,
-        after_id: int = 0,
-        limit: int = 100,
-    ) -> list[Payout]:
-        """Payouts in `states`, by id; `due` keeps those whose next attempt time has come."""
-        query = select(payouts).where(payouts.c.state.in_(states), payouts.c.id > after_id)
-        if mch_id is not None:
-            query = query.where(payouts.c.mch_id == mch_id)
-        if campaign_id is not None:
-            query = query.where(payouts.c.campaign_id == campaign_id)
-        if due:
-            now = self._clock.now()
-            query = query.where(
-                or_(payouts.c.next_attempt_at.is_(None), payouts.c.next_attempt_at <= now)
-            )
-        query = query.order_by(payouts.c.id).limit(limit)
-        rows = self._all(query)
-        return [payout_from_row(row) for row in rows]
-
-    def list_payouts(
-        self,
-        scope: Scope,
-        *,
-        state: PayoutState | None = None,
-        since: datetime | None = None,
-        limit: int = 100,
-    ) -> list[Payout]:
-        """The latest bill of each intent of `scope`, newest first; in `state`, created `since`."""
-        successor = payouts.alias("successor")
-        chosen, params = in_scope(scope)
-        query = select(payouts).where(
-            chosen,
-            ~select(successor.c.id).where(successor.c.previous_payout_id == payouts.c.id).exists(),
-        )
-        if state is not None:
-            query = query.where(payouts.c.state == state)
-        if since is not None:
-            query = query.where(payouts.c.created_at >= since)
-        query = query.order_by(payouts.c.id.desc()).limit(limit)
-        rows = read_transaction(self._engine, lambda conn: conn.execute(query, params).all())
-        return [payout_from_row(row) for row in rows]
-
-    def iter_payouts(self, campaign_id: int, *, batch_size: int = 1000) -> Iterator[Payout]:
-        """Every payout of a campaign in line order, read in short batches (for exports)."""
-        last_id = 0
-        while True:
-            query = (
-                select(payouts)
-                .where(payouts.c.campaign_id == campaign_id, payouts.c.id > last_id)
-                .order_by(payouts.c.id)
-                .limit(batch_size)
-            )
-            rows = self._all(query)
-            if not rows:
-                return
-            for row in rows:
-                yield payout_from_row(row)
-            last_id = rows[-1].id
-
-    def events(self, payout_id: int) -> list[PayoutEvent]:
-        """The audit trail of one payout, oldest first."""
-        query = (
-            select(payout_events)
-            .where(payout_events.c.payout_id == payout_id)
-            .order_by(payout_events.c.id)
-        )
-        rows = self._all(query)
-        return [event_from_row(row) for row in rows]
 
     # -- claiming --------------------------------------------------------------------------
 
@@ -1069,162 +709,3 @@ class LedgerStore:
             )
 
         write_transaction(self._engine, work)
-
-    def make_due(self, campaign_id: int, *, before: datetime) -> int:
-        """Make a campaign's DEFERRED payouts due now if they wait for less than `before`.
-
-        On resume: payouts held back by a pause (balance, setup) go at once, while those
-        deferred to a later day by a daily limit (due at or after `before`) keep waiting.
-        Returns how many were made due.
-        """
-
-        def work(conn: Connection) -> int:
-            now = self._clock.now()
-            result = conn.execute(
-                update(payouts)
-                .where(
-                    payouts.c.campaign_id == campaign_id,
-                    payouts.c.state == P.DEFERRED,
-                    payouts.c.next_attempt_at > now,
-                    payouts.c.next_attempt_at < before,
-                )
-                .values(next_attempt_at=now, updated_at=now)
-            )
-            return int(result.rowcount)
-
-        return write_transaction(self._engine, work)
-
-    def dead_bills(
-        self,
-        *,
-        campaign_id: int | None = None,
-        mch_id: str | None = None,
-        max_generation: int | None = None,
-        limit: int = 100,
-        scope: Scope | None = None,
-    ) -> list[Payout]:
-        """FAILED payouts whose bill WeChat reported dead and that were not re-issued yet.
-
-        A re-issue after a crash starts from these; `max_generation` leaves out intents that
-        already had that many bill numbers. Chosen by `scope`, or by campaign and/or merchant.
-        """
-        successor = payouts.alias("successor")
-        query = select(payouts).where(
-            payouts.c.state == P.FAILED,
-            payouts.c.bill_dead.is_(True),
-            ~select(successor.c.id).where(successor.c.previous_payout_id == payouts.c.id).exists(),
-        )
-        params: dict[str, Any] = {}
-        if scope is not None:
-            chosen, params = in_scope(scope)
-            query = query.where(chosen)
-        if campaign_id is not None:
-            query = query.where(payouts.c.campaign_id == campaign_id)
-        if mch_id is not None:
-            query = query.where(payouts.c.mch_id == mch_id)
-        if max_generation is not None:
-            query = query.where(payouts.c.generation < max_generation)
-        query = query.order_by(payouts.c.id).limit(limit)
-        rows = read_transaction(self._engine, lambda conn: conn.execute(query, params).all())
-        return [payout_from_row(row) for row in rows]
-
-    def next_due(
-        self, campaign_id: int | None = None, *, scope: Scope | None = None
-    ) -> datetime | None:
-        """When the next unfinished payout of a campaign (or `scope`) needs action; None when
-        none is left.
-
-        PLANNED payouts are due now; DEFERRED ones at `next_attempt_at`; SENDING ones when their
-        lease runs out; UNKNOWN ones at the later of their lease and their next attempt.
-        """
-        if scope is None:
-            if campaign_id is None:
-                raise ValueError("next_due needs a campaign or a scope")
-            mine: ColumnElement[bool] = payouts.c.campaign_id == campaign_id
-            params: dict[str, Any] = {}
-        else:
-            mine, params = in_scope(scope)
-
-        def work(conn: Connection) -> datetime | None:
-            now = self._clock.now()
-            state = payouts.c.state
-            planned = conn.execute(
-                select(payouts.c.id).where(mine, state == P.PLANNED).limit(1), params
-            ).first()
-            if planned is not None:
-                return now
-            lease = func.coalesce(payouts.c.lease_until, payouts.c.next_attempt_at)
-            attempt = func.coalesce(payouts.c.next_attempt_at, payouts.c.lease_until)
-            candidates = [
-                select(func.min(payouts.c.next_attempt_at)).where(mine, state == P.DEFERRED),
-                select(func.min(payouts.c.lease_until)).where(mine, state == P.SENDING),
-                select(func.min(lease)).where(mine, state == P.UNKNOWN, lease > attempt),
-                select(func.min(attempt)).where(mine, state == P.UNKNOWN, attempt >= lease),
-            ]
-            times = [conn.execute(query, params).scalar() for query in candidates]
-            found = [_aware(value) for value in times if value is not None]
-            unscheduled = conn.execute(
-                select(payouts.c.id)
-                .where(
-                    mine,
-                    state.in_((P.DEFERRED, P.SENDING, P.UNKNOWN)),
-                    payouts.c.next_attempt_at.is_(None),
-                    payouts.c.lease_until.is_(None),
-                )
-                .limit(1),
-                params,
-            ).first()
-            if unscheduled is not None:
-                found.append(now)
-            return min(found) if found else None
-
-        return read_transaction(self._engine, work)
-
-    # -- reports ---------------------------------------------------------------------------
-
-    def totals_by_state(self, campaign_id: int) -> dict[PayoutState, StateTotal]:
-        """Count and amount of a campaign's payouts per state (every state present, maybe 0)."""
-        query = (
-            select(
-                payouts.c.state,
-                func.count(),
-                func.coalesce(func.sum(payouts.c.total_amount), 0),
-            )
-            .where(payouts.c.campaign_id == campaign_id)
-            .group_by(payouts.c.state)
-        )
-        rows = self._all(query)
-        totals = {state: StateTotal(0, 0) for state in PayoutState}
-        for state, count, amount in rows:
-            totals[PayoutState(state)] = StateTotal(int(count), int(amount))
-        return totals
-
-    def problems(self, campaign_id: int) -> list[CodeTotal]:
-        """What kept a campaign's payouts from being sent, grouped by state, err_code, reason."""
-        troubled = (P.FAILED, P.SKIPPED, P.DEFERRED, P.UNKNOWN, P.CANCELLED)
-        query = (
-            select(
-                payouts.c.state,
-                payouts.c.err_code,
-                payouts.c.reason,
-                func.count(),
-                func.coalesce(func.sum(payouts.c.total_amount), 0),
-            )
-            .where(payouts.c.campaign_id == campaign_id, payouts.c.state.in_(troubled))
-            .group_by(payouts.c.state, payouts.c.err_code, payouts.c.reason)
-            .order_by(func.count().desc(), payouts.c.state)
-        )
-        rows = self._all(query)
-        return [
-            CodeTotal(PayoutState(state), err_code, reason, int(count), int(amount))
-            for state, err_code, reason, count, amount in rows
-        ]
-
-    def daily_usage(self, mch_id: str, openid: str, day: date) -> StateTotal:
-        """Packets and fen committed to `openid` by `mch_id` on a UTC+8 day ("" = merchant)."""
-        c = daily_counters.c
-        query = select(c.count, c.amount_fen).where(
-            c.mch_id == mch_id, c.openid == openid, c.day == day
-        )
-        row = self._first(query)
-        return StateTotal(int(row[0]), int(row[1])) if row is not None else StateTotal(0, 0)

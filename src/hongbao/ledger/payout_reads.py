@@ -1,0 +1,238 @@
+"""The reading part of `LedgerStore`: payouts by id, key, bill, scope; audit trails; due times."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, func, or_, select
+
+from hongbao.ledger.db import read_transaction
+from hongbao.ledger.records import LedgerLookupError, Payout, PayoutEvent, Scope, StateTotal
+from hongbao.ledger.rows import event_from_row, payout_from_row
+from hongbao.ledger.schema import daily_counters, payout_events, payouts
+from hongbao.ledger.statements import in_scope
+from hongbao.ledger.states import PayoutState
+from hongbao.ledger.storebase import StoreBase
+
+__all__ = ["LATEST", "PayoutReads"]
+
+P = PayoutState
+_SUCCESSOR = payouts.alias("successor")
+LATEST = ~select(_SUCCESSOR.c.id).where(_SUCCESSOR.c.previous_payout_id == payouts.c.id).exists()
+"""Payouts that are the latest bill of their intent (no re-issue follows them)."""
+
+
+def _aware(value: datetime | str) -> datetime:
+    # An aggregate loses the column type: SQLite hands back the stored text, naive UTC.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class PayoutReads(StoreBase):
+    """Reads of payouts and their audit trail; nothing here writes."""
+
+    # -- payouts: reading ------------------------------------------------------------------
+
+    def get_payout(self, payout_id: int) -> Payout:
+        """The payout with this id."""
+        row = self._first(select(payouts).where(payouts.c.id == payout_id))
+        if row is None:
+            raise LedgerLookupError(f"no payout with id {payout_id}")
+        return payout_from_row(row)
+
+    def find_payout(self, natural_key: str, generation: int | None = None) -> Payout | None:
+        """The payout for an intent: its latest generation unless `generation` is given."""
+        query = select(payouts).where(payouts.c.natural_key == natural_key)
+        if generation is None:
+            query = query.order_by(payouts.c.generation.desc()).limit(1)
+        else:
+            query = query.where(payouts.c.generation == generation)
+        row = self._first(query)
+        return payout_from_row(row) if row is not None else None
+
+    def latest_payouts(self, natural_keys: Collection[str]) -> dict[str, Payout]:
+        """The latest generation of each intent among `natural_keys` that is recorded."""
+        query = select(payouts).where(payouts.c.natural_key.in_(sorted(natural_keys)), LATEST)
+        rows = read_transaction(self._engine, lambda conn: conn.execute(query).all())
+        return {row.natural_key: payout_from_row(row) for row in rows}
+
+    def find_payout_by_bill(self, mch_id: str, mch_billno: str) -> Payout | None:
+        """The payout that owns a bill number."""
+        query = select(payouts).where(
+            payouts.c.mch_id == mch_id, payouts.c.mch_billno == mch_billno
+        )
+        row = self._first(query)
+        return payout_from_row(row) if row is not None else None
+
+    def find_payouts(
+        self,
+        states: Collection[PayoutState],
+        *,
+        mch_id: str | None = None,
+        campaign_id: int | None = None,
+        due: bool = False,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Payout]:
+        """Payouts in `states`, by id; `due` keeps those whose next attempt time has come."""
+        query = select(payouts).where(payouts.c.state.in_(states), payouts.c.id > after_id)
+        if mch_id is not None:
+            query = query.where(payouts.c.mch_id == mch_id)
+        if campaign_id is not None:
+            query = query.where(payouts.c.campaign_id == campaign_id)
+        if due:
+            now = self._clock.now()
+            query = query.where(
+                or_(payouts.c.next_attempt_at.is_(None), payouts.c.next_attempt_at <= now)
+            )
+        query = query.order_by(payouts.c.id).limit(limit)
+        rows = self._all(query)
+        return [payout_from_row(row) for row in rows]
+
+    def list_payouts(
+        self,
+        scope: Scope,
+        *,
+        state: PayoutState | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Payout]:
+        """The latest bill of each intent of `scope`, newest first; in `state`, created `since`."""
+        successor = payouts.alias("successor")
+        chosen, params = in_scope(scope)
+        query = select(payouts).where(
+            chosen,
+            ~select(successor.c.id).where(successor.c.previous_payout_id == payouts.c.id).exists(),
+        )
+        if state is not None:
+            query = query.where(payouts.c.state == state)
+        if since is not None:
+            query = query.where(payouts.c.created_at >= since)
+        query = query.order_by(payouts.c.id.desc()).limit(limit)
+        rows = read_transaction(self._engine, lambda conn: conn.execute(query, params).all())
+        return [payout_from_row(row) for row in rows]
+
+    def iter_payouts(self, campaign_id: int, *, batch_size: int = 1000) -> Iterator[Payout]:
+        """Every payout of a campaign in line order, read in short batches (for exports)."""
+        last_id = 0
+        while True:
+            query = (
+                select(payouts)
+                .where(payouts.c.campaign_id == campaign_id, payouts.c.id > last_id)
+                .order_by(payouts.c.id)
+                .limit(batch_size)
+            )
+            rows = self._all(query)
+            if not rows:
+                return
+            for row in rows:
+                yield payout_from_row(row)
+            last_id = rows[-1].id
+
+    def events(self, payout_id: int) -> list[PayoutEvent]:
+        """The audit trail of one payout, oldest first."""
+        query = (
+            select(payout_events)
+            .where(payout_events.c.payout_id == payout_id)
+            .order_by(payout_events.c.id)
+        )
+        rows = self._all(query)
+        return [event_from_row(row) for row in rows]
+
+    def dead_bills(
+        self,
+        *,
+        campaign_id: int | None = None,
+        mch_id: str | None = None,
+        max_generation: int | None = None,
+        limit: int = 100,
+        scope: Scope | None = None,
+    ) -> list[Payout]:
+        """FAILED payouts whose bill WeChat reported dead and that were not re-issued yet.
+
+        A re-issue after a crash starts from these; `max_generation` leaves out intents that
+        already had that many bill numbers. Chosen by `scope`, or by campaign and/or merchant.
+        """
+        successor = payouts.alias("successor")
+        query = select(payouts).where(
+            payouts.c.state == P.FAILED,
+            payouts.c.bill_dead.is_(True),
+            ~select(successor.c.id).where(successor.c.previous_payout_id == payouts.c.id).exists(),
+        )
+        params: dict[str, Any] = {}
+        if scope is not None:
+            chosen, params = in_scope(scope)
+            query = query.where(chosen)
+        if campaign_id is not None:
+            query = query.where(payouts.c.campaign_id == campaign_id)
+        if mch_id is not None:
+            query = query.where(payouts.c.mch_id == mch_id)
+        if max_generation is not None:
+            query = query.where(payouts.c.generation < max_generation)
+        query = query.order_by(payouts.c.id).limit(limit)
+        rows = read_transaction(self._engine, lambda conn: conn.execute(query, params).all())
+        return [payout_from_row(row) for row in rows]
+
+    def next_due(
+        self, campaign_id: int | None = None, *, scope: Scope | None = None
+    ) -> datetime | None:
+        """When the next unfinished payout of a campaign (or `scope`) needs action; None when
+        none is left.
+
+        PLANNED payouts are due now; DEFERRED ones at `next_attempt_at`; SENDING ones when their
+        lease runs out; UNKNOWN ones at the later of their lease and their next attempt.
+        """
+        if scope is None:
+            if campaign_id is None:
+                raise ValueError("next_due needs a campaign or a scope")
+            mine: ColumnElement[bool] = payouts.c.campaign_id == campaign_id
+            params: dict[str, Any] = {}
+        else:
+            mine, params = in_scope(scope)
+
+        def work(conn: Connection) -> datetime | None:
+            now = self._clock.now()
+            state = payouts.c.state
+            planned = conn.execute(
+                select(payouts.c.id).where(mine, state == P.PLANNED).limit(1), params
+            ).first()
+            if planned is not None:
+                return now
+            lease = func.coalesce(payouts.c.lease_until, payouts.c.next_attempt_at)
+            attempt = func.coalesce(payouts.c.next_attempt_at, payouts.c.lease_until)
+            candidates = [
+                select(func.min(payouts.c.next_attempt_at)).where(mine, state == P.DEFERRED),
+                select(func.min(payouts.c.lease_until)).where(mine, state == P.SENDING),
+                select(func.min(lease)).where(mine, state == P.UNKNOWN, lease > attempt),
+                select(func.min(attempt)).where(mine, state == P.UNKNOWN, attempt >= lease),
+            ]
+            times = [conn.execute(query, params).scalar() for query in candidates]
+            found = [_aware(value) for value in times if value is not None]
+            unscheduled = conn.execute(
+                select(payouts.c.id)
+                .where(
+                    mine,
+                    state.in_((P.DEFERRED, P.SENDING, P.UNKNOWN)),
+                    payouts.c.next_attempt_at.is_(None),
+                    payouts.c.lease_until.is_(None),
+                )
+                .limit(1),
+                params,
+            ).first()
+            if unscheduled is not None:
+                found.append(now)
+            return min(found) if found else None
+
+        return read_transaction(self._engine, work)
+
+    def daily_usage(self, mch_id: str, openid: str, day: date) -> StateTotal:
+        """Packets and fen committed to `openid` by `mch_id` on a UTC+8 day ("" = merchant)."""
+        c = daily_counters.c
+        query = select(c.count, c.amount_fen).where(
+            c.mch_id == mch_id, c.openid == openid, c.day == day
+        )
+        row = self._first(query)
+        return StateTotal(int(row[0]), int(row[1])) if row is not None else StateTotal(0, 0)
