@@ -76,7 +76,8 @@ def test_fifty_threads_paying_one_key_pay_one_packet(
     [openid] = served.sim.add_users(config["appid"], 1)
 
     with (
-        Payouts.open(ledger_url, profile_from(config), settings=CHAOS_RUN) as payouts,
+        # A bare Merchant: the engine's default profile, under its mch_id.
+        Payouts.open(ledger_url, profile_from(config).merchant, settings=CHAOS_RUN) as payouts,
         ThreadPoolExecutor(50) as threads,
     ):
         views = list(
@@ -84,6 +85,7 @@ def test_fifty_threads_paying_one_key_pay_one_packet(
         )
 
     assert {(v.id, v.bill_no, v.state) for v in views} == {(views[0].id, views[0].bill_no, P.SENT)}
+    assert views[0].merchant == config["mch_id"]
     assert _issued(served, config["mch_id"]) == Counter({(openid, 123): 1})
 
 

@@ -25,6 +25,7 @@ from hongbao.sim.faults import parse_fault
 from hongbao.sim.state import MerchantSettings
 from hongbao.wire.transport import AsyncTransport, WireRequest, WireResponse
 from tests.engine.enginekit import TEMPLATE, Bench, Crash, CrashingTransport, make_bench
+from tests.ledgerkit import daily_usage
 
 P = PayoutState
 C = CampaignState
@@ -266,7 +267,7 @@ async def test_per_user_caps_hold_across_concurrent_campaigns(any_bench: Bench) 
 
     assert bench.issued() == Counter({user: 2 for user in bench.users})
     for user in bench.users:
-        usage = bench.store.daily_usage(bench.mch_id, user, bench.clock.now().date())
+        usage = daily_usage(bench.store, bench.mch_id, user, bench.clock.now().date())
         assert usage.count == 2
     deferred = sum(s.totals[P.DEFERRED].count for s in summaries)
     assert deferred == 2 * len(bench.users)

@@ -10,6 +10,7 @@ from datetime import date
 
 from hongbao.ledger import DailyCaps, LedgerStore, PayoutState
 from hongbao.ledger.states import COMMITTING
+from tests.ledgerkit import daily_usage
 
 from .conftest import MCH_ID, PayoutFactory
 
@@ -66,7 +67,7 @@ def test_concurrent_claims_never_double_claim_or_overshoot(
     per_user = Counter(p.re_openid for p in payouts)
     assert max(per_user.values()) <= 3
     for user, count in per_user.items():
-        assert store.daily_usage(MCH_ID, user, TODAY).count == count
+        assert daily_usage(store, MCH_ID, user, TODAY).count == count
     totals = store.totals_by_state(campaign)
     assert sum(t.count for t in totals.values()) == USERS * PER_USER
     assert totals[P.PLANNED].count == 0
@@ -103,7 +104,7 @@ def test_claims_racing_releases_keep_budget_and_counters_exact(
     per_user = Counter(p.re_openid for p in sent)
     assert max(per_user.values()) <= 4
     for user in (f"user{u}" for u in range(USERS)):
-        assert store.daily_usage(MCH_ID, user, TODAY).count == per_user[user]
+        assert daily_usage(store, MCH_ID, user, TODAY).count == per_user[user]
     for payout_id in claimed:
         claims = [e for e in store.events(payout_id) if e.to_state is P.SENDING]
         assert len(claims) == 1

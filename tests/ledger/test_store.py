@@ -30,6 +30,7 @@ from hongbao.ledger import (
 )
 from hongbao.ledger.states import COMMITTING
 from hongbao.wire.xmlcodec import dumps
+from tests.ledgerkit import daily_usage
 
 from .conftest import MCH_ID, ParamsFactory, PayoutFactory
 
@@ -199,7 +200,7 @@ def test_per_user_daily_count_defers_to_the_next_beijing_day(
     assert _claim_one(store, caps=caps) == deferred.id
     assert store.get_payout(deferred.id).reason is None
     day2 = datetime(2024, 3, 16).date()
-    assert store.daily_usage(MCH_ID, "oSame", day2) == StateTotal(1, 100)
+    assert daily_usage(store, MCH_ID, "oSame", day2) == StateTotal(1, 100)
 
 
 def test_per_user_daily_amount_can_skip_instead(
@@ -223,8 +224,8 @@ def test_merchant_daily_amount_cap_spans_all_users(
     # A refused claim leaves no trace in the user's counter.
     day = datetime(2024, 3, 15).date()
     refused = store.get_payout(result.deferred[0])
-    assert store.daily_usage(MCH_ID, refused.re_openid, day) == StateTotal(0, 0)
-    assert store.daily_usage(MCH_ID, "", day) == StateTotal(3, 300)
+    assert daily_usage(store, MCH_ID, refused.re_openid, day) == StateTotal(0, 0)
+    assert daily_usage(store, MCH_ID, "", day) == StateTotal(3, 300)
 
 
 def test_a_failed_send_gives_its_daily_count_back(
@@ -236,7 +237,7 @@ def test_a_failed_send_gives_its_daily_count_back(
     assert store.claim(MCH_ID, caps=caps).claimed == []  # the second is deferred
     assert store.transition(first, P.SENDING, P.DEFERRED, err_code="NOTENOUGH")
     day = datetime(2024, 3, 15).date()
-    assert store.daily_usage(MCH_ID, "oOne", day) == StateTotal(0, 0)
+    assert daily_usage(store, MCH_ID, "oOne", day) == StateTotal(0, 0)
     assert store.get_payout(first).counted_day is None
 
 

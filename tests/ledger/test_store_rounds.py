@@ -25,6 +25,7 @@ from hongbao.ledger import (
     Transition,
 )
 from tests.ledger.conftest import MCH_ID, PayoutFactory
+from tests.ledgerkit import daily_usage
 
 P = PayoutState
 RunningCampaign = Callable[..., int]
@@ -102,8 +103,8 @@ def test_failures_in_a_batch_give_back_budget_and_counters(
 
     # SENT and UNKNOWN (maybe sent) keep their money committed; FAILED and DEFERRED give it back.
     assert store.get_campaign(campaign).committed_fen == 200
-    assert store.daily_usage(MCH_ID, "", DAY) == StateTotal(2, 200)
-    assert store.daily_usage(MCH_ID, "o1", DAY) == StateTotal(0, 0)
+    assert daily_usage(store, MCH_ID, "", DAY) == StateTotal(2, 200)
+    assert daily_usage(store, MCH_ID, "o1", DAY) == StateTotal(0, 0)
     assert store.get_payout(ids[2]).counted_day is None
 
 
@@ -161,8 +162,8 @@ def test_a_batch_claim_refuses_only_the_payouts_over_a_cap(
     assert sorted(p.re_openid for p in result.claimed) == ["oBusy", "oBusy", "oCalm", "oQuiet"]
     assert [store.get_payout(i).re_openid for i in result.deferred] == ["oBusy"]
     # Nothing of the refused one stays counted.
-    assert store.daily_usage(MCH_ID, "oBusy", DAY) == StateTotal(2, 200)
-    assert store.daily_usage(MCH_ID, "", DAY) == StateTotal(4, 400)
+    assert daily_usage(store, MCH_ID, "oBusy", DAY) == StateTotal(2, 200)
+    assert daily_usage(store, MCH_ID, "", DAY) == StateTotal(4, 400)
 
 
 def test_due_deferred_payouts_take_their_turn_by_id_among_planned_ones(

@@ -40,7 +40,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, Self, TypeVar
 
-from hongbao.api import AsyncClient
+from hongbao.api import AsyncClient, Merchant
 from hongbao.api.codes import SEND_CODES, UNKNOWN_CODE
 from hongbao.clock import Clock, SystemClock, beijing_day
 from hongbao.defaults import DEFAULT_PAY_TIMEOUT
@@ -251,21 +251,27 @@ class AsyncPayouts:
     """Payouts on demand over a ledger, for one or more merchants; see the module docstring.
 
     Open it with `from_config` (a hongbao.toml) or with a ledger (URL or `LedgerStore`) and
-    the merchants' `MerchantProfile`s; use it as an async context manager, or call `aclose()`.
-    `clients` replace the `AsyncClient`s it would make (tests pass in-process ones).
+    the merchants (`Merchant`s, or `MerchantProfile`s to set pace, caps and concurrency); use
+    it as an async context manager, or call `aclose()`. `clients` replace the `AsyncClient`s it
+    would make (tests pass in-process ones).
     """
 
     def __init__(
         self,
         ledger: str | LedgerStore,
-        profiles: MerchantProfile | Sequence[MerchantProfile],
+        profiles: Merchant | MerchantProfile | Sequence[Merchant | MerchantProfile],
         *,
         settings: RunSettings | None = None,
         clock: Clock | None = None,
         clients: Mapping[str, AsyncClient] | None = None,
         paces: Mapping[str, Pace] | None = None,
     ) -> None:
-        chosen = [profiles] if isinstance(profiles, MerchantProfile) else list(profiles)
+        given = [profiles] if isinstance(profiles, Merchant | MerchantProfile) else profiles
+        # A bare `Merchant` gets the engine's defaults, under its mch_id as its name.
+        chosen = [
+            p if isinstance(p, MerchantProfile) else MerchantProfile(name=p.mch_id, merchant=p)
+            for p in given
+        ]
         if not chosen:
             raise ConfigurationError("payouts on demand need at least one merchant")
         self.clock: Clock = clock or SystemClock()
@@ -705,7 +711,7 @@ class Payouts:
     def open(
         cls,
         ledger: str | LedgerStore,
-        profiles: MerchantProfile | Sequence[MerchantProfile],
+        profiles: Merchant | MerchantProfile | Sequence[Merchant | MerchantProfile],
         **options: Any,
     ) -> Payouts:
         """Payouts on demand over `ledger` for these merchants (options as `AsyncPayouts`)."""

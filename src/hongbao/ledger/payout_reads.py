@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, func, or_, select
 
 from hongbao.ledger.db import read_transaction
-from hongbao.ledger.records import LedgerLookupError, Payout, PayoutEvent, Scope, StateTotal
+from hongbao.ledger.records import LedgerLookupError, Payout, PayoutEvent, Scope
 from hongbao.ledger.rows import event_from_row, payout_from_row
-from hongbao.ledger.schema import daily_counters, payout_events, payouts
+from hongbao.ledger.schema import payout_events, payouts
 from hongbao.ledger.statements import in_scope
 from hongbao.ledger.states import PayoutState
 from hongbao.ledger.storebase import StoreBase
@@ -227,12 +227,3 @@ class PayoutReads(StoreBase):
             return min(found) if found else None
 
         return read_transaction(self._engine, work)
-
-    def daily_usage(self, mch_id: str, openid: str, day: date) -> StateTotal:
-        """Packets and fen committed to `openid` by `mch_id` on a UTC+8 day ("" = merchant)."""
-        c = daily_counters.c
-        query = select(c.count, c.amount_fen).where(
-            c.mch_id == mch_id, c.openid == openid, c.day == day
-        )
-        row = self._first(query)
-        return StateTotal(int(row[0]), int(row[1])) if row is not None else StateTotal(0, 0)
