@@ -151,3 +151,18 @@ def test_an_unknown_campaign_or_payout_is_404(filled: Filled) -> None:
         assert client.get("/campaigns/999").status_code == 404
         assert client.get("/payouts/999999").status_code == 404
         assert client.get("/api/campaigns/999").json() == {"error": "no campaign with id 999"}
+
+
+def test_the_payouts_page_lists_payouts_on_demand_newest_first(filled: Filled) -> None:
+    bench = filled.bench
+    first = bench.add_payout(bench.users[0], key=f"pay:{bench.mch_id}:order-1:cashback")
+    second = bench.add_payout(bench.users[1], key=f"pay:{bench.mch_id}:order-2")
+    with dashboard(bench) as client:
+        html = client.get("/payouts").text
+
+    assert "Payouts on demand" in html
+    assert html.index("order-2") < html.index("order-1:cashback")
+    assert f'href="/payouts/{first.id}"' in html
+    assert f'href="/payouts/{second.id}"' in html
+    # Campaign payouts are found by search, not listed here.
+    assert filled.campaign.name not in html

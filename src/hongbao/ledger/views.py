@@ -36,14 +36,17 @@ from sqlalchemy import (
 )
 
 from hongbao.ledger.db import read_transaction
-from hongbao.ledger.records import Payout, StateTotal
+from hongbao.ledger.payout_reads import LATEST
+from hongbao.ledger.records import Origin, Payout, StateTotal
 from hongbao.ledger.rows import payout_from_row
 from hongbao.ledger.schema import payout_events, payouts
+from hongbao.ledger.statements import scope_clause
 from hongbao.ledger.states import PayoutState
 
 __all__ = [
     "Bucket",
     "outcome_counts",
+    "recent_on_demand",
     "search_payouts",
     "send_counts",
     "totals_by_campaign",
@@ -156,3 +159,11 @@ def search_payouts(engine: Engine, text: str, *, limit: int = 50) -> list[Payout
 
     found = {row.id: payout_from_row(row) for row in read_transaction(engine, work)}
     return sorted(found.values(), key=lambda payout: -payout.id)[:limit]
+
+
+def recent_on_demand(engine: Engine, *, limit: int = 50) -> list[Payout]:
+    """The newest payouts on demand of every merchant (their latest bill), newest first."""
+    on_demand = scope_clause((False, False, False, Origin.ON_DEMAND))
+    query = select(payouts).where(on_demand, LATEST).order_by(payouts.c.id.desc()).limit(limit)
+    rows = read_transaction(engine, lambda conn: conn.execute(query).all())
+    return [payout_from_row(row) for row in rows]

@@ -70,7 +70,7 @@ from hongbao.ledger import (
 )
 from hongbao.ledger.masking import mask
 from hongbao.ledger.rules_store import RuleLedger
-from hongbao.ledger.views import search_payouts, totals_by_campaign
+from hongbao.ledger.views import recent_on_demand, search_payouts, totals_by_campaign
 from hongbao.money import format_yuan
 from hongbao.web.access import Access, Session
 from hongbao.web.pages import (
@@ -378,13 +378,17 @@ class _Dashboard:
 
     async def payouts(self, request: Request) -> Response:
         query = request.query_params.get("q", "").strip()
-        found = (
-            await run_in_threadpool(search_payouts, self.store.engine, query, limit=_SEARCH_LIMIT)
-            if query
-            else []
-        )
+        engine = self.store.engine
+        if query:
+            found = await run_in_threadpool(search_payouts, engine, query, limit=_SEARCH_LIMIT)
+            recent = []
+        else:
+            found = []
+            recent = await run_in_threadpool(recent_on_demand, engine, limit=_SEARCH_LIMIT)
         return self.render(
-            request, "payouts.html", {"q": query, "found": found, "limit": _SEARCH_LIMIT}
+            request,
+            "payouts.html",
+            {"q": query, "found": found, "recent": recent, "limit": _SEARCH_LIMIT},
         )
 
     async def payout(self, request: Request) -> Response:
