@@ -83,6 +83,8 @@ def test_fifty_threads_paying_one_key_pay_one_packet(
         views = list(
             threads.map(lambda _: payouts.pay("order-1:cashback", openid, 123, **PACKET), range(50))
         )
+        # A bare Merchant pays at WeChat's default cap, the pace a campaign run could share.
+        assert payouts.pace().send.rate_per_minute == 1800
 
     assert {(v.id, v.bill_no, v.state) for v in views} == {(views[0].id, views[0].bill_no, P.SENT)}
     assert views[0].merchant == config["mch_id"]

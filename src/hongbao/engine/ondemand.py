@@ -750,6 +750,10 @@ class Payouts:
         """`AsyncPayouts.list`, blocking."""
         return self._call(self._inner.list(**options))
 
+    def pace(self, merchant: str | None = None) -> Pace:
+        """`AsyncPayouts.pace`: share it with a campaign run or rule dispatcher of this process."""
+        return self._inner.pace(merchant)
+
     def run_pending(self, merchant: str | None = None) -> int:
         """`AsyncPayouts.run_pending`, blocking."""
         return self._call(self._inner.run_pending(merchant))
