@@ -23,4 +23,4 @@ GETHBINFO_RECEIVED = b"""<xml>
 </hbinfo>
 </hblist>
 </xml>"""
-"""gethbinfo of a received normal packet (spec §3.5, live shape of 2018)."""
+"""gethbinfo of a received normal packet (docs/protocol.md §3.5, live shape of 2018)."""

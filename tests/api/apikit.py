@@ -56,7 +56,8 @@ def reply(fields: Mapping[str, str | int], status: int = 200) -> WireResponse:
 
 
 def success(**fields: str | int) -> WireResponse:
-    """sendredpack's success answer for BILL (spec §3.2), with `fields` added or replaced."""
+    """sendredpack's success answer for BILL (docs/protocol.md §3.2), with `fields` added or
+    replaced."""
     base: dict[str, str | int] = {
         "return_code": "SUCCESS",
         "return_msg": "发放成功",

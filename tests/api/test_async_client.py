@@ -282,8 +282,8 @@ async def test_business_errors_are_not_retried_and_carry_everything(sleeps: Slee
 
 
 async def test_a_refusal_after_an_attempt_that_may_have_arrived_is_unknown(sleeps: Sleeps) -> None:
-    # FREQ_LIMIT is checked before the bill number (spec §6.2), so it cannot prove that the
-    # timed-out first attempt issued nothing.
+    # FREQ_LIMIT is checked before the bill number (docs/protocol.md §6.2), so it cannot prove that
+    # the timed-out first attempt issued nothing.
     transport = AsyncStubTransport(TransportError("read timeout"), failure("FREQ_LIMIT"))
     with pytest.raises(UnknownOutcomeError) as caught:
         await make(transport, sleeps).send_redpack(**SEND_ARGS)

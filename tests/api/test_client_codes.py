@@ -1,4 +1,5 @@
-"""Every err_code of spec §5.2 (send APIs) and §5.4 (gethbinfo), end to end through `Client`.
+"""Every err_code of docs/protocol.md §5.2 (send APIs) and §5.4 (gethbinfo), end to end through
+`Client`.
 
 The simulator is set up so that it produces each code naturally — limits, switches, users,
 certificates, keys — and faults are injected only for SYSTEMERROR, the numeric 268458547 and
@@ -523,7 +524,7 @@ def test_processing_leaves_the_bill_pending_until_it_resolves(bench: Bench) -> N
     assert client.query_redpack(args["mch_billno"]).status == "SENDING"
     with pytest.raises(ProcessingError):
         client.send_redpack(**args)  # still processing: the same answer, nothing new issued
-    bench.advance(20 * 60)  # spec §5.2: query again after 20 minutes
+    bench.advance(20 * 60)  # docs/protocol.md §5.2: query again after 20 minutes
     assert client.query_redpack(args["mch_billno"]).status == "SENT"
     assert client.send_redpack(**args).mch_billno == args["mch_billno"]
     assert [row.status for row in shop.ledger()[1]] == ["SENT"]

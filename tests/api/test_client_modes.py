@@ -225,7 +225,7 @@ def test_sendminiprogramhb_is_opened_in_the_mini_program_with_jsapi_params(bench
     sent = client.send_miniprogram_redpack(**args)
     fields = _check_mini_sent(shop, sent, client.jsapi_params(sent.package or ""))
     assert bench.open_mini(fields) == (0, "ok")
-    assert bench.open_mini(fields)[1] == "已经绑定过红包"  # spec §7: already opened
+    assert bench.open_mini(fields)[1] == "已经绑定过红包"  # docs/protocol.md §7: already opened
     _check_mini_received(shop, args, client.query_redpack(args["mch_billno"]))
 
 

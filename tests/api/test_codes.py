@@ -1,4 +1,5 @@
-"""The err_code table: every code of spec §5.2/§5.4 has a row, and every row resolves."""
+"""The err_code table: every code of docs/protocol.md §5.2/§5.4 has a row, and every row
+resolves."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ SPEC_QUERY_CODES = [
     "PARAM_ERROR",
     "SYSTEMERROR",
 ]
-# What the brief and spec §5.5 fix for the send APIs.
+# What the brief and docs/protocol.md §5.5 fix for the send APIs.
 EXPECTED_SEND_CLASS: dict[str, type[HongbaoError]] = {
     "NO_AUTH": RefusedError,
     "SENDNUM_LIMIT": RefusedError,
@@ -200,8 +201,8 @@ def test_a_query_not_found_is_a_result_not_an_error() -> None:
 
 
 def test_the_official_samples_systemerror_not_found_stays_unknown() -> None:
-    # return_code=FAIL, err_code=SYSTEMERROR, err_code_des=指定单号数据不存在 (spec §3.5): only
-    # err_code may drive logic, so this is not read as "not found".
+    # return_code=FAIL, err_code=SYSTEMERROR, err_code_des=指定单号数据不存在
+    # (docs/protocol.md §3.5): only err_code may drive logic, so this is not read as "not found".
     answer = _answer("SYSTEMERROR", return_code="FAIL", des="指定单号数据不存在")
     error = error_for(answer, query=True)
     assert type(error) is UnknownOutcomeError

@@ -158,7 +158,7 @@ def test_a_checked_request_signs_to_the_spec_vector(
             "total_num wishing client_ip act_name remark scene_id risk_info consume_mch_id",
         ),
         (
-            # client_ip is not in the official table (spec §2.3 note): never sent.
+            # client_ip is not in the official table (docs/protocol.md §2.3 note): never sent.
             SendGroupRedpackRequest,
             "mch_billno mch_id sub_mch_id wxappid msgappid send_name re_openid total_amount "
             "total_num amt_type wishing act_name remark scene_id risk_info consume_mch_id",

@@ -73,7 +73,8 @@ def test_every_send_code_of_the_table_has_a_category(code: str) -> None:
         ("PROCESSING", R.PROCESSING),
         ("268458547", R.UNKNOWN),
         ("A_CODE_FROM_NEXT_YEAR", R.UNKNOWN),
-        # The rest of spec §5.2, so that deriving the categories from the table changes none.
+        # The rest of docs/protocol.md §5.2, so that deriving the categories from the table changes
+        # none.
         ("SENDAMOUNT_LIMIT", R.LIMIT),
         ("RCVDAMOUNT_LIMIT", R.LIMIT),
         ("SECOND_OVER_LIMITED", R.FREQUENCY_LIMITED),

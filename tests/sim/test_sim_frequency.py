@@ -1,4 +1,5 @@
-"""FREQ_LIMIT: a sliding 60-second window of 1,800 send calls per merchant (spec §6.1)."""
+"""FREQ_LIMIT: a sliding 60-second window of 1,800 send calls per merchant
+(docs/protocol.md §6.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Record lifecycle on the simulator's clock (spec §4, §6.4, §7)."""
+"""Record lifecycle on the simulator's clock (docs/protocol.md §4, §6.4, §7)."""
 
 from __future__ import annotations
 

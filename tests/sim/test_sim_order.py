@@ -1,4 +1,5 @@
-"""The validation order of spec §6.2: where two errors compete, the earlier step answers."""
+"""The validation order of docs/protocol.md §6.2: where two errors compete, the earlier step
+answers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""PARAM_ERROR with each detail message of spec §5.3, and the wrong-type inputs behind them."""
+"""PARAM_ERROR with each detail message of docs/protocol.md §5.3, and the wrong-type inputs behind
+them."""
 
 from __future__ import annotations
 

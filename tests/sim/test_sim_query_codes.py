@@ -1,4 +1,4 @@
-"""gethbinfo: the success shape of spec §3.5 and every err_code of §5.4."""
+"""gethbinfo: the success shape of docs/protocol.md §3.5 and every err_code of §5.4."""
 
 from __future__ import annotations
 

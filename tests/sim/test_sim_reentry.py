@@ -1,4 +1,4 @@
-"""Bill-number re-entry (spec §6.5): one bill number never pays twice."""
+"""Bill-number re-entry (docs/protocol.md §6.5): one bill number never pays twice."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every err_code of spec §5.2 (send APIs), produced by the simulator with the spec's exact text."""
+"""Every err_code of docs/protocol.md §5.2 (send APIs), produced by the simulator with the spec's
+exact text."""
 
 from __future__ import annotations
 

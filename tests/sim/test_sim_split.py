@@ -1,4 +1,4 @@
-"""The fission split of spec §6.7: sums, bounds and reproducibility."""
+"""The fission split of docs/protocol.md §6.7: sums, bounds and reproducibility."""
 
 from __future__ import annotations
 

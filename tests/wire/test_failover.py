@@ -1,4 +1,5 @@
-"""Each rule of the official SDK's host failover (spec §1.4), driven by a frozen clock."""
+"""Each rule of the official SDK's host failover (docs/protocol.md §1.4), driven by a frozen
+clock."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ def test_default_policy_matches_the_documented_budget_and_floor() -> None:
     policy = RetryPolicy()
 
     assert (policy.max_retries, policy.initial_delay, policy.max_delay) == (2, 0.5, 5.0)
-    # WeChat asks for at least 1 s between two sends of one bill number (spec §1.4).
+    # WeChat asks for at least 1 s between two sends of one bill number (docs/protocol.md §1.4).
     assert policy.min_interval == 1.0
 
 

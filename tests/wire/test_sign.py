@@ -1,4 +1,5 @@
-"""Signing against every test vector of spec §2.6, plus the rules of §2.1 as properties."""
+"""Signing against every test vector of docs/protocol.md §2.6, plus the rules of §2.1 as
+properties."""
 
 from __future__ import annotations
 

@@ -111,7 +111,7 @@ def test_missing_client_certificate_under_tls13_is_an_unknown_outcome(
     # certificate: the request is written, then the server's alert arrives as a read error.
     # From the client's side that is indistinguishable from a failure after delivery, so it
     # is (safely) an unknown outcome. The real WeChat completes the handshake and answers
-    # CA_ERROR instead (spec §1.6); this server is stricter on purpose.
+    # CA_ERROR instead (docs/protocol.md §1.6); this server is stricter on purpose.
     [result] = exchange([REQUEST], base_url=server.url, ca_bundle=pki.ca_file)
 
     assert isinstance(result, TransportError)
@@ -246,7 +246,7 @@ def test_calls_move_to_the_backup_once_the_primary_refused_three_times(
         clock=FrozenClock(),
     )
 
-    # The SDK rule: a host is bad after more than two connect failures (spec §1.4).
+    # The SDK rule: a host is bad after more than two connect failures (docs/protocol.md §1.4).
     assert [type(result) for result in results[:3]] == [ConnectError] * 3
     assert results[3:] == [WireResponse(200, server.reply, server.url + PATH)] * 2
     assert [seen.body for seen in server.received] == [BODY, BODY]

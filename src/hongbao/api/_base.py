@@ -176,7 +176,8 @@ class BaseClient:
         timestamp: int | None = None,
         nonce: str | None = None,
     ) -> dict[str, str]:
-        """The `wx.sendBizRedPacket` parameters for a mini-program packet's `package` (spec §7).
+        """The `wx.sendBizRedPacket` parameters for a mini-program packet's `package`
+        (docs/protocol.md §7).
 
         `appid` defaults to the merchant's mini program, `timestamp` to now, `nonce` to a fresh
         random string.
@@ -521,9 +522,9 @@ class BaseClient:
             return self._unusable(call, f"malformed {field} in a success: {problem['msg']}", raw)
 
     def _signature_ok(self, data: XmlDict) -> bool:
-        # Responses are signed over their flat fields (spec §2.4); a nested container (hblist)
-        # has no defined place in that string, so it is left out. [U]: no live response has a
-        # sign at all.
+        # Responses are signed over their flat fields (docs/protocol.md §2.4); a nested container
+        # (hblist) has no defined place in that string, so it is left out. [U]: no live response has
+        # a sign at all.
         flat = {name: value for name, value in data.items() if isinstance(value, str)}
         return verify(flat, self._api_key)
 

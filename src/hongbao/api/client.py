@@ -118,7 +118,8 @@ class Client(BaseClient):
         client_ip: str | None = None,
         consume_mch_id: str | None = None,
     ) -> SendResult:
-        """sendredpack: one normal packet of `total_amount` fen to `re_openid` (spec §3.2)."""
+        """sendredpack: one normal packet of `total_amount` fen to `re_openid`
+        (docs/protocol.md §3.2)."""
         params = self._redpack_params(
             mch_billno=mch_billno,
             re_openid=re_openid,
@@ -279,7 +280,8 @@ class AsyncClient(BaseClient):
         client_ip: str | None = None,
         consume_mch_id: str | None = None,
     ) -> SendResult:
-        """sendredpack: one normal packet of `total_amount` fen to `re_openid` (spec §3.2)."""
+        """sendredpack: one normal packet of `total_amount` fen to `re_openid`
+        (docs/protocol.md §3.2)."""
         params = self._redpack_params(
             mch_billno=mch_billno,
             re_openid=re_openid,

@@ -1,11 +1,13 @@
-"""The err_code tables of spec §5.2–5.5, as data: what each code means and what to do about it.
+"""The err_code tables of docs/protocol.md §5.2–5.5, as data: what each code means and what to do
+about it.
 
 `classify` finds the row for a parsed response and `error_for` turns a response into exactly one
-exception (or None). Automate on `err_code` only, never on `err_code_des` (spec §5.1): that is why
+exception (or None). Automate on `err_code` only, never on `err_code_des` (docs/protocol.md §5.1):
+that is why
 both `NO_AUTH` variants (risk control, IP whitelist) share one row.
 
 An unknown code, a numeric code, or a failure without any code is an *unknown outcome*: never
-switch to a new bill number for it (spec §5.1, §5.5).
+switch to a new bill number for it (docs/protocol.md §5.1, §5.5).
 
 >>> classify({"return_code": "SUCCESS", "result_code": "FAIL", "err_code": "NOTENOUGH"}).deferrable
 True
@@ -316,8 +318,9 @@ _QUERY_ROWS = (
         "fix the parameter named in the description, then query again",
     ),
     # The official sample answers a missing record with SYSTEMERROR + "指定单号数据不存在"
-    # (return_code=FAIL). Only err_code may drive logic (spec §5.1), and reading a system error as
-    # "not found" could let a caller give up on a packet that was issued, so it stays unknown.
+    # (return_code=FAIL). Only err_code may drive logic (docs/protocol.md §5.1), and reading a
+    # system error as "not found" could let a caller give up on a packet that was issued, so it
+    # stays unknown.
     _row(
         "SYSTEMERROR",
         "WeChat's system error: the record's state is unknown",
@@ -328,11 +331,12 @@ _QUERY_ROWS = (
 )
 
 SEND_CODES: Mapping[str, CodeInfo] = MappingProxyType({row.code: row for row in _SEND_ROWS})
-"""err_code → row for sendredpack, sendgroupredpack and sendminiprogramhb (spec §5.2, §5.5)."""
+"""err_code → row for sendredpack, sendgroupredpack and sendminiprogramhb
+(docs/protocol.md §5.2, §5.5)."""
 
 QUERY_CODES: Mapping[str, CodeInfo] = MappingProxyType({row.code: row for row in _QUERY_ROWS})
-"""err_code → row for gethbinfo (spec §5.4). For a query, an error's outcome concerns the query
-only: it never tells anything about the packet."""
+"""err_code → row for gethbinfo (docs/protocol.md §5.4). For a query, an error's outcome concerns
+the query only: it never tells anything about the packet."""
 
 UNKNOWN_CODE = CodeInfo(
     "UNKNOWN",
@@ -344,14 +348,14 @@ UNKNOWN_CODE = CodeInfo(
     reuse_bill=True,
     advice="do not switch bill number: query the bill, or resend it with the same parameters",
 )
-"""The row for anything not in the tables (spec §5.5: unknown outcome)."""
+"""The row for anything not in the tables (docs/protocol.md §5.5: unknown outcome)."""
 
 
 def classify(data: Mapping[str, object], *, query: bool = False) -> CodeInfo | None:
     """The row for a parsed response; None when it is a success.
 
     Success is `return_code == result_code == "SUCCESS"`. Otherwise `err_code` decides, also when
-    `return_code` is FAIL (spec §3.1); anything not in the table is `UNKNOWN_CODE`.
+    `return_code` is FAIL (docs/protocol.md §3.1); anything not in the table is `UNKNOWN_CODE`.
     """
     if data.get("return_code") == "SUCCESS" and data.get("result_code") == "SUCCESS":
         return None

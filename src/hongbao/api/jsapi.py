@@ -1,4 +1,4 @@
-"""The parameters a mini program passes to `wx.sendBizRedPacket` (spec §7).
+"""The parameters a mini program passes to `wx.sendBizRedPacket` (docs/protocol.md §7).
 
 >>> params = jsapi_params("sendid=1&ver=8", appid="wxd27ebc41b85ce36d", api_key="k" * 32,
 ...                       timestamp=1514363815, nonce="Ww213sdad")
@@ -20,8 +20,8 @@ def jsapi_params(
 ) -> dict[str, str]:
     """`timeStamp`, `nonceStr`, `package` (URL-encoded), `signType` and `paySign`.
 
-    `paySign` is the uppercase MD5 of spec §2.1 over exactly `appId`, `nonceStr`, the encoded
-    `package` and `timeStamp`; `signType` is not signed and `appId` is not passed on.
+    `paySign` is the uppercase MD5 of docs/protocol.md §2.1 over exactly `appId`, `nonceStr`, the
+    encoded `package` and `timeStamp`; `signType` is not signed and `appId` is not passed on.
     """
     encoded = quote(package, safe="")
     signed = {"appId": appid, "nonceStr": nonce, "package": encoded, "timeStamp": str(timestamp)}

@@ -27,8 +27,9 @@ __all__ = ["DEFAULT_CLIENT_IP", "Merchant"]
 
 DEFAULT_CLIENT_IP = "127.0.0.1"
 """`client_ip` when none is configured. WeChat only requires a well-formed IPv4 here and checks
-its IP whitelist against the connection's address (spec §3.2, §12 item 11); set your server's
-egress address to be exact. Detecting it would mean network I/O when a config object is built."""
+its IP whitelist against the connection's address (docs/protocol.md §3.2, §12 item 11); set your
+server's egress address to be exact. Detecting it would mean network I/O when a config object is
+built."""
 
 _DEFAULT_TIMEOUTS = Timeouts()
 _DEFAULT_RETRY = RetryPolicy()

@@ -60,7 +60,8 @@ __all__ = [
 ]
 
 DEFAULT_MIN_FEN = 100
-"""Smallest amount (per packet; fission: average per share) without a `scene_id` (spec §6.1)."""
+"""Smallest amount (per packet; fission: average per share) without a `scene_id`
+(docs/protocol.md §6.1)."""
 DEFAULT_MAX_FEN = 20000
 """Largest amount (per packet; fission: average per share) without a `scene_id`."""
 PLATFORM_MIN_FEN = 30
@@ -70,7 +71,7 @@ PLATFORM_MAX_FEN = 499900
 GROUP_MIN_NUM = 3
 GROUP_MAX_NUM = 20
 SCENE_IDS = frozenset(f"PRODUCT_{n}" for n in range(1, 9))
-"""The `scene_id` values of spec §3.2."""
+"""The `scene_id` values of docs/protocol.md §3.2."""
 
 RISK_INFO_KEYS = ("posttime", "clientversion", "mobile", "deviceid")
 """The keys of `risk_info`, in the order of the official example."""
@@ -142,7 +143,8 @@ def _check_scene(value: str) -> str:
 
 
 def check_risk_info(value: str) -> str:
-    """A `risk_info` as sent: the URL-encoded `key=value&…` form of spec §3.2, ≤ 128 chars."""
+    """A `risk_info` as sent: the URL-encoded `key=value&…` form of docs/protocol.md §3.2, ≤ 128
+    chars."""
     check_text("risk_info", value, 128)
     if not _RISK_INFO.fullmatch(value) or _has_duplicates(_RISK_KEY.findall(value)):
         raise _invalid(
@@ -165,7 +167,8 @@ def encode_risk_info(
     mobile: str | None = None,
     deviceid: str | None = None,
 ) -> str:
-    """The `risk_info` string of spec §3.2: `key=value` pairs joined by `&`, URL-encoded.
+    """The `risk_info` string of docs/protocol.md §3.2: `key=value` pairs joined by `&`,
+    URL-encoded.
 
     `posttime` is when the user acted (Unix seconds or an aware datetime); `mobile` is country
     code, "-", number (no "+"). Escapes are lowercase, as in the official example.
@@ -272,8 +275,8 @@ class AmountRules:
                 "amount_range",
             )
         if total_num > 1 and total_amount < DEFAULT_MIN_FEN * total_num:
-            # Every share of a fission set is at least 1 yuan (spec §6.1, §6.7), whatever the
-            # scene allows for a single packet: WeChat would answer MONEY_LIMIT.
+            # Every share of a fission set is at least 1 yuan (docs/protocol.md §6.1, §6.7),
+            # whatever the scene allows for a single packet: WeChat would answer MONEY_LIMIT.
             raise _invalid(
                 "total_amount",
                 f"is {total_amount} fen: each of the {total_num} shares must be at least "
@@ -328,7 +331,7 @@ def _check_integer(name: str, value: object) -> None:
 _TEXT32 = _string_rule(32)
 _INTEGER = _Rule(None, _check_integer)
 
-# A parameter has the same rule in every API that takes it (spec §3.2–3.5).
+# A parameter has the same rule in every API that takes it (docs/protocol.md §3.2–3.5).
 _FIELD_RULES: Mapping[str, _Rule] = MappingProxyType(
     {
         "mch_billno": _value_rule(r"[0-9A-Za-z]{1,28}", _check_bill_no),
@@ -458,7 +461,8 @@ class ApiRequest(BaseModel):
 
 
 class SendRedpackRequest(ApiRequest):
-    """sendredpack: one normal red packet to one user of an Official Account (spec §3.2)."""
+    """sendredpack: one normal red packet to one user of an Official Account
+    (docs/protocol.md §3.2)."""
 
     api: ClassVar[str] = "sendredpack"
 
@@ -489,7 +493,7 @@ class SendRedpackRequest(ApiRequest):
 class SendGroupRedpackRequest(ApiRequest):
     """sendgroupredpack: a fission set of `total_num` shares, the first to the seed user (§3.3).
 
-    `client_ip` is not in the official table, so it is never sent (spec §2.3 note).
+    `client_ip` is not in the official table, so it is never sent (docs/protocol.md §2.3 note).
     """
 
     api: ClassVar[str] = "sendgroupredpack"
@@ -528,7 +532,7 @@ class SendGroupRedpackRequest(ApiRequest):
 class SendMiniProgramRedpackRequest(ApiRequest):
     """sendminiprogramhb: a packet the user opens in a mini program via `wx.sendBizRedPacket`.
 
-    Its official table has no `client_ip`, `risk_info` or SP-mode field (spec §3.4).
+    Its official table has no `client_ip`, `risk_info` or SP-mode field (docs/protocol.md §3.4).
     """
 
     api: ClassVar[str] = "sendminiprogramhb"
@@ -553,7 +557,8 @@ class SendMiniProgramRedpackRequest(ApiRequest):
 
 
 class QueryRedpackRequest(ApiRequest):
-    """gethbinfo: look a packet up by bill number. Note `appid`, not `wxappid` (spec §3.5)."""
+    """gethbinfo: look a packet up by bill number. Note `appid`, not `wxappid`
+    (docs/protocol.md §3.5)."""
 
     api: ClassVar[str] = "gethbinfo"
 
@@ -614,7 +619,7 @@ WireTime = Annotated[datetime | None, BeforeValidator(_time_or_none)]
 
 
 class _Lenient(BaseModel):
-    # Unknown fields may appear at any time (spec §1.3): they are kept in `model_extra`.
+    # Unknown fields may appear at any time (docs/protocol.md §1.3): they are kept in `model_extra`.
     model_config = ConfigDict(frozen=True, extra="allow", hide_input_in_errors=True)
 
 
@@ -645,7 +650,7 @@ class SendResult(_Response):
 
 
 class RedpackStatus(StrEnum):
-    """The state of a red packet record (spec §4.1)."""
+    """The state of a red packet record (docs/protocol.md §4.1)."""
 
     SENDING = "SENDING"
     """Being issued, or rejected by a limit/risk/balance check (then with a `reason`)."""
@@ -672,7 +677,8 @@ class Receipt(_Lenient):
 class RedpackInfo(_Response):
     """What gethbinfo knows about a bill number; `found` is False when there is no record (yet).
 
-    "Not found" is never a failure by itself (spec §3.5): the send may still be processing.
+    "Not found" is never a failure by itself (docs/protocol.md §3.5): the send may still be
+    processing.
     """
 
     found: bool = True

@@ -1,7 +1,7 @@
 """Send pacing: GCRA (the generic cell rate algorithm), a pure core and an in-process pacer.
 
-WeChat limits a merchant to 1800 sends a minute (spec §6.1), counted over a sliding 60 s window;
-FREQ_LIMIT answers cost a round trip and a retry. GCRA keeps one number per merchant, the
+WeChat limits a merchant to 1800 sends a minute (docs/protocol.md §6.1), counted over a sliding 60 s
+window; FREQ_LIMIT answers cost a round trip and a retry. GCRA keeps one number per merchant, the
 *theoretical arrival time* (TAT) of the next request: a request at `now` conforms when
 `TAT - tolerance <= now`, and then moves TAT to `max(TAT, now) + period`. With burst 1 two
 requests are never closer than `period`, so any 60 s window holds at most `60 / period` of them.
@@ -21,7 +21,7 @@ from hongbao.clock import Clock, SystemClock
 __all__ = ["DEFAULT_RATE_PER_MINUTE", "Pacer", "Pacers", "gcra_decide"]
 
 DEFAULT_RATE_PER_MINUTE = 1800
-"""WeChat's default send rate per merchant (spec §11)."""
+"""WeChat's default send rate per merchant (docs/protocol.md §11)."""
 
 DEFAULT_MARGIN = 0.01
 """Pace 1% under the rate: the server's window sees our requests after network jitter, and a

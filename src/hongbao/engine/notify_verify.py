@@ -3,7 +3,7 @@
 Pure: bytes in, a `Payment` (or a `NotificationError`) out. The checks, in order: the body is
 safe XML with flat fields; `return_code` is SUCCESS; `sign_type` is MD5 (or absent) or
 HMAC-SHA256; the signature verifies over **every** received non-empty field except `sign`,
-unknown ones included (spec: pay-notify, Delivery); `mch_id` is the merchant whose key was used;
+unknown ones included (docs/protocol.md §14.1); `mch_id` is the merchant whose key was used;
 the required fields are present and `total_fee`/`cash_fee` are whole numbers of fen.
 A `result_code` of FAIL is a verified notification of a failed payment: it is returned, and
 `hongbao.engine.rules.evaluate` gives it nothing.

@@ -12,7 +12,7 @@ One choice beyond the table: a `PARAM_ERROR` from WeChat counts as a setup error
 pauses) rather than a fault of the payout. hongbao checks every parameter before sending, so what
 WeChat still refuses is almost always the merchant's setup (a scene not enabled, an appid not
 bound); telling the two apart would mean reading `err_code_des`, which automation must not do
-(spec §5.1), and a pause loses nothing while a wrong FAILED would drop a wanted payout.
+(docs/protocol.md §5.1), and a pause loses nothing while a wrong FAILED would drop a wanted payout.
 
 >>> send_outcome(RefusedError("…", err_code="NOTENOUGH")).result
 <SendResult.LIMIT: 'limit'>

@@ -1,4 +1,5 @@
-"""`drive_payout`: the one state machine every dispatcher runs on a payout it holds (design §4).
+"""`drive_payout`: the one state machine every dispatcher runs on a payout it holds
+(docs/architecture.md §4).
 
 A dispatcher leases payouts from the ledger — `LedgerStore.claim` commits them SENDING before
 anything is sent, `LedgerStore.claim_stale` takes over in-flight ones whose lease ran out — and
@@ -210,7 +211,8 @@ class PayoutDriver:
         await pacer.acquire()
         answer: RedpackInfo | HongbaoError
         try:
-            # gethbinfo's appid is the Official Account's (spec §3.5): the client's default.
+            # gethbinfo's appid is the Official Account's (docs/protocol.md §3.5): the client's
+            # default.
             answer = await self.client.query_redpack(payout.mch_billno, pace=pacer.acquire)
         except HongbaoError as exc:
             answer = exc

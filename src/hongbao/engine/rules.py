@@ -29,7 +29,7 @@ Rewards: a fixed `amount`; `tiers = [{min_total_fee = 10000, amount = "1.88"},
 pays); or a random amount between `random_min` and `random_max` (yuan, inclusive) drawn from
 `seed` (default: the rule's name) and the `transaction_id`, so that a redelivered notification
 draws the same amount. Every possible reward must lie within 1.00–200.00 yuan, or within the
-platform's 0.30–4999.00 yuan when a `scene_id` is given (spec §6.1).
+platform's 0.30–4999.00 yuan when a `scene_id` is given (docs/protocol.md §6.1).
 
 `evaluate` judges a verified `Payment` against rules: each rule gives a `Match` (which API,
 how much, and the payout's natural key `rule:<name>:<transaction_id>`) or a `Skip` with the
@@ -131,7 +131,7 @@ _REQUIRED_PAYMENT = (
 
 
 class AppidKind(StrEnum):
-    """What an appid belongs to, which decides the red packet API (spec: pay-notify)."""
+    """What an appid belongs to, which decides the red packet API (docs/protocol.md §14)."""
 
     OFFICIAL_ACCOUNT = "official_account"
     """An Official Account: its openids are paid with sendredpack."""
@@ -613,7 +613,7 @@ class PaymentError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Payment:
-    """A payment from a verified notification (spec: pay-notify, Fields); amounts in fen."""
+    """A payment from a verified notification (docs/protocol.md §14.2); amounts in fen."""
 
     appid: str
     mch_id: str

@@ -46,7 +46,7 @@ class MerchantProfile:
     name: str
     merchant: Merchant
     rate_per_minute: int = 1800
-    """Send calls per minute (WeChat's default cap, spec §6.1)."""
+    """Send calls per minute (WeChat's default cap, docs/protocol.md §6.1)."""
     query_rate_per_minute: int = 1800
     """gethbinfo calls per minute (recovery, tracking, reconciliation); WeChat documents none."""
     concurrency: int = 16

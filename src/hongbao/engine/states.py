@@ -1,4 +1,4 @@
-"""The payout state machine (design §4) as data, and the pure decisions that drive it.
+"""The payout state machine (docs/architecture.md §4) as data, and the pure decisions that drive it.
 
 ```
   PLANNED ──claim──► SENDING ──success──────────────────────────────────► SENT ──► RECEIVED
@@ -17,9 +17,9 @@
 Terminal: RECEIVED, REFUNDED, FAILED, CANCELLED, SKIPPED. SENT only moves on to RECEIVED or
 REFUNDED. The ledger refuses any other move (`PAYOUT_TRANSITIONS`).
 
-Names chosen here beyond design §4: CANCELLED is a payout of a cancelled campaign that was never
-claimed; SKIPPED is one hongbao itself refused at planning or claim (over the campaign budget, or
-a daily cap under the SKIP policy), with the reason in `payout.reason`.
+Names chosen here beyond docs/architecture.md §4: CANCELLED is a payout of a cancelled campaign that
+was never claimed; SKIPPED is one hongbao itself refused at planning or claim (over the campaign
+budget, or a daily cap under the SKIP policy), with the reason in `payout.reason`.
 
 Decisions (`decide_send`, `decide_query`) are pure: an outcome in, the next state and the fields
 to write out. Their rules, the reason each exists:
@@ -31,11 +31,11 @@ to write out. Their rules, the reason each exists:
 * **Never FAILED without a definitive answer**: timeouts, SYSTEMERROR, unparseable answers,
   PROCESSING and gethbinfo NOT_FOUND never fail a payout.
 * **An answer about the request is not an answer about the bill.** WeChat checks certificate,
-  signature, IP, rate and parameters before it looks at the bill number (spec §6.2), so when the
-  bill may already have been issued (state UNKNOWN, or an earlier attempt of the same call was
-  lost) such a rejection leaves the payout UNKNOWN. Limits, balance, risk refusals, PROCESSING
+  signature, IP, rate and parameters before it looks at the bill number (docs/protocol.md §6.2), so
+  when the bill may already have been issued (state UNKNOWN, or an earlier attempt of the same call
+  was lost) such a rejection leaves the payout UNKNOWN. Limits, balance, risk refusals, PROCESSING
   and SEND_FAILED come after the bill check: on an issued bill WeChat replays the success
-  instead (spec §6.5), so they do speak for the bill.
+  instead (docs/protocol.md §6.5), so they do speak for the bill.
 * Daily limits defer to 00:00 of the next UTC+8 day, or fail, by policy; NOTENOUGH and setup
   errors (certificate, signature, IP whitelist, product switched off) pause the campaign;
   FREQ_LIMIT backs off every worker of the merchant; PROCESSING is queried again after 20 min.
@@ -88,7 +88,7 @@ P = PayoutState
 class SendResult(StrEnum):
     """What one send call (with its in-call retries) told us, as a category.
 
-    Mapping of err_codes (spec §5.2/§5.5) to categories, for the caller:
+    Mapping of err_codes (docs/protocol.md §5.2/§5.5) to categories, for the caller:
     SUCCESS ← SUCCESS; PROCESSING ← PROCESSING; BILL_FAILED ← SEND_FAILED;
     LIMIT ← SENDNUM_LIMIT, RCVDAMOUNT_LIMIT, SENDAMOUNT_LIMIT, NOTENOUGH;
     REFUSED ← a refusal of this receiver that WeChat gives after its bill check;
@@ -98,8 +98,8 @@ class SendResult(StrEnum):
     PAYER_ACCOUNT_ABNORMAL, ACCEPTMODE_ERROR, MSGAPPID_ERROR, DAY_OVER_LIMITED, PARAM_ERROR
     about the merchant (scene not enabled, appid not bound), and NO_AUTH: one code for both the
     IP whitelist (before the bill check) and risk control (after it), told apart only by
-    err_code_des, which automation must not read (spec §5.1). As SETUP_ERROR it pauses the
-    campaign and never fails a payout that may be issued; a risk-blocked receiver's payout is
+    err_code_des, which automation must not read (docs/protocol.md §5.1). As SETUP_ERROR it pauses
+    the campaign and never fails a payout that may be issued; a risk-blocked receiver's payout is
     then skipped by the operator (DEFERRED → SKIPPED), the IP whitelist fixed and resumed;
     INVALID ← PARAM_ERROR about this payout, OPENID_ERROR, MONEY_LIMIT, ILLEGAL_APPID,
     a local validation error;
@@ -152,7 +152,7 @@ class QueryStatus(StrEnum):
     RFUND_ING = "RFUND_ING"
     REFUND = "REFUND"
     NOT_FOUND = "NOT_FOUND"
-    """No record (yet): never a failure by itself (spec §3.5)."""
+    """No record (yet): never a failure by itself (docs/protocol.md §3.5)."""
     ERROR = "ERROR"
     """The query itself failed (timeout, SYSTEMERROR, FREQ_LIMIT…): nothing learnt."""
 
@@ -172,9 +172,11 @@ class Policy:
 
     daily_limit: LimitPolicy = LimitPolicy.DEFER
     processing_wait: timedelta = timedelta(minutes=20)
-    """PROCESSING, or a record still SENDING: query again after this (spec §11: 20 min)."""
+    """PROCESSING, or a record still SENDING: query again after this (docs/protocol.md §11: 20
+    min)."""
     unknown_retry: timedelta = timedelta(minutes=1)
-    """An unknown outcome: query or resend the same bill after this (≥ 1 s, spec §1.4)."""
+    """An unknown outcome: query or resend the same bill after this (≥ 1 s,
+    docs/protocol.md §1.4)."""
     not_sent_retry: timedelta = timedelta(seconds=30)
     """Nothing reached WeChat: claim the payout again after this."""
     frequency_back_off: timedelta = timedelta(seconds=60)

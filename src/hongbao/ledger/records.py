@@ -335,7 +335,7 @@ class DailyCaps:
     """Per UTC+8 day caps checked when claiming (WeChat's defaults; None = no cap).
 
     A fission set counts its whole `total_amount` against the seed user: WeChat does not say how
-    it counts sets (spec §6.1 [U]), and the upper bound can never overshoot.
+    it counts sets (docs/protocol.md §6.1 [U]), and the upper bound can never overshoot.
     """
 
     per_user_count: int | None = 10

@@ -1,9 +1,9 @@
 """The simulator's certificate authority: merchant API certificates and the server certificate.
 
 WeChat issues each merchant an "API certificate" (CN = mch_id) and answers CA_ERROR when a call
-comes without it, with someone else's, with a foreign one or with an expired one (spec §1.6).
-The simulator's TLS layer accepts any certificate; `check_client_cert` decides, at step 4 of
-§6.2, against the simulator's clock.
+comes without it, with someone else's, with a foreign one or with an expired one
+(docs/protocol.md §1.6). The simulator's TLS layer accepts any certificate; `check_client_cert`
+decides, at step 4 of §6.2, against the simulator's clock.
 
 Keys are ECDSA P-256: a merchant's key is made in about a millisecond (RSA-2048 takes tens), and
 every TLS stack the clients use speaks it. Certificates are valid 2000–2099 unless told otherwise,

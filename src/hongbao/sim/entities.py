@@ -1,4 +1,5 @@
-"""The simulated WeChat's objects: merchants, appids, users and red packet records (spec §9).
+"""The simulated WeChat's objects: merchants, appids, users and red packet records
+(docs/protocol.md §9).
 
 Plain mutable dataclasses; the rules that change them live in `hongbao.sim.state`.
 """
@@ -34,7 +35,7 @@ class Api(StrEnum):
 
 
 class AppKind(StrEnum):
-    """What an appid belongs to; decides which APIs accept it (spec §6.1)."""
+    """What an appid belongs to; decides which APIs accept it (docs/protocol.md §6.1)."""
 
     OFFICIAL = "MP"
     MINI = "MINI"
@@ -43,7 +44,8 @@ class AppKind(StrEnum):
 
 
 class Status(StrEnum):
-    """Record status as gethbinfo reports it (spec §4.1, including the official misspelling)."""
+    """Record status as gethbinfo reports it (docs/protocol.md §4.1, including the official
+    misspelling)."""
 
     SENDING = "SENDING"
     SENT = "SENT"
@@ -66,7 +68,7 @@ class HbType(StrEnum):
 
 @dataclass(slots=True)
 class Limits:
-    """A merchant's limits (spec §6.1 defaults); a legacy cap of 0 is switched off."""
+    """A merchant's limits (docs/protocol.md §6.1 defaults); a legacy cap of 0 is switched off."""
 
     rate_per_minute: int = 1800
     query_rate_per_minute: int = 1800
@@ -159,7 +161,8 @@ class Record:
 
     @property
     def hb_type(self) -> HbType:
-        """GROUP for fission sets, NORMAL otherwise (mini-program packets too, spec §4.2)."""
+        """GROUP for fission sets, NORMAL otherwise (mini-program packets too,
+        docs/protocol.md §4.2)."""
         return HbType.GROUP if self.api is Api.GROUP else HbType.NORMAL
 
     @property

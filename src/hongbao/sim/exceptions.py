@@ -1,4 +1,5 @@
-"""The simulator's business errors and the exact texts WeChat answers with (spec §5.2–§5.4).
+"""The simulator's business errors and the exact texts WeChat answers with
+(docs/protocol.md §5.2–§5.4).
 
 Every rule of the model raises `SimError(err_code, err_code_des)`; `hongbao.sim.responses` is the
 one place that turns it into an `<xml>` body.
@@ -134,7 +135,8 @@ def injected_error(api: Api, err_code: str) -> SimError:
     """The error a fault injects: the spec's text for `err_code` on `api`.
 
     Numeric codes (e.g. 268458547) are gateway failures: `return_code=FAIL` with "系统繁忙"
-    (spec §3.1); an unknown symbolic code gets the same busy text, since WeChat may add codes.
+    (docs/protocol.md §3.1); an unknown symbolic code gets the same busy text, since WeChat may add
+    codes.
     """
     if err_code.isascii() and err_code.isdigit():
         return SimError(err_code, GATEWAY_BUSY, return_code="FAIL")

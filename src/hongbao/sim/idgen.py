@@ -1,4 +1,4 @@
-"""Identifiers the simulated WeChat hands out, in the shapes observed live (spec §6.6).
+"""Identifiers the simulated WeChat hands out, in the shapes observed live (docs/protocol.md §6.6).
 
 With a seed every identifier is reproducible run to run; without one they are random.
 API keys without a seed come from `secrets`: a simulator key is still a key.

@@ -1,10 +1,11 @@
-"""Field-level request rules (presence, length, format) of spec §3 and §5.3 — step 9 of §6.2.
+"""Field-level request rules (presence, length, format) of docs/protocol.md §3 and §5.3 — step 9
+of §6.2.
 
 Pure functions over the received strings; rules that need the merchant's state (scene enabled,
 appid bound, openid known) live in `hongbao.sim.state`.
 
-Lengths count characters, not bytes (spec §12 item 4 leaves it open; characters accept what a
-careful client sends and still refuse what is clearly too long). Values are not trimmed.
+Lengths count characters, not bytes (docs/protocol.md §12 item 4 leaves it open; characters accept
+what a careful client sends and still refuse what is clearly too long). Values are not trimmed.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ RECOGNISED: dict[Api, frozenset[str]] = {
     Api.MINI: frozenset(_SEND_FIELDS) - {"sub_mch_id", "msgappid"} | {"notify_way", "client_ip"},
     Api.QUERY: frozenset({"nonce_str", "mch_billno", "mch_id", "appid", "bill_type"}),
 }
-"""Parameters each API signs (spec §2.3); anything else is ignored, and so unsigned."""
+"""Parameters each API signs (docs/protocol.md §2.3); anything else is ignored, and so unsigned."""
 
 SCENES = frozenset(f"PRODUCT_{n}" for n in range(1, 9))
 
@@ -129,7 +130,8 @@ def _total_num(api: Api, params: Mapping[str, str]) -> int:
 def _client_ip(api: Api, params: Mapping[str, str]) -> str | None:
     value = params.get("client_ip", "")
     if not value:
-        # Required by sendredpack only; the other two APIs merely tolerate it (spec §2.3 note).
+        # Required by sendredpack only; the other two APIs merely tolerate it (docs/protocol.md §2.3
+        # note).
         if api is Api.SEND:
             raise SimError("PARAM_ERROR", msg.P_CLIENT_IP)
         return None
@@ -159,7 +161,7 @@ def parse_send(api: Api, params: Mapping[str, str]) -> SendRequest:
     scene_id = _optional(params, "scene_id")
     if scene_id is not None and scene_id not in SCENES:
         raise SimError("PARAM_ERROR", msg.P_SCENE)
-    sp = api is not Api.MINI  # sendminiprogramhb has no SP-mode fields (spec §3.4)
+    sp = api is not Api.MINI  # sendminiprogramhb has no SP-mode fields (docs/protocol.md §3.4)
     return SendRequest(
         api=api,
         mch_id=mch_id,

@@ -1,7 +1,7 @@
 """Customers' payments in the simulated WeChat Pay, and the result notifications they owe.
 
 Pure: a `PayOrder` (the JSON of `POST /__sim/pay`) becomes a `PaymentRecord` holding the signed
-notification (spec: pay-notify), built once so that every delivery carries identical bytes, and
+notification (docs/protocol.md §14), built once so that every delivery carries identical bytes, and
 a `DeliveryPlan` says when to deliver it. The HTTP side is `hongbao.sim.notify`.
 
 A notification has the fields WeChat sends for a successful payment: `return_code`,

@@ -1,8 +1,8 @@
 """The wire side of the four endpoints: parse the `<xml>` body, call one registry action, render.
 
-Responses follow spec §3: strings in CDATA, integers bare, `return_msg` equal to `err_code_des`,
-send failures echo `mch_billno, mch_id, wxappid, re_openid, total_amount`, and no `sign` unless
-the merchant switched signed responses on.
+Responses follow docs/protocol.md §3: strings in CDATA, integers bare, `return_msg` equal to
+`err_code_des`, send failures echo `mch_billno, mch_id, wxappid, re_openid, total_amount`, and no
+`sign` unless the merchant switched signed responses on.
 
 >>> parse_request(b"<xml><mch_id>1900000109</mch_id></xml>")
 {'mch_id': '1900000109'}
@@ -82,7 +82,7 @@ def parse_request(body: bytes) -> dict[str, str]:
         raise SimError("XML_ERROR", msg.XML_ERROR, return_code="FAIL") from None
     params: dict[str, str] = {}
     for name, value in parsed.items():
-        if not isinstance(value, str):  # requests are flat (spec §1.3)
+        if not isinstance(value, str):  # requests are flat (docs/protocol.md §1.3)
             raise SimError("XML_ERROR", msg.XML_ERROR, return_code="FAIL")
         params[name] = value
     return params
@@ -117,7 +117,7 @@ def error_body(api: Api, error: SimError, params: Mapping[str, str] | None = Non
 
 
 def post_only_body() -> bytes:
-    """The answer to any method other than POST (spec §6.2 step 1)."""
+    """The answer to any method other than POST (docs/protocol.md §6.2 step 1)."""
     return render({"return_code": "FAIL", "return_msg": msg.POST_ONLY})
 
 
@@ -161,7 +161,7 @@ def _hblist(record: Record) -> list[dict[str, str | int]] | None:
 
 
 def query_body(result: QueryResult) -> bytes:
-    """The success answer of gethbinfo (spec §3.5)."""
+    """The success answer of gethbinfo (docs/protocol.md §3.5)."""
     r = result.record
     return render(
         {

@@ -1,4 +1,4 @@
-"""The fission (ALL_RAND) split of spec §6.7: seedable, every share within [min, cap].
+"""The fission (ALL_RAND) split of docs/protocol.md §6.7: seedable, every share within [min, cap].
 
 WeChat does not publish its algorithm; this one keeps the spec's constraints. At each step the
 draw is bounded so that the shares still to come can always stay within bounds, and by twice
@@ -19,7 +19,7 @@ __all__ = ["MIN_SHARE", "SHARE_CAP", "split_shares"]
 MIN_SHARE = 100
 """Every share is at least 1 yuan."""
 SHARE_CAP = 100_000
-"""Legacy single-share cap of 1000 yuan (spec §6.1)."""
+"""Legacy single-share cap of 1000 yuan (docs/protocol.md §6.1)."""
 
 
 def split_shares(

@@ -5,8 +5,8 @@ injected `Store` (persistence) — the registry itself does no I/O. One re-entra
 everything, so the in-process transport may call it from many threads while the served app
 calls it from its event loop.
 
-The API actions follow the validation order of spec §6.2 step by step (the step numbers below
-are the spec's); their errors are `SimError`s that `hongbao.sim.responses` renders.
+The API actions follow the validation order of docs/protocol.md §6.2 step by step (the step numbers
+below are the protocol's); their errors are `SimError`s that `hongbao.sim.responses` renders.
 
 >>> from hongbao.clock import FrozenClock
 >>> registry = Registry(FrozenClock(), seed=1)
@@ -90,7 +90,7 @@ CertCheck = Callable[[bytes | None, str, datetime], str | None]
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
-    """Timings of the lifecycle (spec §6.4) and defaults for new merchants."""
+    """Timings of the lifecycle (docs/protocol.md §6.4) and defaults for new merchants."""
 
     expiry: timedelta = timedelta(hours=24)
     refund_lag: timedelta = timedelta(minutes=15)
@@ -483,7 +483,8 @@ class Registry:
         shares = self._draw_shares(record.api, record.total_amount, record.total_num)
         refusal = self._refusal(payer, user, record.total_amount, shares[0], at)
         if refusal is not None:
-            record.status = Status.FAILED  # PROCESSING ends FAILED without a reason (spec §4.2)
+            # PROCESSING ends FAILED without a reason (docs/protocol.md §4.2).
+            record.status = Status.FAILED
             return
         self._issue(record, payer, shares, at)
 
@@ -747,7 +748,8 @@ class Registry:
         *,
         processing: timedelta | None = None,
     ) -> SendResult:
-        """sendredpack / sendgroupredpack / sendminiprogramhb, in the order of spec §6.2.
+        """sendredpack / sendgroupredpack / sendminiprogramhb, in the order of
+        docs/protocol.md §6.2.
 
         `processing` (an injected fault): instead of issuing, leave the record SENDING and
         resolve it that much later.

@@ -1,12 +1,12 @@
 """Mutual TLS for the served simulator, in front of uvicorn's HTTP protocol.
 
 WeChat completes the TLS handshake whatever client certificate is presented (none, expired, issued
-by another CA) and answers `CA_ERROR` in the XML body (spec §1.6). CPython's `ssl` cannot do that:
-without a verify callback it aborts the handshake on a certificate that fails verification. So the
-simulator terminates TLS itself with pyOpenSSL over memory BIOs: it requests a client certificate,
-accepts any, and hands the chain to the application, which checks it against the simulator's CA
-and clock (`SimCA.check_client_cert`). uvicorn's httptools (or h11) protocol runs unchanged on the
-decrypted stream and sees the same extra info as under uvicorn's own TLS.
+by another CA) and answers `CA_ERROR` in the XML body (docs/protocol.md §1.6). CPython's `ssl`
+cannot do that: without a verify callback it aborts the handshake on a certificate that fails
+verification. So the simulator terminates TLS itself with pyOpenSSL over memory BIOs: it requests a
+client certificate, accepts any, and hands the chain to the application, which checks it against the
+simulator's CA and clock (`SimCA.check_client_cert`). uvicorn's httptools (or h11) protocol runs
+unchanged on the decrypted stream and sees the same extra info as under uvicorn's own TLS.
 
 Every request scope then carries two extensions:
 

@@ -156,7 +156,8 @@ class Problem:
 
 
 def explain_problems(problems: Iterable[CodeTotal]) -> list[Problem]:
-    """Each group of troubled payouts with the err_code table's meaning and advice (spec §5)."""
+    """Each group of troubled payouts with the err_code table's meaning and advice
+    (docs/protocol.md §5)."""
     explained = []
     for total in problems:
         row = SEND_CODES.get(total.err_code, UNKNOWN_CODE) if total.err_code else None

@@ -1,4 +1,4 @@
-"""The merchant API certificate (spec §1.6) and the TLS context that presents it.
+"""The merchant API certificate (docs/protocol.md §1.6) and the TLS context that presents it.
 
 WeChat hands merchants `apiclient_cert.p12` (password: the mch_id) and/or the PEM pair
 `apiclient_cert.pem` + `apiclient_key.pem`. Both load into one `ClientCertificate`, which keeps

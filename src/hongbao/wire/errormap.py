@@ -41,7 +41,7 @@ class Rule:
 
 
 # "Connect failure" is counted as the SDK's connect timeout, also when refused or unreachable.
-# The Java SDK counts a refused connection as "other"; spec §10.8 asks to fail over on
+# The Java SDK counts a refused connection as "other"; docs/protocol.md §10.8 asks to fail over on
 # connection-level errors, and a host that refuses connections is as unreachable as one that
 # times out.
 NOT_CONNECTED = Rule(not_sent=True, failure=HostOutcome.CONNECT_TIMEOUT)

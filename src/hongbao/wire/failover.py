@@ -1,4 +1,4 @@
-"""Primary/backup host selection, exactly as the official Java SDK does it (spec §1.4).
+"""Primary/backup host selection, exactly as the official Java SDK does it (docs/protocol.md §1.4).
 
 The SDK never retries a call itself: after each call it records the outcome per host, and the
 *next* call goes to the backup host while the primary is "bad" (more than two connect timeouts or

@@ -56,7 +56,7 @@ class AiohttpTransport(AsyncTransport):
     Same contract as `HttpxTransport`: the body goes out unchanged, any HTTP status comes back
     as a `WireResponse` (at most `max_response_bytes`, within `timeouts.deadline`), driver
     errors become `ConnectError` or `TransportError`, and outcomes
-    drive the host failover of spec §1.4. `aclose()` releases the connections.
+    drive the host failover of docs/protocol.md §1.4. `aclose()` releases the connections.
     """
 
     def __init__(

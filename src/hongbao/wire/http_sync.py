@@ -47,7 +47,7 @@ class HttpxTransport(Transport):
     The request body is posted unchanged to `host + request.path`; any HTTP status comes back
     as a `WireResponse`, of at most `max_response_bytes` within `timeouts.deadline`. Driver
     errors become `ConnectError` or `TransportError`, and every
-    outcome is reported to `hosts`, which picks the host of the next call (spec §1.4).
+    outcome is reported to `hosts`, which picks the host of the next call (docs/protocol.md §1.4).
     """
 
     def __init__(

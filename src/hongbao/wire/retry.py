@@ -4,7 +4,7 @@ Transient failures (connection errors, read timeouts, HTTP 5xx, SYSTEMERROR) are
 `max_retries` times with the **same bytes**: same bill number, same nonce, same signature.
 Backoff doubles from `initial_delay` to `max_delay` with jitter in [0.5, 1], and never goes below
 `min_interval`: WeChat's sendredpack page asks for at least 1 s between two sends of one bill
-number (spec §1.4), so the floor wins over the shorter first backoff.
+number (docs/protocol.md §1.4), so the floor wins over the shorter first backoff.
 """
 
 from __future__ import annotations

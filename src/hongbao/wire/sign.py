@@ -1,4 +1,4 @@
-"""WeChat Pay APIv2 signatures (spec §2.1).
+"""WeChat Pay APIv2 signatures (docs/protocol.md §2.1).
 
 Drop `sign` and empty values, sort the names, join `name=value` with `&`, append `&key=KEY`, then
 MD5 or HMAC-SHA256 (keyed by the API key, over the string *including* `&key=`), uppercase hex.
@@ -49,7 +49,7 @@ def verify(
 ) -> bool:
     """True when `signature` (default: `params["sign"]`) matches, compared case-insensitively.
 
-    Every received field except `sign` takes part, unknown ones included (spec §2.1).
+    Every received field except `sign` takes part, unknown ones included (docs/protocol.md §2.1).
     """
     given = signature if signature is not None else params.get("sign")
     if not isinstance(given, str) or not given:

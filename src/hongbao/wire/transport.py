@@ -44,7 +44,7 @@ MAX_RESPONSE_BYTES = 256 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Finite timeouts in seconds (spec §1.5 recommends connect 5 s, read 10 s).
+    """Finite timeouts in seconds (docs/protocol.md §1.5 recommends connect 5 s, read 10 s).
 
     `read` bounds each wait for bytes; `total` bounds the whole request, from connecting to the
     last byte of the answer, so a server that drips one byte at a time cannot hold a call. It
