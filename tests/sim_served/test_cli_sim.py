@@ -9,6 +9,7 @@ import re
 import ssl
 import subprocess
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -167,3 +168,33 @@ def test_an_unreachable_simulator_is_reported(server: SimServer) -> None:
     )
     assert result.exit_code == 1
     assert "cannot reach the simulator" in result.output
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_the_served_simulator_follows_the_wall_clock_unless_frozen(frozen: bool) -> None:
+    process = subprocess.Popen(
+        [*CLI_COMMAND, "sim", "serve", "--port", "0", *(["--frozen-clock"] if frozen else [])],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        url, ca_file = _first_lines(process, 2, timeout=20)
+        trust = ssl.create_default_context(cafile=ca_file)
+        now = httpx.get(f"{url}/__sim/clock", verify=trust, timeout=10).json()["now"]
+        moved = httpx.post(
+            f"{url}/__sim/clock", json={"advance_seconds": 60}, verify=trust, timeout=10
+        )
+    finally:
+        process.terminate()
+        assert process.wait(20) == 0
+        assert process.stdout is not None
+        process.stdout.close()
+
+    drift = abs(datetime.fromisoformat(now) - datetime.now(UTC))
+    if frozen:
+        assert now.startswith("2024-03-15")
+        assert moved.status_code == 200
+    else:
+        assert drift < timedelta(minutes=5)  # the margin only absorbs a slow start
+        assert moved.status_code == 409

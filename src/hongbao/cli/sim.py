@@ -167,11 +167,14 @@ def serve_command(
     wall_clock: Annotated[
         bool,
         typer.Option(
-            "--wall-clock",
-            help="Run on the real clock: the FREQ_LIMIT window, daily limits and refunds follow "
-            "real time (`sim clock` cannot move it then). Default: a frozen clock.",
+            "--wall-clock/--frozen-clock",
+            help="The clock the simulator runs on. --wall-clock (the default): the FREQ_LIMIT "
+            "window, daily limits and the 24 h refunds follow real time, as at WeChat. "
+            "--frozen-clock: its own clock, which stands still until `hongbao sim clock` moves "
+            "it (scripted tests of refunds and daily limits; note that the FREQ_LIMIT window "
+            "then never slides either).",
         ),
-    ] = False,
+    ] = True,
 ) -> None:
     """Serve the simulator over HTTPS with client certificates (stop with Ctrl-C).
 

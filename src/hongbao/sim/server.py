@@ -227,8 +227,9 @@ class SimServerProcess:
     """`hongbao sim serve` in a child process, for load generators and other programs.
 
     Without `data_dir` the child keeps its state in memory and its CA in a temporary file.
-    With `wall_clock` it runs on the real clock (`hongbao sim serve --wall-clock`): a load test
-    of the FREQ_LIMIT window needs time to pass as it does for WeChat.
+    Unlike the command's default, its clock is frozen (`--frozen-clock`) unless `wall_clock`:
+    tests move its time by hand; a load test of the FREQ_LIMIT window needs time to pass as it
+    does for WeChat (`wall_clock=True`).
 
     >>> with SimServerProcess(Path("sim-data")) as server:  # doctest: +SKIP
     ...     print(server.url, server.ca_path)
@@ -273,8 +274,7 @@ class SimServerProcess:
         command += ["--port", str(self._requested_port)]
         if self.data_dir is not None:
             command += ["--data", str(self.data_dir)]
-        if self.wall_clock:
-            command.append("--wall-clock")
+        command.append("--wall-clock" if self.wall_clock else "--frozen-clock")
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
         )
