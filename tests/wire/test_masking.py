@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from hongbao.ledger import masking as ledger_masking
 from hongbao.wire.masking import MASK, is_secret, mask
 
 
@@ -50,6 +49,3 @@ def test_secrets_are_masked_at_any_depth_and_nothing_else_changes() -> None:
     }
     assert data["sign"] == "B84CAAD3B6FBFAAF341AE6482694309A"  # a copy: the input is kept
 
-
-def test_the_ledger_uses_the_same_masker() -> None:
-    assert ledger_masking.mask is mask

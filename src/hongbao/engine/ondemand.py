@@ -79,17 +79,13 @@ T = TypeVar("T")
 P = PayoutState
 
 Kind = Literal["normal", "group", "mini"]
-KINDS: Mapping[str, SendApi] = {
+KINDS: Mapping[Kind, SendApi] = {
     "normal": SendApi.SENDREDPACK,
     "group": SendApi.SENDGROUPREDPACK,
     "mini": SendApi.SENDMINIPROGRAMHB,
 }
 """The kinds of packet `pay` sends, and their send calls."""
-_KIND_OF: Mapping[SendApi, Kind] = {
-    SendApi.SENDREDPACK: "normal",
-    SendApi.SENDGROUPREDPACK: "group",
-    SendApi.SENDMINIPROGRAMHB: "mini",
-}
+_KIND_OF: Mapping[SendApi, Kind] = {api: kind for kind, api in KINDS.items()}
 
 MAX_KEY = 64
 _KEY_CHARS = frozenset(string.printable) - frozenset(string.whitespace)
@@ -356,7 +352,7 @@ class AsyncPayouts:
         ...     wishing="Welcome", act_name="Signup", remark="Enjoy")  # doctest: +SKIP
         """
         check_key(key)
-        api = KINDS.get(kind)
+        api = KINDS.get(kind)  # a caller without a type checker may pass anything
         if api is None:
             raise ValidationError(
                 f"kind must be one of {', '.join(KINDS)}, not {kind!r}", field="kind", rule="enum"

@@ -11,12 +11,12 @@ from sqlalchemy.engine import URL
 from hongbao.clock import Clock, SystemClock
 from hongbao.ledger.bills import BillSerials
 from hongbao.ledger.db import create_ledger_engine, read_transaction
-from hongbao.ledger.masking import mask
 from hongbao.ledger.migrate import check_schema
 from hongbao.ledger.records import EventInfo
 from hongbao.ledger.rows import to_json
 from hongbao.ledger.statements import INSERT_EVENTS
 from hongbao.ledger.states import PayoutState
+from hongbao.wire.masking import mask
 
 __all__ = ["StoreBase"]
 

@@ -68,7 +68,6 @@ from hongbao.ledger import (
     display_url,
     export_rows,
 )
-from hongbao.ledger.masking import mask
 from hongbao.ledger.rules_store import RuleLedger
 from hongbao.ledger.views import recent_on_demand, search_payouts, totals_by_campaign
 from hongbao.money import format_yuan
@@ -83,6 +82,7 @@ from hongbao.web.pages import (
 from hongbao.web.reconciling import Reconciler, Reconciliations
 from hongbao.web.throttle import Throttle
 from hongbao.wire.bodies import BodyTooLarge, read_limited
+from hongbao.wire.masking import mask
 
 __all__ = ["SESSION_COOKIE", "DashboardSettings", "create_app"]
 
