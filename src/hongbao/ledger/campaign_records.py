@@ -8,6 +8,7 @@ from sqlalchemy import Connection, and_, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hongbao.ledger.db import write_transaction
+from hongbao.ledger.outbox import campaign_outbox_row
 from hongbao.ledger.records import (
     Campaign,
     CodeTotal,
@@ -18,6 +19,7 @@ from hongbao.ledger.records import (
 )
 from hongbao.ledger.rows import campaign_from_row, to_json
 from hongbao.ledger.schema import campaigns, payout_events, payouts
+from hongbao.ledger.statements import INSERT_OUTBOX
 from hongbao.ledger.states import CAMPAIGN_TRANSITIONS, CampaignState, PayoutState
 from hongbao.ledger.storebase import StoreBase
 
@@ -90,16 +92,23 @@ class CampaignRecords(StoreBase):
             raise IllegalTransitionError("use cancel_campaign() to cancel a campaign")
 
         def work(conn: Connection) -> bool:
+            now = self._clock.now()
             result = conn.execute(
                 update(campaigns)
                 .where(campaigns.c.id == campaign_id, campaigns.c.state == from_state)
                 .values(
                     state=to_state,
                     pause_reason=pause_reason if to_state is CampaignState.PAUSED else None,
-                    updated_at=self._clock.now(),
+                    updated_at=now,
                 )
             )
-            return result.rowcount == 1
+            if result.rowcount != 1:
+                return False
+            # The webhook event, in the transaction of the change it reports.
+            reported = campaign_outbox_row(campaign_id, to_state, now, pause_reason)
+            if reported is not None:
+                INSERT_OUTBOX.run(conn, [reported])
+            return True
 
         return write_transaction(self._engine, work)
 

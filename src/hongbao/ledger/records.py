@@ -241,6 +241,8 @@ class NewPayout:
     line_no: int | None = None
     state: PayoutState = PayoutState.PLANNED
     reason: str | None = None
+    metadata: Mapping[str, str] | None = None
+    """The caller's own labels (payouts on demand): kept, returned, never sent to WeChat."""
 
     def __post_init__(self) -> None:
         if self.state not in (PayoutState.PLANNED, PayoutState.SKIPPED):
@@ -285,6 +287,8 @@ class Payout:
     received_at: datetime | None
     refunded_at: datetime | None
     refund_amount: int | None
+    metadata: Mapping[str, str] | None = None
+    """The caller's own labels, as recorded (payouts on demand)."""
 
 
 @dataclass(frozen=True, slots=True)

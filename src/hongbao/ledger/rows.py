@@ -69,12 +69,13 @@ def payout_values(new: NewPayout, now: datetime) -> dict[str, Any]:
         "attempts": 0,
         "created_at": now,
         "updated_at": now,
+        "metadata": to_json(new.metadata) if new.metadata else None,
     }
 
 
 _PAYOUT_FIELDS = tuple(field.name for field in fields(Payout))
-_API, _PARAMS, _STATE, _BILL_DEAD = (
-    _PAYOUT_FIELDS.index(name) for name in ("api", "params", "state", "bill_dead")
+_API, _PARAMS, _STATE, _BILL_DEAD, _METADATA = (
+    _PAYOUT_FIELDS.index(name) for name in ("api", "params", "state", "bill_dead", "metadata")
 )
 
 
@@ -88,6 +89,8 @@ def payout_from_row(row: Row[Any]) -> Payout:
     values[_PARAMS] = json.loads(values[_PARAMS])
     values[_STATE] = PayoutState(values[_STATE])
     values[_BILL_DEAD] = bool(values[_BILL_DEAD])
+    if values[_METADATA] is not None:
+        values[_METADATA] = json.loads(values[_METADATA])
     return Payout(*values)
 
 

@@ -61,7 +61,7 @@ from hongbao.ledger.schema import (
     rule_payments,
     rule_results,
 )
-from hongbao.ledger.statements import INSERT_EVENTS, INSERT_PAYOUT_IDS
+from hongbao.ledger.statements import INSERT_PAYOUT_IDS, insert_events
 from hongbao.ledger.states import PayoutState
 
 __all__ = [
@@ -487,7 +487,7 @@ class RuleLedger:
         if planned:
             ids = conn.execute(INSERT_PAYOUT_IDS, [values for _, values in planned]).scalars()
             payout_ids = {d.natural_key: int(i) for (d, _), i in zip(planned, ids, strict=True)}
-            INSERT_EVENTS.run(
+            insert_events(
                 conn,
                 [
                     {

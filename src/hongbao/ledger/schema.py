@@ -14,6 +14,9 @@ limiter_state    per mch_id: the GCRA theoretical arrival time shared by every p
 rule_payments    rule mode: one row per payment notification verified, keyed on transaction_id
 rule_results     rule mode: what each rule gave each payment (a payout, or the reason it did not)
 rule_budgets     rule mode: per rule, its budget and the fen committed against it
+webhook_outbox   one row per reportable state change (payout sent, failed, unknown, received,
+                 refunded; campaign completed, paused), written in the transaction that makes it
+webhook_deliveries  per (outbox event, endpoint): the signed body's payload, attempts, outcome
 ```
 
 The Alembic migrations in `hongbao/ledger/migrations/versions` create exactly this; a test
@@ -64,6 +67,8 @@ __all__ = [
     "rule_budgets",
     "rule_payments",
     "rule_results",
+    "webhook_deliveries",
+    "webhook_outbox",
 ]
 
 VERSION_TABLE = "hongbao_schema_version"
@@ -172,6 +177,7 @@ payouts = Table(
     Column("received_at", UTCDateTime(), nullable=True),
     Column("refunded_at", UTCDateTime(), nullable=True),
     Column("refund_amount", BigInteger, nullable=True),
+    Column("metadata", Text, nullable=True),
     UniqueConstraint("natural_key", "generation"),
     UniqueConstraint("mch_id", "mch_billno"),
     CheckConstraint("total_amount > 0", name="amount_positive"),
@@ -291,3 +297,39 @@ rule_budgets = Table(
     CheckConstraint("committed_fen >= 0", name="committed_not_negative"),
 )
 """Rule mode: one row per rule, locked by every payment it judges; `committed_fen` only grows."""
+
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("type", String(32), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("payout_id", Id, ForeignKey("payouts.id"), nullable=True),
+    Column("campaign_id", Id, ForeignKey("campaigns.id"), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("err_code", String(64), nullable=True),
+    Column("detail", String(512), nullable=True),
+    Index(None, "at"),
+)
+"""Webhooks: every reportable state change, appended by the ledger in the transaction that
+makes it (`hongbao.ledger.outbox`); never updated. The relay reads it."""
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("outbox_id", Id, ForeignKey("webhook_outbox.id"), nullable=False),
+    Column("endpoint", String(512), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    Column("given_up_at", UTCDateTime(), nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", String(256), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("outbox_id", "endpoint"),
+    Index(None, "next_attempt_at"),
+)
+"""Webhooks: one row per event and endpoint, written only by the relay (`engine/webhook_relay`):
+the event's JSON body, frozen when first queued, and how its delivery went."""

@@ -28,13 +28,22 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.expression import UpdateBase
 
+from hongbao.ledger.outbox import payout_outbox_rows
 from hongbao.ledger.records import Origin, Scope
-from hongbao.ledger.schema import UTCDateTime, campaigns, daily_counters, payout_events, payouts
+from hongbao.ledger.schema import (
+    UTCDateTime,
+    campaigns,
+    daily_counters,
+    payout_events,
+    payouts,
+    webhook_outbox,
+)
 from hongbao.ledger.states import CLAIMABLE, CampaignState, PayoutState
 
 __all__ = [
     "BRIEF_COLUMNS",
     "INSERT_EVENTS",
+    "INSERT_OUTBOX",
     "INSERT_PAYOUTS",
     "INSERT_PAYOUT_IDS",
     "ManyRows",
@@ -43,6 +52,7 @@ __all__ = [
     "charge_counters",
     "claim_candidates",
     "in_scope",
+    "insert_events",
     "lock_payouts",
     "scope_clause",
     "scope_params",
@@ -154,7 +164,18 @@ class _Plan:
 
 
 INSERT_EVENTS = ManyRows(lambda _: payout_events.insert())
-"""Audit events, one row each."""
+"""Audit events, one row each: write them with `insert_events`, which adds their outbox rows."""
+
+INSERT_OUTBOX = ManyRows(lambda _: webhook_outbox.insert())
+"""Webhook outbox rows (`hongbao.ledger.outbox`)."""
+
+
+def insert_events(conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:
+    """Append audit events, and the webhook outbox rows of those that report a state change,
+    in the caller's transaction: the one way payout events are written."""
+    INSERT_EVENTS.run(conn, events)
+    INSERT_OUTBOX.run(conn, payout_outbox_rows(events))
+
 
 INSERT_PAYOUT_IDS = insert(payouts).returning(payouts.c.id, sort_by_parameter_order=True)
 """New payouts that must all be new (a rule's), returning their ids in the rows' order."""

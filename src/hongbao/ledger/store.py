@@ -57,11 +57,11 @@ from hongbao.ledger.records import (
 from hongbao.ledger.rows import payout_from_row, payout_values
 from hongbao.ledger.schema import payouts
 from hongbao.ledger.statements import (
-    INSERT_EVENTS,
     INSERT_PAYOUTS,
     cas_update,
     claim_candidates,
     in_scope,
+    insert_events,
     lock_payouts,
     scope_params,
     scope_shape,
@@ -302,6 +302,7 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
                         params=frozen,
                         campaign_id=old.campaign_id,
                         line_no=old.line_no,
+                        metadata=old.metadata,
                     ),
                     now,
                 ),
@@ -372,7 +373,7 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
         events: list[dict[str, Any]] = []
         result = work(conn, arg, events)
         if events:
-            INSERT_EVENTS.run(conn, events)
+            insert_events(conn, events)
         return result
 
     def _claim(
@@ -618,7 +619,7 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
             moved = self._transition(conn, planned, events) if planned else []
             claimed = self._claim(conn, claim, events)
             if events:
-                INSERT_EVENTS.run(conn, events)
+                insert_events(conn, events)
             return moved, claimed
 
         return write_transaction(self._engine, work)

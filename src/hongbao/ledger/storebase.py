@@ -14,7 +14,7 @@ from hongbao.ledger.db import create_ledger_engine, read_transaction
 from hongbao.ledger.migrate import check_schema
 from hongbao.ledger.records import EventInfo
 from hongbao.ledger.rows import to_json
-from hongbao.ledger.statements import INSERT_EVENTS
+from hongbao.ledger.statements import insert_events
 from hongbao.ledger.states import PayoutState
 from hongbao.wire.masking import mask
 
@@ -75,7 +75,7 @@ class StoreBase:
 
     def _event(self, conn: Connection, **event: Any) -> None:
         """Append one event (the keywords of `_event_row`)."""
-        INSERT_EVENTS.run(conn, [self._event_row(**event)])
+        insert_events(conn, [self._event_row(**event)])
 
     def _event_row(
         self,
