@@ -54,6 +54,7 @@ from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.states import LimitPolicy
 from hongbao.errors import ConfigurationError
 from hongbao.ledger import DEFAULT_LEDGER_URL
+from hongbao.ledger.outbox import EVENT_TYPES
 from hongbao.money import MoneyError, parse_yuan
 from hongbao.wire.certs import ClientCertificate
 from hongbao.wire.transport import DEFAULT_BASE_URL, Timeouts
@@ -65,6 +66,7 @@ __all__ = [
     "MERCHANT_KEYS",
     "HongbaoConfig",
     "MerchantSection",
+    "WebhookEndpoint",
     "config_path",
     "load_config",
     "parse_config",
@@ -125,9 +127,10 @@ MERCHANT_KEYS: frozenset[str] = frozenset(
     }
 )
 """Every key a `[merchants.NAME]` section may hold; any other is refused as a likely typo."""
-_TOP_KEYS = frozenset({"dashboard", "ledger", "merchants", "rules"})
+_TOP_KEYS = frozenset({"api", "dashboard", "ledger", "merchants", "rules", "webhooks"})
 _LEDGER_KEYS = frozenset({"url"})
-_DASHBOARD_KEYS = frozenset({"token_file"})
+_TOKEN_KEYS = frozenset({"token_file"})
+_WEBHOOK_KEYS = frozenset({"url", "secret_file", "events"})
 
 
 def config_path(explicit: Path | None, environ: Mapping[str, str] | None = None) -> Path:
@@ -175,6 +178,10 @@ class HongbaoConfig:
     """Rule mode's `[rules.NAME]`, checked (each names one of `merchants`)."""
     dashboard_token_file: Path | None = None
     """`[dashboard] token_file`: the file holding the dashboard's access token."""
+    api_token_file: Path | None = None
+    """`[api] token_file`: the HTTP API's bearer tokens, one per line (`hongbao serve`)."""
+    webhooks: tuple[WebhookEndpoint, ...] = ()
+    """`[[webhooks]]`: where `hongbao serve` delivers events."""
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
     _built: dict[str, Merchant] = field(default_factory=dict, init=False, repr=False)
 
@@ -304,22 +311,76 @@ def parse_config(
         ledger_url=_ledger_url(url, base),
         merchants=sections,
         rules=rules,
-        dashboard_token_file=_dashboard_token_file(document.get("dashboard", {}), path),
+        dashboard_token_file=_token_file(document.get("dashboard", {}), path, "dashboard"),
+        api_token_file=_token_file(document.get("api", {}), path, "api"),
+        webhooks=_webhooks(document.get("webhooks", []), path),
         environ=env,
     )
 
 
-def _dashboard_token_file(dashboard: object, path: Path) -> Path | None:
-    if not isinstance(dashboard, dict):
-        raise ConfigurationError(f"{path}: dashboard must be a table ([dashboard])")
-    _only(dashboard, _DASHBOARD_KEYS, f"{path} [dashboard]", "[dashboard]")
-    token_file = dashboard.get("token_file")
+def _token_file(table: object, path: Path, name: str) -> Path | None:
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{path}: {name} must be a table ([{name}])")
+    _only(table, _TOKEN_KEYS, f"{path} [{name}]", f"[{name}]")
+    token_file = table.get("token_file")
     if token_file is None:
         return None
     if not isinstance(token_file, str) or not token_file:
-        raise ConfigurationError(f"{path} [dashboard] token_file: must be a file path string")
+        raise ConfigurationError(f"{path} [{name}] token_file: must be a file path string")
     # Relative to the configuration, like every other path in it.
     return path.parent / token_file
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """One `[[webhooks]]` entry: where to POST events, the signing secret's file, which events."""
+
+    url: str
+    secret_file: Path
+    events: frozenset[str]
+    where: str
+
+    def secret(self) -> str:
+        """The signing secret (read from its file each time it is asked for)."""
+        secret = read_secret_file(self.secret_file, f"{self.where} secret_file")
+        if len(secret) < _MIN_WEBHOOK_SECRET:
+            raise ConfigurationError(
+                f"{self.where} secret_file: the secret must be at least {_MIN_WEBHOOK_SECRET} "
+                "characters"
+            )
+        return secret
+
+
+_MIN_WEBHOOK_SECRET = 16
+
+
+def _webhooks(raw: object, path: Path) -> tuple[WebhookEndpoint, ...]:
+    if not isinstance(raw, list):
+        raise ConfigurationError(f"{path}: webhooks must be an array of tables ([[webhooks]])")
+    endpoints: list[WebhookEndpoint] = []
+    for number, entry in enumerate(raw, 1):
+        where = f"{path} [[webhooks]] #{number}"
+        if not isinstance(entry, dict):
+            raise ConfigurationError(f"{where}: must be a table")
+        _only(entry, _WEBHOOK_KEYS, where, "[[webhooks]]")
+        url = entry.get("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise ConfigurationError(f"{where} url: must be an http:// or https:// URL")
+        secret_file = entry.get("secret_file")
+        if not isinstance(secret_file, str) or not secret_file:
+            raise ConfigurationError(f"{where} secret_file: must be a file path string")
+        events = entry.get("events", list(EVENT_TYPES))
+        if not isinstance(events, list) or not events:
+            raise ConfigurationError(f"{where} events: must be a non-empty list of event types")
+        unknown = sorted({str(event) for event in events} - set(EVENT_TYPES))
+        if unknown:
+            raise ConfigurationError(
+                f"{where} events: unknown event {unknown[0]!r} (known: {', '.join(EVENT_TYPES)})"
+            )
+        if any(other.url == url for other in endpoints):
+            raise ConfigurationError(f"{where} url: {url} is configured twice")
+        endpoints.append(WebhookEndpoint(url, path.parent / secret_file, frozenset(events), where))
+    return tuple(endpoints)
 
 
 def _ledger_url(url: str, base: Path) -> str:

@@ -69,6 +69,7 @@ __all__ = [
     "PayoutView",
     "Payouts",
     "check_key",
+    "check_metadata",
     "on_demand_key",
 ]
 
@@ -114,6 +115,43 @@ def check_key(key: str) -> str:
             rule="charset",
         )
     return key
+
+
+MAX_METADATA = 20
+"""Labels a payout may carry."""
+MAX_METADATA_KEY = 40
+MAX_METADATA_VALUE = 500
+
+
+def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The caller's labels: up to 20 pairs of strings (keys ≤ 40, values ≤ 500 characters,
+    printable); None or empty stands for none."""
+    if not metadata:
+        return None
+    if len(metadata) > MAX_METADATA:
+        raise ValidationError(
+            f"metadata may hold at most {MAX_METADATA} keys (it has {len(metadata)})",
+            field="metadata",
+            rule="size",
+        )
+    for name, value in metadata.items():
+        if not isinstance(name, str) or not 1 <= len(name) <= MAX_METADATA_KEY:
+            raise ValidationError(
+                f"metadata keys must be strings of 1 to {MAX_METADATA_KEY} characters",
+                field="metadata",
+                rule="key",
+            )
+        if not isinstance(value, str) or len(value) > MAX_METADATA_VALUE:
+            raise ValidationError(
+                f"metadata[{name!r}] must be a string of at most {MAX_METADATA_VALUE} characters",
+                field="metadata",
+                rule="value",
+            )
+        if not (name + value).isprintable():
+            raise ValidationError(
+                f"metadata[{name!r}] holds control characters", field="metadata", rule="printable"
+            )
+    return dict(metadata)
 
 
 def on_demand_key(mch_id: str, key: str) -> str:
@@ -173,6 +211,8 @@ class PayoutView:
     received_at: datetime | None
     refunded_at: datetime | None
     refund_amount_fen: int | None
+    metadata: Mapping[str, str]
+    """The caller's labels, as recorded."""
 
     @classmethod
     def of(cls, payout: Payout) -> PayoutView:
@@ -202,6 +242,7 @@ class PayoutView:
             received_at=payout.received_at,
             refunded_at=payout.refunded_at,
             refund_amount_fen=payout.refund_amount,
+            metadata=dict(payout.metadata or {}),
         )
 
     @property
@@ -337,6 +378,7 @@ class AsyncPayouts:
         kind: Kind = "normal",
         total_num: int | None = None,
         merchant: str | None = None,
+        metadata: Mapping[str, str] | None = None,
         wait: bool = True,
         timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (past it, the drive goes on)
         on_recorded: Callable[[PayoutView], None] | None = None,
@@ -346,12 +388,14 @@ class AsyncPayouts:
         Raises `ValidationError` (naming the field) before anything is recorded, and
         `IdempotencyConflict` when `key` was paid with other parameters. With `wait`, returns
         once the payout is settled or `timeout` seconds passed (then in its current state).
+        `metadata` (up to 20 string pairs) is kept with the payout and never sent to WeChat.
         `on_recorded` sees the payout once it is in the ledger, before anything is sent.
 
         >>> view = await payouts.pay("signup:42", "oXYZ", 188, send_name="Acme",
         ...     wishing="Welcome", act_name="Signup", remark="Enjoy")  # doctest: +SKIP
         """
         check_key(key)
+        labels = check_metadata(metadata)
         api = KINDS.get(kind)  # a caller without a type checker may pass anything
         if api is None:
             raise ValidationError(
@@ -381,7 +425,13 @@ class AsyncPayouts:
 
         bill = await self._mint(entry)
         wanted = params(bill, None)  # validates every field before anything is recorded
-        new = NewPayout(natural_key=natural, merchant=entry.profile.name, api=api, params=wanted)
+        new = NewPayout(
+            natural_key=natural,
+            merchant=entry.profile.name,
+            api=api,
+            params=wanted,
+            metadata=labels,
+        )
         if wait:
             # Recorded and claimed (SENDING) in one commit, shared with the callers of the
             # same round: this caller sends it at once.
@@ -392,6 +442,8 @@ class AsyncPayouts:
             first = await self._db(self.store.find_payout, natural, 0)
             assert first is not None
             differ = conflicting_fields(first, api, params(first.mch_billno, _nonce(first)))
+            if (first.metadata or None) != labels:
+                differ = sorted([*differ, "metadata"])
             if differ:
                 raise IdempotencyConflict(
                     f"key {key!r} was paid with other parameters: {', '.join(differ)} differ "
