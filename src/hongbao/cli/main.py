@@ -24,6 +24,7 @@ from hongbao.cli.demo import demo_command
 from hongbao.cli.payouts import payouts_app
 from hongbao.cli.rules import rules_app
 from hongbao.cli.send import query_command, send_command, send_group_command, send_mini_command
+from hongbao.cli.serve import serve_command
 from hongbao.cli.sim import sim_app
 from hongbao.cli.tracking import reconcile_command, track_command
 from hongbao.cli.worker import worker_command
@@ -74,3 +75,4 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(db_app, name="db")
 app.command("worker")(worker_command)
 app.command("dashboard")(dashboard_command)
+app.command("serve")(serve_command)

@@ -290,7 +290,8 @@ class AsyncPayouts:
     Open it with `from_config` (a hongbao.toml) or with a ledger (URL or `LedgerStore`) and
     the merchants (`Merchant`s, or `MerchantProfile`s to set pace, caps and concurrency); use
     it as an async context manager, or call `aclose()`. `clients` replace the `AsyncClient`s it
-    would make (tests pass in-process ones).
+    would make (tests pass in-process ones). With `dispatch=False`, payouts paid with
+    `wait=False` are only recorded: `hongbao worker`s (or `hongbao payouts run`) send them.
     """
 
     def __init__(
@@ -302,6 +303,7 @@ class AsyncPayouts:
         clock: Clock | None = None,
         clients: Mapping[str, AsyncClient] | None = None,
         paces: Mapping[str, Pace] | None = None,
+        dispatch: bool = True,
     ) -> None:
         given = [profiles] if isinstance(profiles, Merchant | MerchantProfile) else profiles
         # A bare `Merchant` gets the engine's defaults, under its mch_id as its name.
@@ -334,6 +336,7 @@ class AsyncPayouts:
             self._merchants[profile.name] = _Merchant(profile, pace)
         self._default = chosen[0].name
         self._background: set[Dispatcher] = set()
+        self._dispatch = dispatch
         self._closed = False
 
     @classmethod
@@ -344,13 +347,21 @@ class AsyncPayouts:
         settings: RunSettings | None = None,
         clock: Clock | None = None,
         clients: Mapping[str, AsyncClient] | None = None,
+        dispatch: bool = True,
     ) -> AsyncPayouts:
         """Payouts on demand for every merchant of a configuration (a path or `HongbaoConfig`)."""
         from hongbao.engine.config import HongbaoConfig, load_config
 
         loaded = config if isinstance(config, HongbaoConfig) else load_config(Path(config))
         profiles = [loaded.profile(name) for name in loaded.merchants]
-        return cls(loaded.ledger_url, profiles, settings=settings, clock=clock, clients=clients)
+        return cls(
+            loaded.ledger_url,
+            profiles,
+            settings=settings,
+            clock=clock,
+            clients=clients,
+            dispatch=dispatch,
+        )
 
     def __repr__(self) -> str:
         return f"AsyncPayouts({self.store!r}, merchants={sorted(self._merchants)})"
@@ -394,6 +405,48 @@ class AsyncPayouts:
         >>> view = await payouts.pay("signup:42", "oXYZ", 188, send_name="Acme",
         ...     wishing="Welcome", act_name="Signup", remark="Enjoy")  # doctest: +SKIP
         """
+        view, _ = await self.submit(
+            key,
+            openid,
+            amount_fen,
+            send_name=send_name,
+            wishing=wishing,
+            act_name=act_name,
+            remark=remark,
+            scene_id=scene_id,
+            risk_info=risk_info,
+            kind=kind,
+            total_num=total_num,
+            merchant=merchant,
+            metadata=metadata,
+            wait=wait,
+            timeout=timeout,
+            on_recorded=on_recorded,
+        )
+        return view
+
+    async def submit(
+        self,
+        key: str,
+        openid: str,
+        amount_fen: int,
+        *,
+        send_name: str,
+        wishing: str,
+        act_name: str,
+        remark: str,
+        scene_id: str | None = None,
+        risk_info: str | None = None,
+        kind: Kind = "normal",
+        total_num: int | None = None,
+        merchant: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        wait: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (past it, the drive goes on)
+        on_recorded: Callable[[PayoutView], None] | None = None,
+    ) -> tuple[PayoutView, bool]:
+        """`pay`, and whether this call recorded the payout (False: the key's payout was
+        recorded before — a replay). Raises as `pay` does."""
         check_key(key)
         labels = check_metadata(metadata)
         api = KINDS.get(kind)  # a caller without a type checker may pass anything
@@ -457,9 +510,9 @@ class AsyncPayouts:
         if payout.state in OPEN_STATES:
             if wait:
                 payout = await self._settle(entry, payout, claimed=inserted, within=timeout)
-            else:
+            elif self._dispatch:
                 await self.start(entry.profile.name)
-        return PayoutView.of(payout)
+        return PayoutView.of(payout), inserted
 
     async def _settle(
         self, entry: _Merchant, payout: Payout, *, claimed: bool, within: float
@@ -561,6 +614,19 @@ class AsyncPayouts:
         return None
 
     # -- the on-demand dispatcher -----------------------------------------------------------
+
+    def profile(self, merchant: str | None = None) -> MerchantProfile:
+        """The profile of a merchant (by name; None: the first)."""
+        return self._merchant(merchant).profile
+
+    def client(self, merchant: str | None = None) -> AsyncClient:
+        """The merchant's `AsyncClient` (share it with a campaign run of this process)."""
+        return self._client(self._merchant(merchant))
+
+    @property
+    def merchants(self) -> tuple[str, ...]:
+        """The merchants' names."""
+        return tuple(self._merchants)
 
     def pace(self, merchant: str | None = None) -> Pace:
         """The merchant's pace: share it with a campaign run or rule dispatcher of this process."""

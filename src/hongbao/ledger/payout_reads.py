@@ -98,9 +98,12 @@ class PayoutReads(StoreBase):
         *,
         state: PayoutState | None = None,
         since: datetime | None = None,
+        until: datetime | None = None,
+        before_id: int | None = None,
         limit: int = 100,
     ) -> list[Payout]:
-        """The latest bill of each intent of `scope`, newest first; in `state`, created `since`."""
+        """The latest bill of each intent of `scope`, newest first; in `state`, created from
+        `since` to before `until`, with an id below `before_id` (the page before it)."""
         successor = payouts.alias("successor")
         chosen, params = in_scope(scope)
         query = select(payouts).where(
@@ -111,9 +114,20 @@ class PayoutReads(StoreBase):
             query = query.where(payouts.c.state == state)
         if since is not None:
             query = query.where(payouts.c.created_at >= since)
+        if until is not None:
+            query = query.where(payouts.c.created_at < until)
+        if before_id is not None:
+            query = query.where(payouts.c.id < before_id)
         query = query.order_by(payouts.c.id.desc()).limit(limit)
         rows = read_transaction(self._engine, lambda conn: conn.execute(query, params).all())
         return [payout_from_row(row) for row in rows]
+
+    def count_by_state(self) -> dict[tuple[str, str], int]:
+        """How many payouts each merchant (by name) has in each state (every bill counts)."""
+        query = select(payouts.c.merchant, payouts.c.state, func.count()).group_by(
+            payouts.c.merchant, payouts.c.state
+        )
+        return {(str(row[0]), str(row[1])): int(row[2]) for row in self._all(query)}
 
     def iter_payouts(self, campaign_id: int, *, batch_size: int = 1000) -> Iterator[Payout]:
         """Every payout of a campaign in line order, read in short batches (for exports)."""
