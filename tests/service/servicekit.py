@@ -91,7 +91,8 @@ lease_seconds = 5.0
     config = tmp / "hongbao.toml"
     config.write_text(text, encoding="utf-8")
     upgrade(ledger_url)
-    return Merchant(server, config, creds.mch_id, creds.appid, server.sim.add_users(creds.appid, users))
+    openids = server.sim.add_users(creds.appid, users)
+    return Merchant(server, config, creds.mch_id, creds.appid, openids)
 
 
 @dataclass
@@ -115,7 +116,9 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(config: Path, log: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+def serving(
+    config: Path, log: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[Served]:
     """`hongbao serve -c CONFIG --port 0 …` until the block ends (then SIGTERM)."""
     command = [
         sys.executable, "-c", "from hongbao.cli.main import app; app()",

@@ -33,7 +33,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         # Only the samples: the `_created` twins of each series double a scrape for nothing.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.requests = Counter(
             "hongbao_wechat_requests",
             "Requests to WeChat Pay by merchant, API and result (SUCCESS, an err_code, "
