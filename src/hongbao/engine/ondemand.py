@@ -547,6 +547,12 @@ class AsyncPayouts:
             later = due is not None and (due - self.clock.now()).total_seconds() > left
             if found.state is not P.SENDING and later:
                 return False  # deferred past the timeout: the dispatcher sends it then
+            lease = found.lease_until
+            if found.state is P.SENDING and lease is not None and lease <= self.clock.now():
+                # Its holder let the lease run out (a crash): take it over now, not at the
+                # next periodic recovery.
+                await dispatcher.recover()
+                return True
             # Held by another caller or process, or deferred: look again shortly.
             await asyncio.sleep(min(left, self.settings.poll_seconds / 4))
             return True
