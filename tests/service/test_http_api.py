@@ -174,23 +174,28 @@ def test_serve_refuses_a_non_loopback_address_without_tokens(
 
 def test_metrics_show_no_openid_no_key_and_no_token(served: SimServer, tmp_path: Path) -> None:
     merchant = write_config(served, tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}")
-    served.sim.faults.add(
-        parse_fault({"endpoint": "sendredpack", "action": "error", "err_code": "FREQ_LIMIT",
-                     "count": 1})
-    )  # fmt: skip
     with serving(merchant.config, tmp_path / "serve.log") as server:
         paid = [
             _pay(server.url, f"secret-key-{n}", {"openid": openid, "amount_fen": 100, **PACKET},
                  wait=10).json()
             for n, openid in enumerate(merchant.users[:3])
         ]  # fmt: skip
+        served.sim.faults.add(
+            parse_fault({"endpoint": "sendredpack", "action": "error", "err_code": "FREQ_LIMIT",
+                         "count": 1})
+        )  # fmt: skip
+        limited = _pay(server.url, "secret-key-9", {"openid": merchant.users[3], "amount_fen": 100,
+                                                    **PACKET}, wait=3).json()  # fmt: skip
         text = httpx.get(f"{server.url}/metrics").text
 
+    assert limited["error"] == {
+        "code": "FREQ_LIMIT", "message": limited["error"]["message"], "outcome": "not_sent"
+    }
     assert 'hongbao_payouts{merchant="shop",state="SENT"} 3.0' in text
-    sends = 'hongbao_wechat_requests_total{api="sendredpack",merchant="shop",result="SUCCESS"}'
+    sends = 'hongbao_wechat_requests_total{api="sendredpack",merchant="shop",result="SUCCESS"} 3.0'
     assert sends in text
     assert 'hongbao_freq_limit_answers_total{merchant="shop"} 1.0' in text
-    assert "hongbao_wechat_request_seconds_bucket" in text
+    assert 'hongbao_wechat_request_seconds_count{api="sendredpack",merchant="shop"} 4.0' in text
     for secret in [TOKEN, merchant.mch_id, *merchant.users, *(p["bill_no"] for p in paid)]:
         assert secret not in text
     assert "secret-key" not in text
