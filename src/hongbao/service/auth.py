@@ -5,14 +5,22 @@ from __future__ import annotations
 import hmac
 from pathlib import Path
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from hongbao.engine.config import read_secret_file
 from hongbao.errors import ConfigurationError
 from hongbao.web.access import MIN_TOKEN_LENGTH, is_loopback
 
-__all__ = ["Tokens", "check_bind", "load_tokens"]
+__all__ = ["BEARER", "Tokens", "check_bind", "load_tokens"]
+
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="A token of `[api] token_file` (needed when the file is set).",
+)
 
 
 class Tokens:
@@ -40,9 +48,12 @@ class Tokens:
         # Every token is compared, so the time says nothing about which one nearly matched.
         return any([hmac.compare_digest(candidate, token) for token in self._tokens])
 
-    async def __call__(self, request: Request) -> None:
+    async def __call__(
+        self, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+    ) -> None:
         """The routes' dependency: 401 without a right token."""
-        if not self.allows(request.headers.get("authorization")):
+        given = None if credentials is None else f"Bearer {credentials.credentials}"
+        if not self.allows(given):
             raise HTTPException(
                 401,
                 "a valid bearer token is required (Authorization: Bearer TOKEN)",
