@@ -200,3 +200,44 @@ def test_metrics_show_no_openid_no_key_and_no_token(served: SimServer, tmp_path:
         assert secret not in text
     assert "secret-key" not in text
     assert TOKEN not in (tmp_path / "serve.log").read_text()
+
+
+@pytest.mark.postgres
+def test_scale_out_the_server_records_and_a_worker_sends(
+    served: SimServer, pg_url: str, tmp_path: Path
+) -> None:
+    from hongbao.engine.distributed import install_schema
+    from hongbao.ledger import LedgerStore
+
+    merchant = write_config(served, tmp_path, pg_url)
+    with LedgerStore.open(pg_url) as store:
+        install_schema(store.engine)
+    body = {"openid": merchant.users[0], "amount_fen": 666, **PACKET}
+    command = [sys.executable, "-c", "from hongbao.cli.main import app; app()"]
+    with serving(merchant.config, tmp_path / "serve.log") as server:
+        recorded = _pay(server.url, "scale-1", body).json()
+        # Nobody sends it yet: this server only records.
+        assert recorded["state"] == "PLANNED"
+        assert sum(_issued(merchant).values()) == 0
+        worker = subprocess.Popen(
+            [*command, "worker", "-c", str(merchant.config)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "worker.log").open("w"),
+        )
+        try:
+            sent = wait_for(
+                lambda: (
+                    httpx.get(f"{server.url}/v1/payouts/{recorded['id']}", headers=AUTH).json()
+                    if sum(_issued(merchant).values()) else None
+                )
+            )
+            wait_for(
+                lambda: httpx.get(f"{server.url}/v1/payouts/{recorded['id']}", headers=AUTH)
+                .json()["state"] == "SENT"
+            )
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+    assert sent["key"] == "scale-1"
+    assert _issued(merchant) == Counter({(merchant.users[0], 666): 1})

@@ -62,6 +62,7 @@ def worker_command(
             queues=queues or [QUEUE],
             name=name,
             stalled_seconds=stalled_after,
+            on_demand=tuple(settings.merchants),
         )
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         eventloop.run(run_worker(settings.ledger_url, settings.profile, options))

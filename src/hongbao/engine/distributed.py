@@ -452,6 +452,10 @@ class WorkerOptions:
     stalled_seconds: float = 30.0
     """A worker silent this long is taken for dead and its jobs run again elsewhere."""
     settings: RunSettings = field(default_factory=RunSettings)
+    on_demand: tuple[str, ...] = ()
+    """Merchants (by configuration name) whose payouts on demand this worker sends: what
+    `hongbao serve` and `pay(wait=False)` recorded. Every worker may send them; a claim is a
+    lease, so each goes out once."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -488,6 +492,10 @@ async def run_worker(
             runtime = ChunkDriver(
                 store, profiles, settings=options.settings, executor=pool, clock=clock
             )
+            senders = [
+                asyncio.create_task(_send_on_demand(runtime, name), name=f"on-demand-{name}")
+                for name in options.on_demand
+            ]
             try:
                 async with app.open_async():
                     await app.run_worker_async(
@@ -503,7 +511,32 @@ async def run_worker(
                         shutdown_graceful_timeout=options.heartbeat_seconds,
                     )
             finally:
+                for sender in senders:
+                    sender.cancel()
+                await asyncio.gather(*senders, return_exceptions=True)
                 await runtime.aclose()
+
+
+async def _send_on_demand(runtime: ChunkDriver, merchant: str) -> None:
+    """Drive a merchant's payouts on demand on this worker until cancelled (recovery first,
+    then every `recovery_every`; new ones are looked for every `poll_seconds`)."""
+    driver = runtime.driver(merchant)
+    dispatcher = Dispatcher(
+        driver,
+        Scope.on_demand(driver.profile.mch_id),
+        settings=runtime.settings,
+        keep_going=True,
+    )
+
+    async def idle(dispatcher: Dispatcher) -> bool:
+        await dispatcher.wait_any()
+        return True
+
+    try:
+        await dispatcher.run(idle)
+    finally:
+        # A cancelled worker leaves the payouts in flight leased: recovery takes them over.
+        await dispatcher.cancel()
 
 
 # -- following a campaign ---------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
-
 from typing import Annotated
 
 from fastapi import Depends
