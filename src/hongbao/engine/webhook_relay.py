@@ -232,7 +232,7 @@ class WebhookRelay:
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:256] or type(exc).__name__
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         except Exception as exc:  # a broken secret file: keep trying, say why
             error = str(exc)[:256]
         delivered = error is None
