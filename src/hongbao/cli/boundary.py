@@ -85,8 +85,9 @@ def guard(as_json: bool, *, asks: str | None = None) -> Iterator[Guard]:
     """Run a command body; a hongbao error ends it with a message and its exit code.
 
     `asks` names what a command that sends no money does ("query"): its errors then exit 1
-    as "query failed: …", since they say nothing about any packet. With `as_json`, the error is also printed to stdout as `{"error", "outcome", "exit_code",
-    "mch_billno"}` so that scripts need not parse stderr.
+    as "query failed: …", since they say nothing about any packet. With `as_json`, the error
+    is also printed to stdout as `{"error", "outcome", "exit_code", "mch_billno"}` so that
+    scripts need not parse stderr.
     """
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
