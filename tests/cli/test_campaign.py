@@ -199,3 +199,34 @@ def test_bad_lines_are_shown_escaped_never_sent_to_the_terminal(configured: Conf
         assert control not in plan.stdout
         assert control not in plan.stderr
     assert "evil\\x1b]0;pwned\\x07\\x00" in plan.stdout
+
+
+def test_retry_pays_the_failed_users_once_under_new_bills(configured: Configured) -> None:
+    from hongbao.sim.faults import parse_fault
+
+    cid = _create(configured, _users_file(configured, 4))
+    cfg = ("-c", str(configured.config))
+    assert run("campaign", "plan", str(cid), *cfg).exit_code == 0
+    configured.sim.faults.add(
+        parse_fault({"endpoint": "sendredpack", "action": "error", "err_code": "FATAL_ERROR",
+                     "count": 2})
+    )  # fmt: skip
+    run("campaign", "run", str(cid), *cfg)
+    run("campaign", "resume", str(cid), *cfg)  # FATAL_ERROR paused it
+    assert run("campaign", "run", str(cid), *cfg).exit_code == 0
+    assert len(_paid(configured)) == 2
+
+    retried = run("campaign", "retry", str(cid), "--err-code", "FATAL_ERROR", *cfg)
+    again = run("campaign", "retry", str(cid), *cfg, "--json")
+    sent = run("campaign", "run", str(cid), *cfg)
+
+    assert retried.exit_code == 0, retried.stderr
+    assert f"campaign {cid}: 2 FAILED FATAL_ERROR payouts re-issued" in retried.stdout
+    assert f"next: hongbao campaign run {cid}" in retried.stderr
+    assert json.loads(again.stdout)["retried"] == 0
+    assert sent.exit_code == 0, sent.stderr
+    paid = _paid(configured)  # raises if anyone was paid twice
+    assert len(paid) == 4
+    exported = run("campaign", "export", str(cid), *cfg).stdout
+    links = [row["previous_payout_id"] for row in csv.DictReader(io.StringIO(exported))]
+    assert len([link for link in links if link]) == 2

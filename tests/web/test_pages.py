@@ -114,6 +114,29 @@ def test_pausing_resuming_and_cancelling_from_the_page(filled: Filled) -> None:
     assert "only a RUNNING one can pause" in again.text
 
 
+def test_retrying_the_failed_payouts_from_the_page(filled: Filled) -> None:
+    bench, campaign_id = filled.bench, filled.campaign.id
+    with dashboard(bench) as client:
+        page = client.get(f"/campaigns/{campaign_id}").text
+        assert f'action="/campaigns/{campaign_id}/retry"' in page
+        csrf = csrf_of(page)
+
+        retried = client.post(f"/campaigns/{campaign_id}/retry", data={"csrf": csrf})
+        again = client.post(f"/campaigns/{campaign_id}/retry", data={"csrf": csrf})
+        shown = client.get(retried.headers["location"]).text
+        refused = client.post(f"/campaigns/{campaign_id}/retry", data={})
+
+    assert retried.status_code == 303
+    assert retried.headers["location"] == f"/campaigns/{campaign_id}?done=retry&retried=1&left=0"
+    assert again.headers["location"].endswith("retried=0&left=0")
+    assert "1 failed payouts re-issued with new bill numbers" in shown
+    assert refused.status_code == 403
+    [new] = [p for p in bench.store.iter_payouts(campaign_id) if p.previous_payout_id]
+    assert (new.previous_payout_id, new.state) == (filled.failed.id, PayoutState.PLANNED)
+    assert new.mch_billno != filled.failed.mch_billno
+    assert bench.store.get_campaign(campaign_id).state is CampaignState.RUNNING
+
+
 def test_reconciling_from_the_page_lists_the_mismatches(filled: Filled) -> None:
     bench = filled.bench
     # The ledger says the failed payout was never issued; WeChat says it was (paid elsewhere).

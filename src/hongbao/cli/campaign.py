@@ -318,6 +318,93 @@ def cancel_command(
     )
 
 
+class RetryState(StrEnum):
+    """The settled states `campaign retry --state` takes (those whose money may be unpaid)."""
+
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+@campaign_app.command("retry")
+def retry_command(
+    campaign_id: IdArgument,
+    state: Annotated[
+        RetryState,
+        typer.Option(
+            "--state",
+            help="Which payouts: FAILED (refused for good), or SKIPPED (over the budget or a "
+            "daily cap).",
+            case_sensitive=False,
+        ),
+    ] = RetryState.FAILED,
+    err_code: Annotated[
+        str | None,
+        typer.Option(
+            "--err-code",
+            metavar="CODE",
+            help="Only payouts that ended with this err_code (e.g. FATAL_ERROR).",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pay again, under new bill numbers, the users whose payouts failed; nothing is sent yet.
+
+    Each FAILED payout whose money is known never to have left gets one new payout (a new
+    bill number, linked to the old one in the ledger); running it twice, or twice at once,
+    re-issues each payout once. A payout whose outcome is UNKNOWN is never retried: it may
+    have paid (`hongbao track` resolves it). Then `hongbao campaign run ID` sends the new
+    payouts within the budget and the daily caps. Example:
+    `hongbao campaign retry 1 --err-code FATAL_ERROR`
+    """
+    from hongbao.engine.retry import retry_payouts
+    from hongbao.ledger import PayoutState
+
+    code = err_code.strip().upper() if err_code else None
+    with guard(as_json), open_ledger(load(config).ledger_url) as store:
+        report = retry_payouts(store, campaign_id, state=PayoutState(state.value), err_code=code)
+        campaign_state = store.get_campaign(campaign_id).state
+    if as_json:
+        print_json(
+            {
+                "id": campaign_id,
+                "state": campaign_state.value,
+                "retried": report.retried,
+                "retried_fen": report.retried_fen,
+                "already_retried": report.already,
+                "left_alone": report.unsafe,
+                "budget_left_fen": report.budget_left_fen,
+                "over_budget": report.over_budget,
+            }
+        )
+        return
+    which = f"{state.value}{f' {code}' if code else ''}"
+    typer.echo(
+        f"campaign {campaign_id}: {report.retried} {which} payouts re-issued with new bill "
+        f"numbers ({format_yuan(report.retried_fen)} yuan)"
+    )
+    if report.already:
+        note(f"{report.already} were re-issued by another retry at the same time")
+    if report.unsafe:
+        note(
+            f"{report.unsafe} left alone: nothing proves their money did not leave (see "
+            f"`hongbao campaign status {campaign_id}`)"
+        )
+    if report.over_budget:
+        note(
+            f"the budget allows {format_yuan(report.budget_left_fen or 0)} yuan more: the "
+            "payouts past it will be skipped"
+        )
+    if report.retried and campaign_state.value == "PAUSED":
+        note(
+            f"the campaign is paused: hongbao campaign resume {campaign_id}, then hongbao "
+            f"campaign run {campaign_id}"
+        )
+    elif report.retried:
+        note(f"next: hongbao campaign run {campaign_id}")
+
+
 @campaign_app.command("report")
 def report_command(
     campaign_id: IdArgument, config: ConfigOption = None, as_json: JsonOption = False
