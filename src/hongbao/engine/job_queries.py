@@ -71,7 +71,7 @@ class WorkerProgress:
     finished: int
     """Jobs of the campaign it finished (succeeded or failed)."""
     payouts: int
-    """Payouts in those jobs."""
+    """Payouts in those jobs, each counted once: for the worker of the last job that held it."""
     settled: int
     """Of those, the payouts no longer open."""
 
@@ -86,9 +86,13 @@ def worker_progress(engine: Engine, task_name: str, campaign_id: int) -> list[Wo
         "  SELECT id, worker_id, status, args FROM procrastinate_jobs"
         "  WHERE task_name = :task AND status IN ('doing', 'succeeded', 'failed')"
         "  AND (args->>'campaign_id')::bigint = :campaign_id),"
+        # A payout is held by every job that took it (a retried job, a job deferred again for
+        # what was left): it counts once, for the worker of the last of them.
         " held AS ("
-        "  SELECT jobs.worker_id, (jsonb_array_elements(jobs.args->'payout_ids'))::bigint AS id"
-        "  FROM jobs),"
+        "  SELECT DISTINCT ON (id) id, worker_id FROM ("
+        "   SELECT jobs.id AS job_id, jobs.worker_id,"
+        "    (jsonb_array_elements(jobs.args->'payout_ids'))::bigint AS id FROM jobs) taken"
+        "  ORDER BY id, job_id DESC),"
         " counted AS ("
         "  SELECT held.worker_id, count(*) AS payouts,"
         "   count(*) FILTER (WHERE payouts.state NOT IN ('PLANNED', 'DEFERRED', 'SENDING',"
