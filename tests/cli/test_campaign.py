@@ -230,3 +230,28 @@ def test_retry_pays_the_failed_users_once_under_new_bills(configured: Configured
     exported = run("campaign", "export", str(cid), *cfg).stdout
     links = [row["previous_payout_id"] for row in csv.DictReader(io.StringIO(exported))]
     assert len([link for link in links if link]) == 2
+
+
+def test_a_paused_campaign_pauses_again_quietly_and_its_run_exits_3(
+    configured: Configured,
+) -> None:
+    cid = _create(configured, _users_file(configured, 2))
+    cfg = ("-c", str(configured.config))
+    assert run("campaign", "plan", str(cid), *cfg).exit_code == 0
+    from hongbao.engine.config import load_config
+    from hongbao.ledger import CampaignState, LedgerStore
+
+    with LedgerStore.open(load_config(configured.config).ledger_url) as store:
+        store.set_campaign_state(cid, CampaignState.PLANNED, CampaignState.RUNNING)
+
+    paused = run("campaign", "pause", str(cid), *cfg)
+    again = run("campaign", "pause", str(cid), *cfg, "--json")
+    ran = run("campaign", "run", str(cid), *cfg)
+    resumed = run("campaign", "resume", str(cid), *cfg)
+
+    assert paused.exit_code == again.exit_code == 0
+    assert json.loads(again.stdout)["already_paused"] is True
+    assert ran.exit_code == 3, ran.stderr
+    assert f"paused: paused by hand; then `hongbao campaign resume {cid}`" in ran.stdout
+    assert _paid(configured) == {}
+    assert f"run it: hongbao campaign run {cid}\n" in resumed.stdout

@@ -280,7 +280,8 @@ def test_only_a_running_campaign_pauses_and_only_a_paused_one_resumes(bench: Ben
     with pytest.raises(CampaignError, match="RUNNING"):
         resume_campaign(bench.store, campaign.id)
 
-    pause_campaign(bench.store, campaign.id, "lunch break")
+    assert pause_campaign(bench.store, campaign.id, "lunch break") is True
+    assert pause_campaign(bench.store, campaign.id, "again") is False  # no error, reason kept
 
     paused = bench.store.get_campaign(campaign.id)
     assert (paused.state, paused.pause_reason) == (C.PAUSED, "lunch break")

@@ -279,24 +279,38 @@ def pause_command(
     from hongbao.engine.campaign import pause_campaign
 
     with guard(as_json), open_ledger(load(config).ledger_url) as store:
-        pause_campaign(store, campaign_id)
-        state = store.get_campaign(campaign_id).state
-    _done({"id": campaign_id, "state": state.value}, f"campaign {campaign_id} paused", as_json)
+        paused_now = pause_campaign(store, campaign_id)
+        campaign = store.get_campaign(campaign_id)
+    message = f"campaign {campaign_id} paused"
+    if not paused_now:
+        message = f"campaign {campaign_id} was already paused ({campaign.pause_reason})"
+    _done(
+        {"id": campaign_id, "state": campaign.state.value, "already_paused": not paused_now},
+        message,
+        as_json,
+    )
 
 
 @campaign_app.command("resume")
 def resume_command(
     campaign_id: IdArgument, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
-    """Resume a paused campaign (then `hongbao campaign run ID` sends the rest)."""
+    """Resume a paused campaign (then `hongbao campaign run ID` sends the rest).
+
+    A campaign handed to the workers is run again with `--distributed`, as the hint says.
+    """
     from hongbao.engine.campaign import resume_campaign
+    from hongbao.engine.distributed import ran_distributed
 
     with guard(as_json), open_ledger(load(config).ledger_url) as store:
         due = resume_campaign(store, campaign_id)
         state = store.get_campaign(campaign_id).state
+        run = f"hongbao campaign run {campaign_id}"
+        if ran_distributed(store, campaign_id):
+            run += " --distributed"
     _done(
-        {"id": campaign_id, "state": state.value, "made_due": due},
-        f"campaign {campaign_id} resumed; run it: hongbao campaign run {campaign_id}",
+        {"id": campaign_id, "state": state.value, "made_due": due, "next": run},
+        f"campaign {campaign_id} resumed; run it: {run}",
         as_json,
     )
 

@@ -438,11 +438,17 @@ def _check_profile(campaign: Campaign, profile: MerchantProfile) -> None:
         )
 
 
-def pause_campaign(store: LedgerStore, campaign_id: int, reason: str = "paused by hand") -> None:
-    """Pause a running campaign: runners stop claiming; payouts in flight still resolve."""
-    if not store.set_campaign_state(campaign_id, C.RUNNING, C.PAUSED, pause_reason=reason[:256]):
-        state = store.get_campaign(campaign_id).state
-        raise CampaignError(f"campaign {campaign_id} is {state}: only a RUNNING one can pause")
+def pause_campaign(store: LedgerStore, campaign_id: int, reason: str = "paused by hand") -> bool:
+    """Pause a running campaign: runners stop claiming; payouts in flight still resolve.
+
+    Returns False when it was paused already (nothing changes: its reason stays).
+    """
+    if store.set_campaign_state(campaign_id, C.RUNNING, C.PAUSED, pause_reason=reason[:256]):
+        return True
+    state = store.get_campaign(campaign_id).state
+    if state is C.PAUSED:
+        return False
+    raise CampaignError(f"campaign {campaign_id} is {state}: only a RUNNING one can pause")
 
 
 def resume_campaign(store: LedgerStore, campaign_id: int, clock: Clock | None = None) -> int:
