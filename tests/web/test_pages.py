@@ -85,6 +85,14 @@ def test_a_payouts_history_is_shown_masked(filled: Filled) -> None:
     assert '"sign"' not in html
 
 
+def test_a_payouts_chinese_texts_are_shown_as_text(filled: Filled) -> None:
+    with dashboard(filled.bench) as client:
+        html = client.get(f"/payouts/{filled.received.id}").text
+
+    assert "天虹百货" in html  # the template's send_name, in the frozen parameters
+    assert "\\u" not in html
+
+
 def test_pausing_resuming_and_cancelling_from_the_page(filled: Filled) -> None:
     bench = filled.bench
     campaign = bench.campaign(bench.sim.add_users(bench.creds.appid, 3), name="autumn")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -123,6 +124,11 @@ def _time(value: datetime | None) -> str:
     return value.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
+def _pretty_json(value: object) -> str:
+    """JSON to read on a page: Chinese as text, not \\uXXXX (the template escapes the HTML)."""
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
 def _templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_HERE / "templates"),
@@ -131,6 +137,7 @@ def _templates() -> Jinja2Templates:
     )
     env.filters["yuan"] = format_yuan
     env.filters["cst"] = _time
+    env.filters["pretty_json"] = _pretty_json
     return Jinja2Templates(env=env)
 
 
