@@ -255,3 +255,36 @@ def test_a_paused_campaign_pauses_again_quietly_and_its_run_exits_3(
     assert f"paused: paused by hand; then `hongbao campaign resume {cid}`" in ran.stdout
     assert _paid(configured) == {}
     assert f"run it: hongbao campaign run {cid}\n" in resumed.stdout
+
+
+def test_create_warns_when_an_earlier_campaign_had_the_same_file(configured: Configured) -> None:
+    users = _users_file(configured, 2)
+    first = _create(configured, users, "--name", "spring")
+    cfg = ("-c", str(configured.config))
+    args = ("campaign", "create", "--file", str(users), "--amount", "1.00", *TEMPLATE, *cfg)
+
+    second = run(*args, "--name", "spring-again")
+    third = run(*args, "--name", "spring-3", "--json")
+
+    assert second.exit_code == 0, second.stderr
+    assert (
+        f"warning: {users} has the same content as the file of campaign {first} ('spring', "
+        "DRAFT): planning this one pays its users again"
+    ) in " ".join(second.stderr.split())
+    assert [c["id"] for c in json.loads(third.stdout)["same_file_as"]] == [first, first + 1]
+    other = _users_file(configured, 1)
+    assert "warning" not in run(*args[:3], str(other), *args[4:], "--name", "x").stderr
+
+
+def test_report_tells_unresolved_money_from_payouts_not_sent_yet(configured: Configured) -> None:
+    cid = _create(configured, _users_file(configured, 3))
+    cfg = ("-c", str(configured.config))
+    assert run("campaign", "plan", str(cid), *cfg).exit_code == 0
+
+    text = run("campaign", "report", str(cid), *cfg)
+    document = json.loads(run("campaign", "report", str(cid), *cfg, "--json").stdout)
+
+    assert "unresolved (in flight: maybe sent)\t0\t0.00" in text.stdout
+    assert "not sent yet (planned, deferred)\t3\t3.00" in text.stdout
+    assert document["unresolved"] == {"count": 0, "amount_fen": 0}
+    assert document["not_sent_yet"] == {"count": 3, "amount_fen": 300}

@@ -85,6 +85,23 @@ def test_a_payouts_history_is_shown_masked(filled: Filled) -> None:
     assert '"sign"' not in html
 
 
+def test_planned_payouts_are_not_sent_yet_and_only_in_flight_ones_unresolved(
+    filled: Filled,
+) -> None:
+    bench = filled.bench
+    campaign = bench.campaign(bench.sim.add_users(bench.creds.appid, 3), name="autumn")
+    bench.store.set_campaign_state(campaign.id, CampaignState.PLANNED, CampaignState.RUNNING)
+    bench.claim(limit=1)
+    with dashboard(bench) as client:
+        page = client.get(f"/campaigns/{campaign.id}").text
+        live = client.get(f"/api/campaigns/{campaign.id}").json()
+
+    assert live["fields"]["unresolved"] == "1 · ¥1.00"  # SENDING: maybe sent
+    assert live["fields"]["not_sent_yet"] == "2 · ¥2.00"  # PLANNED
+    assert "not sent yet" in page
+    assert '<span data-field="not_sent_yet">2 · ¥2.00</span>' in page
+
+
 def test_a_payouts_chinese_texts_are_shown_as_text(filled: Filled) -> None:
     with dashboard(filled.bench) as client:
         html = client.get(f"/payouts/{filled.received.id}").text

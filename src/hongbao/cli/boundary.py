@@ -130,7 +130,7 @@ def _flags_without_type(option: TyperOption, ctx: Any) -> str | None:
 # typer (0.29) labels every option with its type in the rich help, flags with "<bool>"; its
 # options are built inside typer, so the one place to change what they show is the class.
 _option_type = TyperOption.display_type_rich
-TyperOption.display_type_rich = _flags_without_type  # type: ignore[method-assign]
+TyperOption.display_type_rich = _flags_without_type  # type: ignore[method-assign,assignment]
 
 
 class FastHelpGroup(TyperGroup):

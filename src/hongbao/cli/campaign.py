@@ -140,6 +140,7 @@ def create_command(
 ) -> None:
     """Create a campaign (nothing is sent); prints its id.
 
+    Warns when an earlier campaign was created from a file with the same content (naming it).
     The template is checked against every rule of the API now. `--amount` is what a line
     without its own amount gets. Next: `hongbao campaign plan ID`, then `run ID`. Example:
 
@@ -149,7 +150,7 @@ def create_command(
     A fission campaign: `--api group --total-num 5 --amount 10` (each seed user gets a set
     of 5 shares worth 10 yuan in all).
     """
-    from hongbao.engine.campaign import Template, create_campaign
+    from hongbao.engine.campaign import Template, create_campaign, same_file_campaigns
 
     template = Template(
         amount_fen=yuan(amount),
@@ -176,10 +177,18 @@ def create_command(
                 source=file,
                 budget_fen=budget_fen,
             )
+            earlier = same_file_campaigns(store, campaign)
     if as_json:
-        print_json({"id": campaign.id})
+        same = [{"id": c.id, "name": c.name, "state": c.state.value} for c in earlier]
+        print_json({"id": campaign.id, "same_file_as": same})
     else:
         typer.echo(campaign.id)
+    for other in earlier:
+        note(
+            f"warning: {file} has the same content as the file of campaign {other.id} "
+            f"({other.name!r}, {other.state.value}): planning this one pays its users again"
+        )
+    if not as_json:
         note(f"campaign {campaign.name!r} created; next: hongbao campaign plan {campaign.id}")
 
 
@@ -425,7 +434,9 @@ def report_command(
 ) -> None:
     """What the campaign paid: sent, received, refunded, failed, unresolved (from the ledger).
 
-    Run `hongbao track ID` first for the latest received/refunded figures.
+    "unresolved" is money in an unknown state (in flight: maybe sent; `hongbao track`
+    resolves it); planned and deferred payouts are "not sent yet". Run `hongbao track ID`
+    first for the latest received/refunded figures.
     """
     from hongbao.engine.campaign import campaign_report
 
@@ -636,22 +647,23 @@ def print_summary(summary: RunSummary, as_json: bool) -> None:
 def print_report(report: CampaignReport, as_json: bool) -> None:
     """A campaign report: JSON, or a table of counts and amounts."""
     lines = [
-        ("sent", report.sent),
-        ("received", report.received),
-        ("refunded", report.refunded),
-        ("waiting to be opened", report.waiting),
-        ("failed", report.failed),
-        ("skipped", report.skipped),
-        ("cancelled", report.cancelled),
-        ("unresolved", report.unresolved),
+        ("sent", "sent", report.sent),
+        ("received", "received", report.received),
+        ("refunded", "refunded", report.refunded),
+        ("waiting", "waiting to be opened", report.waiting),
+        ("failed", "failed", report.failed),
+        ("skipped", "skipped", report.skipped),
+        ("cancelled", "cancelled", report.cancelled),
+        ("unresolved", "unresolved (in flight: maybe sent)", report.unresolved),
+        ("not_sent_yet", "not sent yet (planned, deferred)", report.not_sent_yet),
     ]
     if as_json:
         document: dict[str, Any] = {"id": report.campaign_id}
-        document.update({name.split()[0]: _total(total) for name, total in lines})
+        document.update({key: _total(total) for key, _, total in lines})
         print_json(document)
         return
     print_table(
         f"Campaign {report.campaign_id} report",
         ["", "count", "amount (yuan)"],
-        [(name, total.count, format_yuan(total.amount_fen)) for name, total in lines],
+        [(name, total.count, format_yuan(total.amount_fen)) for _, name, total in lines],
     )
