@@ -25,7 +25,7 @@ from enum import IntEnum
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from hongbao.errors import ConfigurationError, HongbaoError, OperationError, Outcome
 from hongbao.printable import printable
@@ -133,6 +133,17 @@ def _outcome(exc: BaseException) -> str | None:
     if isinstance(exc, HongbaoError) and not isinstance(exc, ConfigurationError | OperationError):
         return exc.outcome.value
     return None
+
+
+def _flags_without_type(option: TyperOption, ctx: Any) -> str | None:
+    """A flag's `--help` line shows no value type: `--json` takes none, so `<bool>` misleads."""
+    return None if option.is_flag else _option_type(option, ctx)
+
+
+# typer (0.29) labels every option with its type in the rich help, flags with "<bool>"; its
+# options are built inside typer, so the one place to change what they show is the class.
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flags_without_type  # type: ignore[method-assign,assignment]
 
 
 class FastHelpGroup(TyperGroup):
