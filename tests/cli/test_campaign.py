@@ -199,3 +199,92 @@ def test_bad_lines_are_shown_escaped_never_sent_to_the_terminal(configured: Conf
         assert control not in plan.stdout
         assert control not in plan.stderr
     assert "evil\\x1b]0;pwned\\x07\\x00" in plan.stdout
+
+
+def test_retry_pays_the_failed_users_once_under_new_bills(configured: Configured) -> None:
+    from hongbao.sim.faults import parse_fault
+
+    cid = _create(configured, _users_file(configured, 4))
+    cfg = ("-c", str(configured.config))
+    assert run("campaign", "plan", str(cid), *cfg).exit_code == 0
+    configured.sim.faults.add(
+        parse_fault({"endpoint": "sendredpack", "action": "error", "err_code": "FATAL_ERROR",
+                     "count": 2})
+    )  # fmt: skip
+    run("campaign", "run", str(cid), *cfg)
+    run("campaign", "resume", str(cid), *cfg)  # FATAL_ERROR paused it
+    assert run("campaign", "run", str(cid), *cfg).exit_code == 0
+    assert len(_paid(configured)) == 2
+
+    retried = run("campaign", "retry", str(cid), "--err-code", "FATAL_ERROR", *cfg)
+    again = run("campaign", "retry", str(cid), *cfg, "--json")
+    sent = run("campaign", "run", str(cid), *cfg)
+
+    assert retried.exit_code == 0, retried.stderr
+    assert f"campaign {cid}: 2 FAILED FATAL_ERROR payouts re-issued" in retried.stdout
+    assert f"next: hongbao campaign run {cid}" in retried.stderr
+    assert json.loads(again.stdout)["retried"] == 0
+    assert sent.exit_code == 0, sent.stderr
+    paid = _paid(configured)  # raises if anyone was paid twice
+    assert len(paid) == 4
+    exported = run("campaign", "export", str(cid), *cfg).stdout
+    links = [row["previous_payout_id"] for row in csv.DictReader(io.StringIO(exported))]
+    assert len([link for link in links if link]) == 2
+
+
+def test_a_paused_campaign_pauses_again_quietly_and_its_run_exits_3(
+    configured: Configured,
+) -> None:
+    cid = _create(configured, _users_file(configured, 2))
+    cfg = ("-c", str(configured.config))
+    assert run("campaign", "plan", str(cid), *cfg).exit_code == 0
+    from hongbao.engine.config import load_config
+    from hongbao.ledger import CampaignState, LedgerStore
+
+    with LedgerStore.open(load_config(configured.config).ledger_url) as store:
+        store.set_campaign_state(cid, CampaignState.PLANNED, CampaignState.RUNNING)
+
+    paused = run("campaign", "pause", str(cid), *cfg)
+    again = run("campaign", "pause", str(cid), *cfg, "--json")
+    ran = run("campaign", "run", str(cid), *cfg)
+    resumed = run("campaign", "resume", str(cid), *cfg)
+
+    assert paused.exit_code == again.exit_code == 0
+    assert json.loads(again.stdout)["already_paused"] is True
+    assert ran.exit_code == 3, ran.stderr
+    assert f"paused: paused by hand; then `hongbao campaign resume {cid}`" in ran.stdout
+    assert _paid(configured) == {}
+    assert f"run it: hongbao campaign run {cid}\n" in resumed.stdout
+
+
+def test_create_warns_when_an_earlier_campaign_had_the_same_file(configured: Configured) -> None:
+    users = _users_file(configured, 2)
+    first = _create(configured, users, "--name", "spring")
+    cfg = ("-c", str(configured.config))
+    args = ("campaign", "create", "--file", str(users), "--amount", "1.00", *TEMPLATE, *cfg)
+
+    second = run(*args, "--name", "spring-again")
+    third = run(*args, "--name", "spring-3", "--json")
+
+    assert second.exit_code == 0, second.stderr
+    assert (
+        f"warning: {users} has the same content as the file of campaign {first} ('spring', "
+        "DRAFT): planning this one pays its users again"
+    ) in " ".join(second.stderr.split())
+    assert [c["id"] for c in json.loads(third.stdout)["same_file_as"]] == [first, first + 1]
+    other = _users_file(configured, 1)
+    assert "warning" not in run(*args[:3], str(other), *args[4:], "--name", "x").stderr
+
+
+def test_report_tells_unresolved_money_from_payouts_not_sent_yet(configured: Configured) -> None:
+    cid = _create(configured, _users_file(configured, 3))
+    cfg = ("-c", str(configured.config))
+    assert run("campaign", "plan", str(cid), *cfg).exit_code == 0
+
+    text = run("campaign", "report", str(cid), *cfg)
+    document = json.loads(run("campaign", "report", str(cid), *cfg, "--json").stdout)
+
+    assert "unresolved (in flight: maybe sent)\t0\t0.00" in text.stdout
+    assert "not sent yet (planned, deferred)\t3\t3.00" in text.stdout
+    assert document["unresolved"] == {"count": 0, "amount_fen": 0}
+    assert document["not_sent_yet"] == {"count": 3, "amount_fen": 300}

@@ -41,6 +41,10 @@ def test_the_codes_are_the_documented_numbers() -> None:
     assert exit_code_for(TransportError("x")) is ExitCode.UNKNOWN
     assert exit_code_for(ProcessingError("x")) is ExitCode.UNKNOWN
     assert exit_code_for(RuntimeError("x")) is ExitCode.ERROR
+    # A command that only asks sends no money: its errors are plain failures.
+    assert exit_code_for(TransportError("x"), sends=False) is ExitCode.ERROR
+    assert exit_code_for(ValidationError("x", field="f", rule="r"), sends=False) is ExitCode.ERROR
+    assert exit_code_for(ConfigurationError("x"), sends=False) is ExitCode.CONFIGURATION
     for declined in (
         CampaignError("x"),
         LedgerLookupError("x"),
@@ -194,3 +198,20 @@ def test_an_amount_no_scene_allows_is_named_as_such(configured: Configured) -> N
     assert "below any amount" in result.stderr
     assert "scene_id is required" not in result.stderr
     assert configured.sim.state.ledger(configured.mch_id)[1] == []
+
+
+@pytest.mark.served
+def test_a_query_error_says_the_query_failed_never_not_sent(configured: Configured) -> None:
+    malformed = run("query", "NO_SUCH_BILL", "-c", str(configured.config), "--json")
+    assert malformed.exit_code == 1
+    assert malformed.stderr.startswith("query failed: ")
+    assert "may contain only letters and digits" in malformed.stderr
+    assert json.loads(malformed.stdout)["outcome"] is None
+    configured.sim.faults.add(parse_fault({"endpoint": "gethbinfo", "action": "http_status",
+                                           "status": 503}))  # fmt: skip
+    bill = configured.mch_id + "0" * (28 - len(configured.mch_id))
+    unanswered = run("query", bill, "-c", str(configured.config))
+    assert unanswered.exit_code == 1, unanswered.stderr
+    assert unanswered.stderr.startswith("query failed: ")
+    for wording in ("not sent", "OUTCOME UNKNOWN", "may have been sent"):
+        assert wording not in unanswered.stderr

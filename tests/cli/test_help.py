@@ -29,6 +29,7 @@ def test_help_renders(path: tuple[str, ...]) -> None:
     result = run(*path, "--help")
     assert result.exit_code == 0, result.stderr
     assert "Usage: hongbao " + " ".join(path) in " ".join(result.stdout.split())
+    assert "<bool>" not in result.stdout  # a flag takes no value
 
 
 @pytest.mark.parametrize(

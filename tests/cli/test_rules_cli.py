@@ -173,7 +173,15 @@ def test_rules_list_shows_hits_and_budget_used_from_the_ledger(ruled: Configured
     assert big["payouts"] == {"PLANNED": {"count": 2, "amount_fen": 376}}
     plain = run("rules", "list", "-c", str(ruled.config))
     assert plain.exit_code == 0
-    assert "big" in plain.stdout
+    header, big_line, *_ = plain.stdout.splitlines()
+    assert header.split("\t") == [
+        "rule", "merchant", "reward (yuan)", "min_total_fee (fen)", "hits", "packets sent",
+        "committed (yuan)", "budget (yuan)", "no packet, because",
+    ]  # fmt: skip
+    min_fee = config.rules["big"].conditions.min_total_fee
+    assert big_line.split("\t")[2:] == [
+        "1.88", str(min_fee), "2", "0", "3.76", "100.00", "below_threshold 1"
+    ]
 
 
 def test_rules_serve_acknowledges_and_pays_then_stops_on_sigterm(ruled: Configured) -> None:

@@ -64,3 +64,19 @@ def test_deferred_jobs_hold_the_campaigns_payouts_until_they_finish(bench: Bench
     [progress] = worker_progress(engine, TASK_NAME, campaign.id)
     assert (progress.worker_id, progress.running, progress.finished) == (None, 0, deferral.jobs)
     assert (progress.payouts, progress.settled) == (len(ids), 0)
+
+
+def test_a_payout_held_by_several_jobs_counts_once(bench: Bench) -> None:
+    engine = bench.store.engine
+    install_schema(engine)
+    campaign = bench.campaign()
+    finish = text("UPDATE procrastinate_jobs SET status = 'succeeded'")
+    # Jobs that finished without settling their payouts get successors holding the same ones.
+    for _ in range(3):
+        defer_campaign(bench.store, campaign.id, chunk_size=2, clock=bench.clock)
+        with engine.begin() as conn:
+            conn.execute(finish)
+
+    [progress] = worker_progress(engine, TASK_NAME, campaign.id)
+
+    assert (progress.payouts, progress.settled) == (len(bench.users), 0)

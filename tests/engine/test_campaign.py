@@ -280,7 +280,8 @@ def test_only_a_running_campaign_pauses_and_only_a_paused_one_resumes(bench: Ben
     with pytest.raises(CampaignError, match="RUNNING"):
         resume_campaign(bench.store, campaign.id)
 
-    pause_campaign(bench.store, campaign.id, "lunch break")
+    assert pause_campaign(bench.store, campaign.id, "lunch break") is True
+    assert pause_campaign(bench.store, campaign.id, "again") is False  # no error, reason kept
 
     paused = bench.store.get_campaign(campaign.id)
     assert (paused.state, paused.pause_reason) == (C.PAUSED, "lunch break")
@@ -402,3 +403,18 @@ def test_every_planned_payout_is_what_the_api_itself_builds(bench: Bench, api: S
         300 * total_num,
     ]
     assert len(nonces) == 3
+
+
+def test_unresolved_means_money_in_an_unknown_state_and_the_rest_is_not_sent_yet(
+    bench: Bench,
+) -> None:
+    campaign = bench.campaign()  # 5 payouts of 1.00
+    bench.store.set_campaign_state(campaign.id, C.PLANNED, C.RUNNING)
+    _sending, unknown, deferred = bench.claim(limit=3)
+    bench.store.transition(unknown.id, P.SENDING, P.UNKNOWN, err_code="SYSTEMERROR")
+    bench.store.transition(deferred.id, P.SENDING, P.DEFERRED, err_code="NOTENOUGH")
+
+    report = campaign_report(bench.store, campaign.id)
+
+    assert (report.unresolved.count, report.unresolved.amount_fen) == (2, 200)
+    assert (report.not_sent_yet.count, report.not_sent_yet.amount_fen) == (3, 300)

@@ -15,12 +15,13 @@ from hongbao.engine.outcomes import (
     DES_MAX,
     SEND_CATEGORIES,
     answer_record,
+    never_issued,
     query_outcome,
     send_category,
     send_outcome,
     sent_outcome,
 )
-from hongbao.engine.states import BILL_ANSWERS, QueryStatus, SendResult
+from hongbao.engine.states import BILL_ANSWERS, PayoutState, QueryStatus, SendResult
 from hongbao.errors import (
     ConfigurationError,
     ConnectError,
@@ -177,3 +178,29 @@ def test_the_recorded_answer_is_what_wechat_said_without_its_signature() -> None
         "error": "TransportError",
         "message": "read timed out",
     }
+
+
+@pytest.mark.parametrize(
+    ("state", "err_code", "bill_dead", "retryable"),
+    [
+        (PayoutState.FAILED, "FATAL_ERROR", False, True),  # the bill was another packet's
+        (PayoutState.FAILED, "OPENID_ERROR", False, True),
+        (PayoutState.FAILED, "SENDNUM_LIMIT", False, True),  # the FAIL policy of daily limits
+        (PayoutState.FAILED, "SEND_FAILED", True, True),
+        (PayoutState.FAILED, "SYSTEMERROR", True, True),  # gethbinfo said FAILED afterwards
+        (PayoutState.FAILED, None, False, True),  # refused by a local check, never sent
+        (PayoutState.SKIPPED, "over_budget", False, True),
+        (PayoutState.FAILED, "SYSTEMERROR", False, False),  # no definitive answer
+        (PayoutState.FAILED, "NEW_CODE_2031", False, False),
+        (PayoutState.FAILED, "CA_ERROR", False, False),  # about the request, not the bill
+        (PayoutState.UNKNOWN, "SYSTEMERROR", False, False),
+        (PayoutState.UNKNOWN, None, False, False),
+        (PayoutState.DEFERRED, "NOTENOUGH", False, False),  # still goes under its own bill
+        (PayoutState.SENT, None, False, False),
+        (PayoutState.CANCELLED, None, False, False),
+    ],
+)
+def test_only_a_payout_whose_money_never_left_may_be_retried(
+    state: PayoutState, err_code: str | None, bill_dead: bool, retryable: bool
+) -> None:
+    assert never_issued(state, err_code, bill_dead=bill_dead) is retryable

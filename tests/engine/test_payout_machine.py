@@ -127,9 +127,9 @@ class CrashingStore(LedgerStore):
             "record_event", lambda: super(CrashingStore, self).record_event(payout_id, event)
         )
 
-    def reissue(self, payout_id: int, params: Any) -> Payout:
+    def reissue(self, payout_id: int, params: Any, *, retry: bool = False) -> Payout:
         return self._around(
-            "reissue", lambda: super(CrashingStore, self).reissue(payout_id, params)
+            "reissue", lambda: super(CrashingStore, self).reissue(payout_id, params, retry=retry)
         )
 
 

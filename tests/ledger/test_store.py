@@ -428,5 +428,5 @@ def test_export_streams_every_payout_in_order_as_csv(
     assert [row["openid"] for row in rows] == [f"o{i}" for i in range(5)]
     assert {row["amount"] for row in rows} == {"1.50"}
     assert (rows[0]["state"], rows[0]["send_listid"]) == ("SENT", "1000041701")
-    assert rows[0]["sent_at"] == "2024-03-15 10:00:00"  # Beijing time, as WeChat shows it
+    assert rows[0]["sent_at"] == "2024-03-15 10:00:00+08:00"  # Beijing time, with its offset
     assert rows[1]["state"] == "PLANNED"

@@ -126,7 +126,11 @@ def test_control_commands_drive_the_running_simulator(server: SimServer) -> None
     code, output = _run(server, "fault", *arm)
     assert code == 0, output
     assert [f.err_code for f in server.sim.faults.list()] == ["SYSTEMERROR"]
-    code, output = _run(server, "fault", "--clear")
+    code, output = _run(server, "fault")
+    header, row = output.splitlines()  # a table in a pipe: tab-separated, with its header
+    assert (code, header) == (0, "id\tendpoint\taction\tprobability\tcount\terr_code")
+    assert row.endswith("\tsendredpack\terror\t1.0\t1\tSYSTEMERROR")
+    code, output = _run(server, "fault", "--clear", "--json")
     assert (code, json.loads(output)) == (0, {"cleared": 1})
 
     creds = _credentials(created)
@@ -134,7 +138,7 @@ def test_control_commands_drive_the_running_simulator(server: SimServer) -> None
     body = send_body(creds, openids[0], bill)
     assert post(server, body, cert=(creds.cert_pem, creds.key_pem))["result_code"] == "SUCCESS"
 
-    code, output = _run(server, "open", "--mch-id", creds.mch_id, "--bill", bill)
+    code, output = _run(server, "open", "--mch-id", creds.mch_id, "--bill", bill, "--json")
     assert code == 0, output
     assert json.loads(output)["status"] == "RECEIVED"
 
@@ -146,7 +150,11 @@ def test_control_commands_drive_the_running_simulator(server: SimServer) -> None
 
     code, output = _run(server, "clock", "--advance", "86400")
     assert code == 0, output
+    assert output.split()[:2] == ["now", "2024-03-16T10:00:00+08:00"]  # plain, in a pipe
+    code, output = _run(server, "clock", "--json")
     assert json.loads(output)["now"].startswith("2024-03-16T10:00:00")
+    code, output = _run(server, "merchant", "show", creds.mch_id, "--json")
+    assert (code, json.loads(output)["mch_id"]) == (0, creds.mch_id)
 
     code, output = _run(server, "reset")
     assert code == 0, output

@@ -85,6 +85,31 @@ def test_a_payouts_history_is_shown_masked(filled: Filled) -> None:
     assert '"sign"' not in html
 
 
+def test_planned_payouts_are_not_sent_yet_and_only_in_flight_ones_unresolved(
+    filled: Filled,
+) -> None:
+    bench = filled.bench
+    campaign = bench.campaign(bench.sim.add_users(bench.creds.appid, 3), name="autumn")
+    bench.store.set_campaign_state(campaign.id, CampaignState.PLANNED, CampaignState.RUNNING)
+    bench.claim(limit=1)
+    with dashboard(bench) as client:
+        page = client.get(f"/campaigns/{campaign.id}").text
+        live = client.get(f"/api/campaigns/{campaign.id}").json()
+
+    assert live["fields"]["unresolved"] == "1 · ¥1.00"  # SENDING: maybe sent
+    assert live["fields"]["not_sent_yet"] == "2 · ¥2.00"  # PLANNED
+    assert "not sent yet" in page
+    assert '<span data-field="not_sent_yet">2 · ¥2.00</span>' in page
+
+
+def test_a_payouts_chinese_texts_are_shown_as_text(filled: Filled) -> None:
+    with dashboard(filled.bench) as client:
+        html = client.get(f"/payouts/{filled.received.id}").text
+
+    assert "天虹百货" in html  # the template's send_name, in the frozen parameters
+    assert "\\u" not in html
+
+
 def test_pausing_resuming_and_cancelling_from_the_page(filled: Filled) -> None:
     bench = filled.bench
     campaign = bench.campaign(bench.sim.add_users(bench.creds.appid, 3), name="autumn")
@@ -112,6 +137,29 @@ def test_pausing_resuming_and_cancelling_from_the_page(filled: Filled) -> None:
         again = client.post(f"/campaigns/{campaign.id}/pause", data={"csrf": csrf})
     assert again.status_code == 409
     assert "only a RUNNING one can pause" in again.text
+
+
+def test_retrying_the_failed_payouts_from_the_page(filled: Filled) -> None:
+    bench, campaign_id = filled.bench, filled.campaign.id
+    with dashboard(bench) as client:
+        page = client.get(f"/campaigns/{campaign_id}").text
+        assert f'action="/campaigns/{campaign_id}/retry"' in page
+        csrf = csrf_of(page)
+
+        retried = client.post(f"/campaigns/{campaign_id}/retry", data={"csrf": csrf})
+        again = client.post(f"/campaigns/{campaign_id}/retry", data={"csrf": csrf})
+        shown = client.get(retried.headers["location"]).text
+        refused = client.post(f"/campaigns/{campaign_id}/retry", data={})
+
+    assert retried.status_code == 303
+    assert retried.headers["location"] == f"/campaigns/{campaign_id}?done=retry&retried=1&left=0"
+    assert again.headers["location"].endswith("retried=0&left=0")
+    assert "1 failed payouts re-issued with new bill numbers" in shown
+    assert refused.status_code == 403
+    [new] = [p for p in bench.store.iter_payouts(campaign_id) if p.previous_payout_id]
+    assert (new.previous_payout_id, new.state) == (filled.failed.id, PayoutState.PLANNED)
+    assert new.mch_billno != filled.failed.mch_billno
+    assert bench.store.get_campaign(campaign_id).state is CampaignState.RUNNING
 
 
 def test_reconciling_from_the_page_lists_the_mismatches(filled: Filled) -> None:

@@ -8,6 +8,9 @@
 | 3 | definitive refusal | NOT sent (refused, or rejected before issuing) |
 | 4 | UNKNOWN outcome | MAY have been sent: query with the same bill number, or resend it |
 
+A command that only asks (`query`, `track`, `reconcile`) sends no money: its errors exit 1 and
+say what failed ("query failed: …"), never "not sent" or "outcome unknown".
+
 >>> with guard(as_json=False):  # doctest: +SKIP
 ...     client.send_redpack(...)
 """
@@ -22,7 +25,7 @@ from enum import IntEnum
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from hongbao.errors import ConfigurationError, HongbaoError, OperationError, Outcome
 from hongbao.printable import printable
@@ -44,8 +47,8 @@ class ExitCode(IntEnum):
     """The money MAY have been sent: query or resend with the same bill number."""
 
 
-def exit_code_for(error: BaseException) -> ExitCode:
-    """The exit code of an error (pure)."""
+def exit_code_for(error: BaseException, *, sends: bool = True) -> ExitCode:
+    """The exit code of an error (pure); `sends=False` for a command that sends no money."""
     if isinstance(error, OperationError):
         # An unknown campaign or payout, a step its state forbids, a template the API would
         # refuse: a usage error, and nothing was sent.
@@ -53,6 +56,8 @@ def exit_code_for(error: BaseException) -> ExitCode:
     if isinstance(error, ConfigurationError):
         return ExitCode.CONFIGURATION
     if isinstance(error, HongbaoError):
+        if not sends:
+            return ExitCode.ERROR
         return ExitCode.UNKNOWN if error.outcome is Outcome.UNKNOWN else ExitCode.REFUSED
     return ExitCode.ERROR
 
@@ -71,18 +76,22 @@ class Guard:
 
     as_json: bool
     mch_billno: str | None = None
+    asks: str | None = None
+    """What a command that sends nothing asks ("query"): its errors say that failed."""
 
 
 @contextmanager
-def guard(as_json: bool) -> Iterator[Guard]:
+def guard(as_json: bool, *, asks: str | None = None) -> Iterator[Guard]:
     """Run a command body; a hongbao error ends it with a message and its exit code.
 
-    With `as_json`, the error is also printed to stdout as `{"error", "outcome", "exit_code",
-    "mch_billno"}` so that scripts need not parse stderr.
+    `asks` names what a command that sends no money does ("query"): its errors then exit 1
+    as "query failed: …", since they say nothing about any packet. With `as_json`, the error
+    is also printed to stdout as `{"error", "outcome", "exit_code", "mch_billno"}` so that
+    scripts need not parse stderr.
     """
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-    state = Guard(as_json)
+    state = Guard(as_json, asks=asks)
     try:
         yield state
     except HongbaoError as exc:
@@ -94,10 +103,14 @@ def guard(as_json: bool) -> Iterator[Guard]:
 
 
 def _exit(exc: BaseException, message: str, state: Guard) -> None:
-    code = exit_code_for(exc)
+    sends = state.asks is None
+    code = exit_code_for(exc, sends=sends)
     bill = getattr(exc, "mch_billno", None) or state.mch_billno
+    label = _LABEL[code]
+    if not sends and code is ExitCode.ERROR:
+        label = f"{state.asks} failed"
     # The message may quote a file, an answer or an argument: shown, never obeyed.
-    typer.echo(f"{_LABEL[code]}: {printable(message)}", err=True)
+    typer.echo(f"{label}: {printable(message)}", err=True)
     if code is ExitCode.UNKNOWN and bill:
         typer.echo(
             f"The money may have been sent. Find out with `hongbao query {bill}`; resending "
@@ -108,7 +121,7 @@ def _exit(exc: BaseException, message: str, state: Guard) -> None:
     if state.as_json:
         document: dict[str, Any] = {
             "error": message,
-            "outcome": _outcome(exc),
+            "outcome": _outcome(exc) if sends else None,
             "exit_code": int(code),
             "mch_billno": bill,
         }
@@ -120,6 +133,17 @@ def _outcome(exc: BaseException) -> str | None:
     if isinstance(exc, HongbaoError) and not isinstance(exc, ConfigurationError | OperationError):
         return exc.outcome.value
     return None
+
+
+def _flags_without_type(option: TyperOption, ctx: Any) -> str | None:
+    """A flag's `--help` line shows no value type: `--json` takes none, so `<bool>` misleads."""
+    return None if option.is_flag else _option_type(option, ctx)
+
+
+# typer (0.29) labels every option with its type in the rich help, flags with "<bool>"; its
+# options are built inside typer, so the one place to change what they show is the class.
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flags_without_type  # type: ignore[method-assign,assignment]
 
 
 class FastHelpGroup(TyperGroup):

@@ -140,6 +140,7 @@ def create_command(
 ) -> None:
     """Create a campaign (nothing is sent); prints its id.
 
+    Warns when an earlier campaign was created from a file with the same content (naming it).
     The template is checked against every rule of the API now. `--amount` is what a line
     without its own amount gets. Next: `hongbao campaign plan ID`, then `run ID`. Example:
 
@@ -149,7 +150,7 @@ def create_command(
     A fission campaign: `--api group --total-num 5 --amount 10` (each seed user gets a set
     of 5 shares worth 10 yuan in all).
     """
-    from hongbao.engine.campaign import Template, create_campaign
+    from hongbao.engine.campaign import Template, create_campaign, same_file_campaigns
 
     template = Template(
         amount_fen=yuan(amount),
@@ -176,10 +177,18 @@ def create_command(
                 source=file,
                 budget_fen=budget_fen,
             )
+            earlier = same_file_campaigns(store, campaign)
     if as_json:
-        print_json({"id": campaign.id})
+        same = [{"id": c.id, "name": c.name, "state": c.state.value} for c in earlier]
+        print_json({"id": campaign.id, "same_file_as": same})
     else:
         typer.echo(campaign.id)
+    for other in earlier:
+        note(
+            f"warning: {file} has the same content as the file of campaign {other.id} "
+            f"({other.name!r}, {other.state.value}): planning this one pays its users again"
+        )
+    if not as_json:
         note(f"campaign {campaign.name!r} created; next: hongbao campaign plan {campaign.id}")
 
 
@@ -279,24 +288,38 @@ def pause_command(
     from hongbao.engine.campaign import pause_campaign
 
     with guard(as_json), open_ledger(load(config).ledger_url) as store:
-        pause_campaign(store, campaign_id)
-        state = store.get_campaign(campaign_id).state
-    _done({"id": campaign_id, "state": state.value}, f"campaign {campaign_id} paused", as_json)
+        paused_now = pause_campaign(store, campaign_id)
+        campaign = store.get_campaign(campaign_id)
+    message = f"campaign {campaign_id} paused"
+    if not paused_now:
+        message = f"campaign {campaign_id} was already paused ({campaign.pause_reason})"
+    _done(
+        {"id": campaign_id, "state": campaign.state.value, "already_paused": not paused_now},
+        message,
+        as_json,
+    )
 
 
 @campaign_app.command("resume")
 def resume_command(
     campaign_id: IdArgument, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
-    """Resume a paused campaign (then `hongbao campaign run ID` sends the rest)."""
+    """Resume a paused campaign (then `hongbao campaign run ID` sends the rest).
+
+    A campaign handed to the workers is run again with `--distributed`, as the hint says.
+    """
     from hongbao.engine.campaign import resume_campaign
+    from hongbao.engine.distributed import ran_distributed
 
     with guard(as_json), open_ledger(load(config).ledger_url) as store:
         due = resume_campaign(store, campaign_id)
         state = store.get_campaign(campaign_id).state
+        run = f"hongbao campaign run {campaign_id}"
+        if ran_distributed(store, campaign_id):
+            run += " --distributed"
     _done(
-        {"id": campaign_id, "state": state.value, "made_due": due},
-        f"campaign {campaign_id} resumed; run it: hongbao campaign run {campaign_id}",
+        {"id": campaign_id, "state": state.value, "made_due": due, "next": run},
+        f"campaign {campaign_id} resumed; run it: {run}",
         as_json,
     )
 
@@ -318,13 +341,102 @@ def cancel_command(
     )
 
 
+class RetryState(StrEnum):
+    """The settled states `campaign retry --state` takes (those whose money may be unpaid)."""
+
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+@campaign_app.command("retry")
+def retry_command(
+    campaign_id: IdArgument,
+    state: Annotated[
+        RetryState,
+        typer.Option(
+            "--state",
+            help="Which payouts: FAILED (refused for good), or SKIPPED (over the budget or a "
+            "daily cap).",
+            case_sensitive=False,
+        ),
+    ] = RetryState.FAILED,
+    err_code: Annotated[
+        str | None,
+        typer.Option(
+            "--err-code",
+            metavar="CODE",
+            help="Only payouts that ended with this err_code (e.g. FATAL_ERROR).",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pay again, under new bill numbers, the users whose payouts failed; nothing is sent yet.
+
+    Each FAILED payout whose money is known never to have left gets one new payout (a new
+    bill number, linked to the old one in the ledger); running it twice, or twice at once,
+    re-issues each payout once. A payout whose outcome is UNKNOWN is never retried: it may
+    have paid (`hongbao track` resolves it). Then `hongbao campaign run ID` sends the new
+    payouts within the budget and the daily caps. Example:
+    `hongbao campaign retry 1 --err-code FATAL_ERROR`
+    """
+    from hongbao.engine.retry import retry_payouts
+    from hongbao.ledger import PayoutState
+
+    code = err_code.strip().upper() if err_code else None
+    with guard(as_json), open_ledger(load(config).ledger_url) as store:
+        report = retry_payouts(store, campaign_id, state=PayoutState(state.value), err_code=code)
+        campaign_state = store.get_campaign(campaign_id).state
+    if as_json:
+        print_json(
+            {
+                "id": campaign_id,
+                "state": campaign_state.value,
+                "retried": report.retried,
+                "retried_fen": report.retried_fen,
+                "already_retried": report.already,
+                "left_alone": report.unsafe,
+                "budget_left_fen": report.budget_left_fen,
+                "over_budget": report.over_budget,
+            }
+        )
+        return
+    which = f"{state.value}{f' {code}' if code else ''}"
+    typer.echo(
+        f"campaign {campaign_id}: {report.retried} {which} payouts re-issued with new bill "
+        f"numbers ({format_yuan(report.retried_fen)} yuan)"
+    )
+    if report.already:
+        note(f"{report.already} were re-issued by another retry at the same time")
+    if report.unsafe:
+        note(
+            f"{report.unsafe} left alone: nothing proves their money did not leave (see "
+            f"`hongbao campaign status {campaign_id}`)"
+        )
+    if report.over_budget:
+        note(
+            f"the budget allows {format_yuan(report.budget_left_fen or 0)} yuan more: the "
+            "payouts past it will be skipped"
+        )
+    if report.retried and campaign_state.value == "PAUSED":
+        note(
+            f"the campaign is paused: hongbao campaign resume {campaign_id}, then hongbao "
+            f"campaign run {campaign_id}"
+        )
+    elif report.retried:
+        note(f"next: hongbao campaign run {campaign_id}")
+
+
 @campaign_app.command("report")
 def report_command(
     campaign_id: IdArgument, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
     """What the campaign paid: sent, received, refunded, failed, unresolved (from the ledger).
 
-    Run `hongbao track ID` first for the latest received/refunded figures.
+    "unresolved" is money in an unknown state (in flight: maybe sent; `hongbao track`
+    resolves it); planned and deferred payouts are "not sent yet". Run `hongbao track ID`
+    first for the latest received/refunded figures.
     """
     from hongbao.engine.campaign import campaign_report
 
@@ -535,22 +647,23 @@ def print_summary(summary: RunSummary, as_json: bool) -> None:
 def print_report(report: CampaignReport, as_json: bool) -> None:
     """A campaign report: JSON, or a table of counts and amounts."""
     lines = [
-        ("sent", report.sent),
-        ("received", report.received),
-        ("refunded", report.refunded),
-        ("waiting to be opened", report.waiting),
-        ("failed", report.failed),
-        ("skipped", report.skipped),
-        ("cancelled", report.cancelled),
-        ("unresolved", report.unresolved),
+        ("sent", "sent", report.sent),
+        ("received", "received", report.received),
+        ("refunded", "refunded", report.refunded),
+        ("waiting", "waiting to be opened", report.waiting),
+        ("failed", "failed", report.failed),
+        ("skipped", "skipped", report.skipped),
+        ("cancelled", "cancelled", report.cancelled),
+        ("unresolved", "unresolved (in flight: maybe sent)", report.unresolved),
+        ("not_sent_yet", "not sent yet (planned, deferred)", report.not_sent_yet),
     ]
     if as_json:
         document: dict[str, Any] = {"id": report.campaign_id}
-        document.update({name.split()[0]: _total(total) for name, total in lines})
+        document.update({key: _total(total) for key, _, total in lines})
         print_json(document)
         return
     print_table(
         f"Campaign {report.campaign_id} report",
         ["", "count", "amount (yuan)"],
-        [(name, total.count, format_yuan(total.amount_fen)) for name, total in lines],
+        [(name, total.count, format_yuan(total.amount_fen)) for _, name, total in lines],
     )

@@ -136,11 +136,13 @@ def try_command(
 
 @rules_app.command("list")
 def list_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """The configured rules with their hits, budget used and packets, from the ledger.
+    """The configured rules with their hits, packets sent, budget committed, and what the
+    payments that earned nothing got instead (below threshold, app, limit…), from the ledger.
 
-    Example: `hongbao rules list --json`
+    Amounts are in the configuration's units: rewards and budgets in yuan, min_total_fee in
+    fen. Example: `hongbao rules list --json`
     """
-    from hongbao.ledger.rules_store import RuleLedger
+    from hongbao.ledger.rules_store import MATCH, RuleLedger
 
     with guard(as_json):
         settings = load(config)
@@ -157,19 +159,37 @@ def list_command(config: ConfigOption = None, as_json: JsonOption = False) -> No
     if not rows:
         note(f"{settings.path} has no [rules.NAME] section")
         return
+    # Each amount in the unit the configuration gives it: rewards and budgets in yuan,
+    # min_total_fee in fen (as WeChat's total_fee).
     print_table(
         "rules",
-        ["rule", "merchant", "reward", "min_total_fee", "hits", "sent", "committed", "budget"],
+        [
+            "rule",
+            "merchant",
+            "reward (yuan)",
+            "min_total_fee (fen)",
+            "hits",
+            "packets sent",
+            "committed (yuan)",
+            "budget (yuan)",
+            "no packet, because",
+        ],
         [
             [
                 row["rule"] + ("" if row["configured"] else " (not configured)"),
                 row["merchant"],
                 row["reward"],
-                format_yuan(row["min_total_fee"]) if row["min_total_fee"] is not None else "",
+                "" if row["min_total_fee"] is None else row["min_total_fee"],
                 row["hits"],
                 row["sent"],
                 row["committed"],
                 row["budget"],
+                ", ".join(
+                    f"{outcome} {count}"
+                    for outcome, count in row["outcomes"].items()
+                    if outcome != MATCH
+                )
+                or "-",
             ]
             for row in rows
         ],

@@ -297,7 +297,7 @@ def query_command(
     """
     from hongbao.api import Client
 
-    with guard(as_json) as state:
+    with guard(as_json, asks="query") as state:
         state.mch_billno = bill_no
         chosen = load(config).merchant(merchant)
         with Client(chosen) as client:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from hongbao.cli.boundary import FastHelpGroup
+from hongbao.cli.output import print_fields, print_json, print_table
 from hongbao.clock import SystemClock
 from hongbao.defaults import SIM_PORT
 from hongbao.errors import ConfigurationError
@@ -132,8 +133,32 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _print_json(doc: Any) -> None:
-    typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+def _report(answer: Any, as_json: bool) -> None:
+    """A control call's answer: JSON with `--json`; otherwise `name  value` lines, and a table
+    for each list of records (the armed faults)."""
+    if as_json:
+        print_json(answer)
+        return
+    if not isinstance(answer, dict):
+        typer.echo(_plain(answer))
+        return
+    fields = []
+    for name, value in answer.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            header = list(dict.fromkeys(key for item in value for key in item))
+            print_table(name, header, [[_plain(item.get(k)) for k in header] for item in value])
+        else:
+            fields.append((name, _plain(value)))
+    if fields:
+        print_fields("", fields)
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return str(value)
 
 
 def _settings(pairs: list[str] | None) -> dict[str, Any]:
@@ -256,7 +281,7 @@ def merchant_create(
     created = control.call("POST", "/__sim/merchants", body)
     saved = None if config is None else _save(config, name, created, control)
     if as_json:
-        _print_json(created)
+        print_json(created)
         return
     typer.echo(f"mch_id      {created['mch_id']}")
     for kind in ("appid", "mini_appid", "app_appid", "wecom_appid"):
@@ -296,9 +321,10 @@ def merchant_show(
     url: UrlOption = DEFAULT_URL,
     ca: CaOption = None,
     data: DataOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show a merchant's settings, balance and appids (JSON, no key)."""
-    _print_json(_Control(url, ca, data).call("GET", f"/__sim/merchants/{mch_id}"))
+    _report(_Control(url, ca, data).call("GET", f"/__sim/merchants/{mch_id}"), as_json)
 
 
 @merchant_app.command("update")
@@ -308,12 +334,13 @@ def merchant_update(
     url: UrlOption = DEFAULT_URL,
     ca: CaOption = None,
     data: DataOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Change a merchant's settings (`--set NAME=VALUE`) and show the result."""
     body = _settings(settings)
     if not body:
         _fail("nothing to change: give at least one --set NAME=VALUE")
-    _print_json(_Control(url, ca, data).call("PATCH", f"/__sim/merchants/{mch_id}", body))
+    _report(_Control(url, ca, data).call("PATCH", f"/__sim/merchants/{mch_id}", body), as_json)
 
 
 @user_app.command("create")
@@ -334,7 +361,7 @@ def user_create(
         body["openids"] = openids
     created = _Control(url, ca, data).call("POST", "/__sim/users", body)
     if as_json:
-        _print_json(created)
+        print_json(created)
     else:
         typer.echo("\n".join(created["openids"]))
 
@@ -347,12 +374,13 @@ def user_block(
     url: UrlOption = DEFAULT_URL,
     ca: CaOption = None,
     data: DataOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Flag a user as risky (sends to it fail with NO_AUTH), or lift the flag."""
     body: dict[str, Any] = {"blocked": not unblock}
     if appid is not None:
         body["appid"] = appid
-    _print_json(_Control(url, ca, data).call("PATCH", f"/__sim/users/{openid}", body))
+    _report(_Control(url, ca, data).call("PATCH", f"/__sim/users/{openid}", body), as_json)
 
 
 # --- packets, time, faults, ledger --------------------------------------------------------------
@@ -368,12 +396,13 @@ def open_packet(
     url: UrlOption = DEFAULT_URL,
     ca: CaOption = None,
     data: DataOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Open a sent packet as the user would (RECEIVED once all its money is claimed)."""
     body: dict[str, Any] = {"mch_id": mch_id, "mch_billno": bill}
     if openid is not None:
         body["openid"] = openid
-    _print_json(_Control(url, ca, data).call("POST", "/__sim/open", body))
+    _report(_Control(url, ca, data).call("POST", "/__sim/open", body), as_json)
 
 
 @sim_app.command("clock")
@@ -388,16 +417,17 @@ def clock(
     url: UrlOption = DEFAULT_URL,
     ca: CaOption = None,
     data: DataOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show the simulator's time, or move it forward and run what fell due (refunds, …)."""
     if advance is not None and now is not None:
         _fail("give --advance or --now, not both")
     control = _Control(url, ca, data)
     if advance is None and now is None:
-        _print_json(control.call("GET", "/__sim/clock"))
+        _report(control.call("GET", "/__sim/clock"), as_json)
     else:
         body = {"advance_seconds": advance} if advance is not None else {"now": now}
-        _print_json(control.call("POST", "/__sim/clock", body))
+        _report(control.call("POST", "/__sim/clock", body), as_json)
 
 
 @sim_app.command("fault")
@@ -426,16 +456,17 @@ def fault(
     url: UrlOption = DEFAULT_URL,
     ca: CaOption = None,
     data: DataOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Arm a fault on the API endpoints, list the armed ones, or clear them."""
     control = _Control(url, ca, data)
     if clear:
         if action is not None:
             _fail("give an action or --clear, not both")
-        _print_json(control.call("DELETE", "/__sim/faults"))
+        _report(control.call("DELETE", "/__sim/faults"), as_json)
         return
     if action is None:
-        _print_json(control.call("GET", "/__sim/faults"))
+        _report(control.call("GET", "/__sim/faults"), as_json)
         return
     options = {
         "err_code": err_code,
@@ -447,7 +478,7 @@ def fault(
     }
     body: dict[str, Any] = {"endpoint": endpoint, "action": action}
     body.update({name: value for name, value in options.items() if value is not None})
-    _print_json(control.call("POST", "/__sim/faults", body))
+    _report(control.call("POST", "/__sim/faults", body), as_json)
 
 
 @sim_app.command("ledger")
@@ -461,7 +492,7 @@ def ledger(
     """What the merchant really sent and paid: balance and every record with its status."""
     answer = _Control(url, ca, data).call("GET", "/__sim/ledger", params={"mch_id": mch_id})
     if as_json:
-        _print_json(answer)
+        print_json(answer)
         return
     typer.echo(f"balance_fen {answer['balance_fen']}")
     for row in answer["records"]:
@@ -476,6 +507,7 @@ def reset(
     url: UrlOption = DEFAULT_URL,
     ca: CaOption = None,
     data: DataOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Forget every merchant, user, record and fault (the CA stays)."""
-    _print_json(_Control(url, ca, data).call("POST", "/__sim/reset"))
+    _report(_Control(url, ca, data).call("POST", "/__sim/reset"), as_json)

@@ -57,7 +57,7 @@ def track_command(
     """
     from hongbao.engine.tracker import track
 
-    with guard(as_json):
+    with guard(as_json, asks="tracking"):
         settings = load(config)
         with open_ledger(settings.ledger_url) as store:
             profile = _profile(settings, store, campaign_id, merchant)
@@ -91,7 +91,7 @@ def reconcile_command(
     """
     from hongbao.engine.tracker import reconcile
 
-    with guard(as_json):
+    with guard(as_json, asks="reconciliation"):
         settings = load(config)
         with open_ledger(settings.ledger_url) as store:
             profile = _profile(settings, store, campaign_id, merchant)

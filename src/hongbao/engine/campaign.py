@@ -62,7 +62,9 @@ from hongbao.money import format_yuan
 __all__ = [
     "ISSUED_STATES",
     "MAX_REPORTED_BAD_LINES",
+    "NOT_SENT_YET_STATES",
     "OPEN_STATES",
+    "UNRESOLVED_STATES",
     "CampaignError",
     "CampaignReport",
     "CampaignStatus",
@@ -79,6 +81,7 @@ __all__ = [
     "plan_campaign",
     "preview",
     "resume_campaign",
+    "same_file_campaigns",
     "validate_template",
 ]
 
@@ -97,6 +100,10 @@ _CHUNK = 1 << 20
 
 ISSUED_STATES = frozenset({P.SENT, P.RECEIVED, P.REFUNDED})
 """States of a payout WeChat issued."""
+UNRESOLVED_STATES = frozenset({P.SENDING, P.UNKNOWN})
+"""States of a payout whose money is in an unknown state: it may have been issued."""
+NOT_SENT_YET_STATES = frozenset({P.PLANNED, P.DEFERRED})
+"""States of a payout not sent yet (planned, or deferred to a later try): no money has left."""
 
 
 class CampaignError(OperationError):
@@ -230,6 +237,16 @@ def create_campaign(
         )
     except ValueError as exc:
         raise CampaignError(str(exc), field="name") from None
+
+
+def same_file_campaigns(store: LedgerStore, campaign: Campaign) -> list[Campaign]:
+    """The earlier campaigns created from a file with the same content (SHA-256) as
+    `campaign`'s: planning it may pay their users a second time."""
+    return [
+        other
+        for other in store.list_campaigns()
+        if other.id < campaign.id and other.source_digest == campaign.source_digest
+    ]
 
 
 @dataclass(slots=True)
@@ -438,11 +455,17 @@ def _check_profile(campaign: Campaign, profile: MerchantProfile) -> None:
         )
 
 
-def pause_campaign(store: LedgerStore, campaign_id: int, reason: str = "paused by hand") -> None:
-    """Pause a running campaign: runners stop claiming; payouts in flight still resolve."""
-    if not store.set_campaign_state(campaign_id, C.RUNNING, C.PAUSED, pause_reason=reason[:256]):
-        state = store.get_campaign(campaign_id).state
-        raise CampaignError(f"campaign {campaign_id} is {state}: only a RUNNING one can pause")
+def pause_campaign(store: LedgerStore, campaign_id: int, reason: str = "paused by hand") -> bool:
+    """Pause a running campaign: runners stop claiming; payouts in flight still resolve.
+
+    Returns False when it was paused already (nothing changes: its reason stays).
+    """
+    if store.set_campaign_state(campaign_id, C.RUNNING, C.PAUSED, pause_reason=reason[:256]):
+        return True
+    state = store.get_campaign(campaign_id).state
+    if state is C.PAUSED:
+        return False
+    raise CampaignError(f"campaign {campaign_id} is {state}: only a RUNNING one can pause")
 
 
 def resume_campaign(store: LedgerStore, campaign_id: int, clock: Clock | None = None) -> int:
@@ -509,11 +532,14 @@ class CampaignReport:
     """Refused by hongbao: over the budget or a daily cap."""
     cancelled: StateTotal
     unresolved: StateTotal
-    """Not settled yet: planned, deferred, or in flight (maybe issued)."""
+    """Money in an unknown state: in flight, maybe issued (SENDING, UNKNOWN)."""
+    not_sent_yet: StateTotal
+    """Planned or deferred: nothing has left for them yet."""
 
 
 def campaign_report(store: LedgerStore, campaign_id: int) -> CampaignReport:
-    """The campaign's report: sent, received, refunded, failed, unresolved and the rest."""
+    """The campaign's report: sent, received, refunded, failed, unresolved (money in an unknown
+    state), not sent yet, and the rest."""
     totals = store.totals_by_state(campaign_id)
     return CampaignReport(
         campaign_id=campaign_id,
@@ -524,7 +550,8 @@ def campaign_report(store: LedgerStore, campaign_id: int) -> CampaignReport:
         failed=totals[P.FAILED],
         skipped=totals[P.SKIPPED],
         cancelled=totals[P.CANCELLED],
-        unresolved=_sum(totals, OPEN_STATES),
+        unresolved=_sum(totals, UNRESOLVED_STATES),
+        not_sent_yet=_sum(totals, NOT_SENT_YET_STATES),
     )
 
 

@@ -55,9 +55,15 @@ from hongbao.clock import Clock, SystemClock
 from hongbao.engine.campaign import OPEN_STATES, CampaignError
 from hongbao.engine.dispatch import Dispatcher, Pace, build_driver
 from hongbao.engine.groupcommit import GroupCommitter
-from hongbao.engine.job_queries import WorkerProgress, active_jobs, held_payout_ids, worker_progress
-from hongbao.engine.payout import PayoutDriver, resume_command
-from hongbao.engine.runner import RunProgress, RunSummary
+from hongbao.engine.job_queries import (
+    WorkerProgress,
+    active_jobs,
+    campaign_jobs,
+    held_payout_ids,
+    worker_progress,
+)
+from hongbao.engine.payout import PayoutDriver
+from hongbao.engine.runner import RunProgress, RunSummary, paused_message
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.errors import ConfigurationError
 from hongbao.ledger import CampaignState, LedgerStore, Scope
@@ -83,6 +89,7 @@ __all__ = [
     "follow_campaign",
     "install_schema",
     "make_app",
+    "ran_distributed",
     "recipient_lock",
     "run_distributed",
     "run_worker",
@@ -190,7 +197,7 @@ def defer_campaign(
     """Start a planned campaign and defer the jobs for its open payouts, in one transaction.
 
     A running campaign gets jobs only for the open payouts that no waiting or running job holds.
-    Raises `CampaignError` for a campaign that is not planned or running.
+    Raises `CampaignError` for a campaign that is not planned yet; a paused one gets no jobs.
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
@@ -205,12 +212,7 @@ def defer_campaign(
                 f"campaign {campaign_id} is not planned yet: plan it (`hongbao campaign plan "
                 f"{campaign_id}`), then run it"
             )
-        if state is C.PAUSED:
-            raise CampaignError(
-                f"campaign {campaign_id} is paused: fix the cause, then "
-                f"{resume_command(campaign_id)}"
-            )
-        if state is not C.RUNNING:
+        if state is not C.RUNNING:  # paused, cancelled, completed: following it says so
             return Deferral(campaign_id, 0, 0)
         held = held_payout_ids(conn, TASK_NAME, campaign_id)
         buckets: dict[str, list[int]] = {}
@@ -542,6 +544,13 @@ async def _send_on_demand(runtime: ChunkDriver, merchant: str) -> None:
 # -- following a campaign ---------------------------------------------------------------------
 
 
+def ran_distributed(store: LedgerStore, campaign_id: int) -> bool:
+    """Whether the campaign was handed to the workers (`campaign run ID --distributed`)."""
+    if store.engine.dialect.name != "postgresql":
+        return False
+    return campaign_jobs(store.engine, TASK_NAME, campaign_id) > 0
+
+
 def campaign_workers(store: LedgerStore, campaign_id: int) -> list[WorkerProgress]:
     """Per worker, the jobs of the campaign it ran and how far their payouts got."""
     return worker_progress(store.engine, TASK_NAME, campaign_id)
@@ -577,7 +586,7 @@ async def follow_campaign(
         stopped: str | None = None
         due: datetime | None = None
         if campaign.state is C.PAUSED:
-            stopped = f"paused: {campaign.pause_reason}"
+            stopped = paused_message(campaign)
         elif campaign.state is not C.RUNNING:
             stopped = campaign.state.value.lower()
         elif open_ == 0:

@@ -7,6 +7,7 @@ queries that read them live here, beside the dispatcher, and not in `hongbao.led
 * `held_payout_ids` — inside the caller's transaction (the outbox): the payouts a waiting or
   running job already holds.
 * `active_jobs` — how many jobs of a campaign are waiting or running.
+* `campaign_jobs` — how many jobs a campaign ever had (was it run `--distributed`?).
 * `worker_progress` — per worker, the campaign's jobs it ran and how far their payouts got.
 * `jobs_installed` — whether procrastinate's tables exist in this database.
 
@@ -27,7 +28,14 @@ from sqlalchemy import Connection, Engine, text
 
 from hongbao.ledger.db import read_transaction
 
-__all__ = ["WorkerProgress", "active_jobs", "held_payout_ids", "jobs_installed", "worker_progress"]
+__all__ = [
+    "WorkerProgress",
+    "active_jobs",
+    "campaign_jobs",
+    "held_payout_ids",
+    "jobs_installed",
+    "worker_progress",
+]
 
 
 def jobs_installed(conn: Connection) -> bool:
@@ -58,6 +66,20 @@ def active_jobs(engine: Engine, task_name: str, campaign_id: int) -> int:
     return int(read_transaction(engine, lambda conn: conn.execute(query, params).scalar_one()))
 
 
+def campaign_jobs(engine: Engine, task_name: str, campaign_id: int) -> int:
+    """How many jobs the campaign ever had, in any state (0 without procrastinate's tables)."""
+    query = text(
+        "SELECT count(*) FROM procrastinate_jobs WHERE task_name = :task "
+        "AND (args->>'campaign_id')::bigint = :campaign_id"
+    )
+    params = {"task": task_name, "campaign_id": campaign_id}
+
+    def work(conn: Connection) -> int:
+        return int(conn.execute(query, params).scalar_one()) if jobs_installed(conn) else 0
+
+    return read_transaction(engine, work)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerProgress:
     """What one worker did for a campaign, read from the jobs it ran."""
@@ -71,7 +93,7 @@ class WorkerProgress:
     finished: int
     """Jobs of the campaign it finished (succeeded or failed)."""
     payouts: int
-    """Payouts in those jobs."""
+    """Payouts in those jobs, each counted once: for the worker of the last job that held it."""
     settled: int
     """Of those, the payouts no longer open."""
 
@@ -86,9 +108,13 @@ def worker_progress(engine: Engine, task_name: str, campaign_id: int) -> list[Wo
         "  SELECT id, worker_id, status, args FROM procrastinate_jobs"
         "  WHERE task_name = :task AND status IN ('doing', 'succeeded', 'failed')"
         "  AND (args->>'campaign_id')::bigint = :campaign_id),"
+        # A payout is held by every job that took it (a retried job, a job deferred again for
+        # what was left): it counts once, for the worker of the last of them.
         " held AS ("
-        "  SELECT jobs.worker_id, (jsonb_array_elements(jobs.args->'payout_ids'))::bigint AS id"
-        "  FROM jobs),"
+        "  SELECT DISTINCT ON (id) id, worker_id FROM ("
+        "   SELECT jobs.id AS job_id, jobs.worker_id,"
+        "    (jsonb_array_elements(jobs.args->'payout_ids'))::bigint AS id FROM jobs) taken"
+        "  ORDER BY id, job_id DESC),"
         " counted AS ("
         "  SELECT held.worker_id, count(*) AS payouts,"
         "   count(*) FILTER (WHERE payouts.state NOT IN ('PLANNED', 'DEFERRED', 'SENDING',"

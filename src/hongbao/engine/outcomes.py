@@ -27,7 +27,14 @@ from typing import Any
 from hongbao.api.codes import SEND_CODES, CodeInfo
 from hongbao.api.models import RedpackInfo
 from hongbao.api.models import SendResult as SendAnswer
-from hongbao.engine.states import QueryOutcome, QueryStatus, SendOutcome, SendResult
+from hongbao.engine.states import (
+    DEFINITIVE,
+    PayoutState,
+    QueryOutcome,
+    QueryStatus,
+    SendOutcome,
+    SendResult,
+)
 from hongbao.errors import (
     BillConflictError,
     BillFailedError,
@@ -49,6 +56,7 @@ __all__ = [
     "DES_MAX",
     "SEND_CATEGORIES",
     "answer_record",
+    "never_issued",
     "query_exchange",
     "query_outcome",
     "send_category",
@@ -112,6 +120,34 @@ SEND_CATEGORIES: Mapping[str, SendResult] = MappingProxyType(
     }
 )
 """err_code of a send call → category; any other code (SYSTEMERROR, numeric, new) is UNKNOWN."""
+
+
+_NOT_ISSUING = DEFINITIVE | {R.LIMIT}
+"""Answers about a bill that say WeChat did not issue it (a daily limit fails a payout only
+under the FAIL policy, and never on an issued bill: WeChat replays the success instead)."""
+
+
+def never_issued(state: PayoutState, err_code: str | None, *, bill_dead: bool) -> bool:
+    """True when a settled payout's record proves its money never left, so that its intent may
+    get a new bill number (`hongbao campaign retry`).
+
+    SKIPPED was never sent; FAILED rests on a definitive answer — the bill reported dead, a
+    refusal or rejection (`DEFINITIVE`, FATAL_ERROR included: the bill number was another
+    packet's), a daily limit, or a local check (no err_code). Every other state, UNKNOWN above
+    all, may have paid and is never retried.
+
+    >>> never_issued(PayoutState.FAILED, "FATAL_ERROR", bill_dead=False)
+    True
+    >>> never_issued(PayoutState.UNKNOWN, "SYSTEMERROR", bill_dead=False)
+    False
+    """
+    if state is PayoutState.SKIPPED:
+        return True
+    if state is not PayoutState.FAILED:
+        return False
+    if bill_dead or err_code is None:
+        return True
+    return SEND_CATEGORIES.get(err_code) in _NOT_ISSUING
 
 
 def sent_outcome(answer: SendAnswer) -> SendOutcome:

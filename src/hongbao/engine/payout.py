@@ -57,7 +57,7 @@ from hongbao.ledger import (
 from hongbao.ledger.bills import BillSerialsExhaustedError
 from hongbao.printable import printable
 
-__all__ = ["DriveResult", "PayoutDriver", "drive_payout", "resume_command"]
+__all__ = ["DriveResult", "PayoutDriver", "drive_payout", "new_bill_params", "resume_command"]
 
 logger = logging.getLogger("hongbao.engine")
 
@@ -72,6 +72,12 @@ _RESUME_HINT = "then resume"
 def resume_command(campaign_id: int) -> str:
     """The command that resumes a paused campaign, as pause messages quote it."""
     return f"`hongbao campaign resume {campaign_id}`"
+
+
+def new_bill_params(payout: Payout, bill: str) -> dict[str, object]:
+    """The frozen parameters of `payout` under a new bill number (and a new nonce), for the
+    new linked payout that replaces it (`LedgerStore.reissue`)."""
+    return {**payout.params, "mch_billno": bill, "nonce_str": new_nonce()}
 
 
 def _pause_message(reason: str, campaign_id: int) -> str:
@@ -156,13 +162,8 @@ class PayoutDriver:
                 "payout %s (bill %s) not re-issued yet: %s", payout.id, payout.mch_billno, exc
             )
             return None
-        params = {
-            **payout.params,
-            "mch_billno": bill,
-            "nonce_str": new_nonce(),
-        }
         try:
-            return await self.db(self.store.reissue, payout.id, params)
+            return await self.db(self.store.reissue, payout.id, new_bill_params(payout, bill))
         except ReissueError:
             return None
 

@@ -52,7 +52,7 @@ from hongbao.ledger import (
     StateTotal,
 )
 
-__all__ = ["CampaignRunner", "RunProgress", "RunSummary", "run_campaign"]
+__all__ = ["CampaignRunner", "RunProgress", "RunSummary", "paused_message", "run_campaign"]
 
 logger = logging.getLogger("hongbao.engine")
 
@@ -88,6 +88,13 @@ class RunSummary:
     totals: dict[PayoutState, StateTotal] = field(default_factory=dict)
     next_due: datetime | None = None
     """When the next open payout is due (set when the run stopped to wait)."""
+
+
+def paused_message(campaign: Campaign) -> str:
+    """Why a run stopped at a paused campaign, with the command that resumes it."""
+    reason = campaign.pause_reason or "paused"
+    command = resume_command(campaign.id)
+    return f"paused: {reason}" if command in reason else f"paused: {reason}; then {command}"
 
 
 class CampaignRunner:
@@ -134,6 +141,8 @@ class CampaignRunner:
             campaign = await self._start(campaign_id)
             if campaign.state is C.COMPLETED:
                 return await self._finish(campaign_id, "completed")
+            if campaign.state is C.PAUSED:
+                return await self._finish(campaign_id, paused_message(campaign))
             return await self._dispatch(client, campaign)
         finally:
             if self._client is None:
@@ -192,11 +201,6 @@ class CampaignRunner:
                 f"campaign {campaign_id} is not planned yet: plan it (`hongbao campaign plan "
                 f"{campaign_id}`), then run it"
             )
-        if campaign.state is C.PAUSED:
-            raise CampaignError(
-                f"campaign {campaign_id} is paused ({campaign.pause_reason}); fix the cause, "
-                f"then {resume_command(campaign_id)}"
-            )
         if campaign.state is C.PLANNED:
             self.store.set_campaign_state(campaign_id, C.PLANNED, C.RUNNING)
             campaign = self.store.get_campaign(campaign_id)
@@ -209,7 +213,7 @@ class CampaignRunner:
         campaign = await driver.db(self.store.get_campaign, cid)
         if campaign.state is not C.RUNNING:
             if campaign.state is C.PAUSED:
-                await self._finish(cid, f"paused: {campaign.pause_reason}")
+                await self._finish(cid, paused_message(campaign))
             else:
                 await self._finish(cid, campaign.state.value.lower())
             return False
@@ -275,9 +279,10 @@ async def run_campaign(
 ) -> RunSummary:
     """Send a planned campaign's payouts until done, paused, cancelled or waiting for tomorrow.
 
-    Raises `CampaignError` when the campaign is not planned, is paused, or belongs to another
-    merchant, and `ConfigurationError` when the merchant has no certificate — before anything
-    is claimed. After a crash, run it again: the ledger says where to carry on.
+    A paused campaign sends nothing: the summary says so, with how to resume it. Raises
+    `CampaignError` when the campaign is not planned or belongs to another merchant, and
+    `ConfigurationError` when the merchant has no certificate — before anything is claimed.
+    After a crash, run it again: the ledger says where to carry on.
 
     >>> summary = asyncio.run(run_campaign(store, 7, profile, progress=print))  # doctest: +SKIP
     >>> summary.stopped, summary.totals[PayoutState.SENT]

@@ -1,7 +1,8 @@
 """A campaign's payouts as CSV rows, streamed: who, how much, what happened, and when.
 
-Amounts are in yuan ("1.50"), times in Beijing time ("2024-03-15 10:00:00"), like WeChat's own
-records, so the export can be read next to the merchant platform's.
+Amounts are in yuan ("1.50"), times in Beijing time like WeChat's own records, so the export
+can be read next to the merchant platform's — with their offset ("2024-03-15 10:00:00+08:00"),
+so that a spreadsheet or a script elsewhere never takes them for its own local time.
 
 >>> with open("report.csv", "w", newline="") as out:
 ...     writer = csv.DictWriter(out, EXPORT_FIELDS)
@@ -42,7 +43,7 @@ EXPORT_FIELDS = (
 
 
 def _time(value: datetime | None) -> str:
-    return value.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+    return value.astimezone(CST).isoformat(sep=" ", timespec="seconds") if value else ""
 
 
 def _text(value: object) -> str:

@@ -146,6 +146,28 @@ class PayoutReads(StoreBase):
                 yield payout_from_row(row)
             last_id = rows[-1].id
 
+    def unreplaced(
+        self,
+        campaign_id: int,
+        state: PayoutState,
+        *,
+        err_code: str | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[Payout]:
+        """A campaign's payouts in `state` (and with `err_code`) that no new bill replaced yet,
+        by id from `after_id` on: what `hongbao campaign retry` may re-issue, a page at a time."""
+        query = select(payouts).where(
+            payouts.c.campaign_id == campaign_id,
+            payouts.c.state == state,
+            payouts.c.id > after_id,
+            LATEST,
+        )
+        if err_code is not None:
+            query = query.where(payouts.c.err_code == err_code)
+        rows = self._all(query.order_by(payouts.c.id).limit(limit))
+        return [payout_from_row(row) for row in rows]
+
     def events(self, payout_id: int) -> list[PayoutEvent]:
         """The audit trail of one payout, oldest first."""
         query = (

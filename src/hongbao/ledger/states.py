@@ -97,7 +97,8 @@ CAMPAIGN_TRANSITIONS: dict[CampaignState, frozenset[CampaignState]] = {
     C.RUNNING: frozenset({C.PAUSED, C.COMPLETED, C.CANCELLED}),
     C.PAUSED: frozenset({C.RUNNING, C.CANCELLED}),
     C.CANCELLED: frozenset(),
-    C.COMPLETED: frozenset(),
+    # `hongbao campaign retry` reopens a completed campaign for the new bills it recorded.
+    C.COMPLETED: frozenset({C.RUNNING}),
 }
 
 

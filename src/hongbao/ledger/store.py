@@ -96,6 +96,9 @@ TRANSITION_FIELDS = frozenset(
 
 _IN_FLIGHT = frozenset({P.SENDING, P.UNKNOWN})
 _ISSUED = frozenset({P.SENT, P.RECEIVED, P.REFUNDED})
+_NEVER_SENT = frozenset({P.FAILED, P.SKIPPED})
+"""Terminal states an operator's retry may replace (whether the money left is the engine's
+call: an UNKNOWN outcome is never among them)."""
 
 
 def _next_day_start(day: date) -> datetime:
@@ -261,11 +264,16 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
 
         return write_transaction(self._engine, work)
 
-    def reissue(self, payout_id: int, params: Mapping[str, object]) -> Payout:
+    def reissue(
+        self, payout_id: int, params: Mapping[str, object], *, retry: bool = False
+    ) -> Payout:
         """Record a new payout with a new bill number for the intent of a dead one.
 
-        Allowed only when WeChat definitively said the old bill FAILED (`bill_dead`); the new
-        row links to it, and a payout can be re-issued once: one intent never has two live bills.
+        Allowed when WeChat definitively said the old bill FAILED (`bill_dead`), or, with
+        `retry` (an operator's `hongbao campaign retry`), for any FAILED or SKIPPED payout: the
+        caller has established that its money never left (`hongbao.engine.outcomes.never_issued`).
+        The new row links to the old one, and a payout can be re-issued once: one intent never
+        has two live bills, however many retries run at once.
         """
         frozen = freeze_params(params)
         now = self._clock.now()
@@ -277,7 +285,8 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
             if old_row is None:
                 raise LedgerLookupError(f"no payout with id {payout_id}")
             old = payout_from_row(old_row)
-            if old.state is not P.FAILED or not old.bill_dead:
+            retried = retry and old.state in _NEVER_SENT
+            if not retried and (old.state is not P.FAILED or not old.bill_dead):
                 raise ReissueError(
                     f"payout {payout_id} is {old.state}"
                     + ("" if old.state is not P.FAILED else " without a definitive FAILED")
@@ -311,14 +320,16 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
             }
             new_row = conn.execute(insert(payouts).values(**values).returning(*payouts.c)).one()
             new = payout_from_row(new_row)
+            why = f"{old.state} {old.err_code}" if old.err_code else str(old.state)
             self._event(
                 conn,
                 payout_id=new.id,
                 attempt=0,
-                kind="reissue",
+                kind="retry" if retried else "reissue",
                 from_state=None,
                 to_state=P.PLANNED,
-                detail=f"re-issue of payout {old.id} (bill {old.mch_billno} FAILED)",
+                detail=f"{'retry' if retried else 're-issue'} of payout {old.id} "
+                f"(bill {old.mch_billno} {why})",
             )
             return new
 

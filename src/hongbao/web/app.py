@@ -4,7 +4,7 @@
 GET  /                          campaigns: state, progress, money sent/received/refunded/…
 GET  /campaigns/{id}            one campaign: states, send rate vs cap, curves, failures
 GET  /campaigns/{id}/export.csv its payouts as CSV (hongbao.ledger.EXPORT_FIELDS)
-POST /campaigns/{id}/{action}   pause | resume | cancel (CSRF token, confirmed in the page)
+POST /campaigns/{id}/{action}   pause | resume | cancel | retry (CSRF token, confirmed in the page)
 GET  /api/campaigns[/{id}]      live progress (JSON), polled by the pages
 GET  /payouts?q=…               payouts by openid or bill number
 GET  /payouts/{id}              one payout and its append-only event history (masked)
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ from hongbao.engine.campaign import (
     pause_campaign,
     resume_campaign,
 )
+from hongbao.engine.retry import RetryReport, retry_payouts
 from hongbao.ledger import (
     EXPORT_FIELDS,
     LedgerLookupError,
@@ -122,6 +124,11 @@ def _time(value: datetime | None) -> str:
     return value.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
+def _pretty_json(value: object) -> str:
+    """JSON to read on a page: Chinese as text, not \\uXXXX (the template escapes the HTML)."""
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
 def _templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_HERE / "templates"),
@@ -130,6 +137,7 @@ def _templates() -> Jinja2Templates:
     )
     env.filters["yuan"] = format_yuan
     env.filters["cst"] = _time
+    env.filters["pretty_json"] = _pretty_json
     return Jinja2Templates(env=env)
 
 
@@ -327,6 +335,8 @@ class _Dashboard:
 
         context = await self._lookup(read)
         context["done"] = request.query_params.get("done")
+        context["retried"] = _count(request.query_params.get("retried"))
+        context["left"] = _count(request.query_params.get("left"))
         return self.render(request, "campaign.html", context)
 
     async def campaign_live(self, request: Request) -> Response:
@@ -363,16 +373,20 @@ class _Dashboard:
             "pause": lambda: pause_campaign(self.store, campaign_id, "paused from the dashboard"),
             "resume": lambda: resume_campaign(self.store, campaign_id),
             "cancel": lambda: cancel_campaign(self.store, campaign_id),
+            "retry": lambda: retry_payouts(self.store, campaign_id),
         }
         if action not in actions:
-            raise HTTPException(404, f"no action {action!r}: pause, resume or cancel")
+            raise HTTPException(404, f"no action {action!r}: pause, resume, cancel or retry")
         try:
-            await self._lookup(actions[action])
+            result = await self._lookup(actions[action])
         except CampaignError as exc:
             return self.render(
                 request, "message.html", {"title": "Not done", "message": str(exc)}, 409
             )
-        return RedirectResponse(f"/campaigns/{campaign_id}?done={action}", status_code=303)
+        done = f"/campaigns/{campaign_id}?done={action}"
+        if isinstance(result, RetryReport):
+            done += f"&retried={result.retried}&left={result.unsafe}"
+        return RedirectResponse(done, status_code=303)
 
     # -- payouts ---------------------------------------------------------------------------
 
@@ -446,6 +460,11 @@ def _local(path: str | None) -> str:
     if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
         return "/"
     return path
+
+
+def _count(text: str | None) -> int | None:
+    """A count carried in a redirect's query (None when absent or not a number)."""
+    return int(text) if text is not None and text.isdigit() and len(text) < 19 else None
 
 
 _MAX_ID = 2**63 - 1  # the ledger's BIGINT: a larger id cannot exist, and would overflow a query

@@ -17,7 +17,12 @@ from sqlalchemy import Engine
 
 from hongbao.api.codes import SEND_CODES, UNKNOWN_CODE
 from hongbao.clock import CST
-from hongbao.engine.campaign import ISSUED_STATES, OPEN_STATES
+from hongbao.engine.campaign import (
+    ISSUED_STATES,
+    NOT_SENT_YET_STATES,
+    OPEN_STATES,
+    UNRESOLVED_STATES,
+)
 from hongbao.ledger import Campaign, CampaignState, CodeTotal, PayoutState, StateTotal
 from hongbao.ledger.views import Bucket, outcome_counts, send_counts
 from hongbao.money import format_yuan
@@ -81,13 +86,18 @@ class CampaignSummary:
 
     @property
     def unresolved(self) -> StateTotal:
-        """Not settled yet: planned, deferred or in flight."""
-        return _sum(self.totals, OPEN_STATES)
+        """Money in an unknown state: in flight, maybe issued."""
+        return _sum(self.totals, UNRESOLVED_STATES)
+
+    @property
+    def not_sent_yet(self) -> StateTotal:
+        """Planned or deferred: nothing has left for them yet."""
+        return _sum(self.totals, NOT_SENT_YET_STATES)
 
     @property
     def settled(self) -> int:
         """Payouts no longer open."""
-        return self.total.count - self.unresolved.count
+        return self.total.count - _sum(self.totals, OPEN_STATES).count
 
     @property
     def percent(self) -> float:
@@ -120,6 +130,7 @@ class CampaignSummary:
             "refunded": _shown(self.refunded),
             "failed": _shown(self.failed),
             "unresolved": _shown(self.unresolved),
+            "not_sent_yet": _shown(self.not_sent_yet),
             "budget": f"{committed} of ¥{format_yuan(budget)}" if budget is not None else committed,
         }
 
