@@ -241,6 +241,7 @@ def run_command(
     """
     from hongbao.engine.runner import CampaignRunner
     from hongbao.ledger import CampaignState
+    from hongbao.ledger.states import OPEN_STATES
 
     with guard(as_json):
         settings = load(config)
@@ -248,6 +249,9 @@ def run_command(
             campaign = store.get_campaign(campaign_id)
             profile = settings.profile(merchant or campaign.merchant)
             with RunDisplay(f"campaign {campaign_id}", enabled=not as_json) as display:
+                totals = store.totals_by_state(campaign_id)
+                total = sum(t.count for t in totals.values())
+                display.show(total - sum(totals[s].count for s in OPEN_STATES), total)
                 try:
                     if distributed:
                         from hongbao.engine.distributed import run_distributed

@@ -207,7 +207,6 @@ class CampaignRunner:
                 self._total = sum(total.count for total in totals.values())
                 self._settled = self._total - sum(totals[state].count for state in OPEN_STATES)
                 self._dispatcher = dispatcher
-                self._report(None)
                 if self._interrupted:
                     dispatcher.stop()
                     driver.halt()
@@ -298,7 +297,7 @@ class CampaignRunner:
         await self._sleep(max(0.0, min(wait, self.settings.poll_seconds)))
         return True
 
-    def _report(self, result: DriveResult | None) -> None:
+    def _report(self, result: DriveResult) -> None:
         if self._progress is None:
             return
         dispatcher = self._dispatcher

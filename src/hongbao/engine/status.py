@@ -27,7 +27,14 @@ from datetime import datetime
 from hongbao.clock import CST
 from hongbao.ledger import OpenGroup, PayoutState
 
-__all__ = ["CAP_CODES", "FREQUENCY_CODES", "describe_wait", "report_every", "seconds_text"]
+__all__ = [
+    "CAP_CODES",
+    "FREQUENCY_CODES",
+    "describe_tracking",
+    "describe_wait",
+    "report_every",
+    "seconds_text",
+]
 
 P = PayoutState
 
@@ -127,6 +134,26 @@ def describe_wait(
         parts.append(
             f"{_payouts(sum(g.count for g in unknown))} with an unknown outcome: asking WeChat "
             f"{_when(_first(unknown), now)}"
+        )
+    return "; ".join(parts) or None
+
+
+def describe_tracking(
+    groups: Sequence[OpenGroup], now: datetime, *, limited_until: datetime | None = None
+) -> str | None:
+    """What `track --follow` waits for: SENT packets and their next check (None: none left).
+
+    `limited_until`: gethbinfo answered FREQ_LIMIT; queries wait until then.
+    """
+    parts = []
+    if limited_until is not None and limited_until > now:
+        parts.append(f"WeChat answers FREQ_LIMIT; next try {_when(limited_until, now)}")
+    sent = [g for g in groups if g.state is P.SENT]
+    if sent:
+        count = sum(g.count for g in sent)
+        parts.append(
+            f"{count} packet{'' if count == 1 else 's'} waiting to be opened or refunded; "
+            f"next check {_when(_first(sent), now)}"
         )
     return "; ".join(parts) or None
 

@@ -229,9 +229,12 @@ class PayoutReads(StoreBase):
 
         return read_transaction(self._engine, work)
 
-    def open_groups(self, scope: Scope) -> list[OpenGroup]:
-        """The scope's open payouts grouped by state, err_code, reason and lease (live or not,
-        held by this process or not), with counts and times: what its dispatcher waits for."""
+    def open_groups(
+        self, scope: Scope, states: Collection[PayoutState] = OPEN_STATES
+    ) -> list[OpenGroup]:
+        """The scope's open payouts (or those in `states`) grouped by state, err_code, reason
+        and lease (live or not, held by this process or not), with counts and times: what its
+        dispatcher waits for."""
         chosen, params = in_scope(scope)
         c = payouts.c
 
@@ -253,7 +256,7 @@ class PayoutReads(StoreBase):
                     func.max(c.lease_until),
                     func.max(c.err_code_des),
                 )
-                .where(chosen, c.state.in_(sorted(state.value for state in OPEN_STATES)))
+                .where(chosen, c.state.in_(sorted(state.value for state in states)))
                 .group_by(c.state, c.err_code, c.reason, leased, here)
                 .order_by(c.state, c.err_code, c.reason)
             )
