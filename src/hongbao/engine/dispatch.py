@@ -28,8 +28,9 @@ dispatchers fight over one:
   defers jobs for the open payouts no job holds.
 * **a rule (满额送)** (`Scope.rules`): the merchant's rule dispatcher in `hongbao rules serve`.
 * **on demand** (`Scope.on_demand`): the dispatcher of `Payouts` / `AsyncPayouts` (started by
-  the first `pay(wait=False)`, or `start()`) and `hongbao payouts run`; `pay(key)` of a key
-  also resolves that key's own payout (`Scope.ids`).
+  the first `pay(wait=False)`, or `start()`; `hongbao serve` on SQLite), every `hongbao worker`
+  (scale-out) and `hongbao payouts run`; `pay(key)` of a key also resolves that key's own
+  payout (`Scope.ids`), taking it over as soon as its lease ran out.
 
 Scopes of different origins never overlap. Where two holders share payouts (two runs of one
 campaign, `pay(key)` beside the on-demand dispatcher), the ledger arbitrates: a claim and a
