@@ -194,7 +194,9 @@ def test_watch_pause_and_search_a_running_campaign(
             run.thread.join(timeout=60)
             assert not run.thread.is_alive()
             [summary] = run.summary
-            assert summary.stopped == "paused: paused from the dashboard"
+            assert summary.stopped.startswith(
+                "paused: paused from the dashboard; then `hongbao campaign resume"
+            )
             totals = run.store.totals_by_state(cid)
             assert totals[P.SENDING].count == 0
             assert totals[P.PLANNED].count > 0
