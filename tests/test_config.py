@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -494,3 +497,63 @@ def test_a_readable_dashboard_token_file_is_warned_about(
     [warning] = _exposure_warnings(caplog)
     assert "the dashboard's token file" in warning
     assert "s3cret" not in warning
+
+
+# -- [api] and [[webhooks]] (hongbao serve) ---------------------------------------------------
+
+
+def _served(tmp_path: Path, extra: str) -> Any:
+    from hongbao.engine.config import parse_config
+
+    return parse_config(tomllib.loads(extra), tmp_path / "hongbao.toml", environ={})
+
+
+def test_the_api_tokens_and_webhooks_are_read_relative_to_the_file(tmp_path: Path) -> None:
+    config = _served(
+        tmp_path,
+        '[api]\ntoken_file = "tokens"\n\n[[webhooks]]\nurl = "https://b.example/h"\n'
+        'secret_file = "s"\nevents = ["payout.sent"]\n\n[[webhooks]]\nurl = "http://127.0.0.1:9/h"\n'
+        'secret_file = "s2"\n',
+    )
+    assert config.api_token_file == tmp_path / "tokens"
+    first, second = config.webhooks
+    assert (first.url, first.secret_file, first.events) == (
+        "https://b.example/h", tmp_path / "s", frozenset({"payout.sent"})
+    )
+    assert "campaign.paused" in second.events  # every event by default
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ('[api]\ntokens = "x"\n', "unknown key 'tokens' in [api]"),
+        ('[[webhooks]]\nurl = "ftp://x"\nsecret_file = "s"\n', "#1 url: must be an http"),
+        ('[[webhooks]]\nurl = "https://x"\n', "#1 secret_file: must be a file path"),
+        ('[[webhooks]]\nurl = "https://x"\nsecret_file = "s"\nevents = ["payout.paid"]\n',
+         "unknown event 'payout.paid'"),
+        ('[[webhooks]]\nurl = "https://x"\nsecret_file = "s"\n'
+         '[[webhooks]]\nurl = "https://x"\nsecret_file = "t"\n',
+         "#2 url: https://x is configured twice"),
+        ('webhooks = "https://x"\n', "webhooks must be an array of tables"),
+    ],
+)
+def test_a_wrong_api_or_webhook_setting_is_named(tmp_path: Path, extra: str, says: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(says)):
+        _served(tmp_path, extra)
+
+
+def test_a_short_webhook_secret_or_token_is_refused_without_showing_it(tmp_path: Path) -> None:
+    from hongbao.service.auth import load_tokens
+
+    (tmp_path / "s").write_text("short-secret\n")
+    (tmp_path / "s").chmod(0o600)
+    (tmp_path / "tokens").write_text("# tokens\n" + "t" * 16 + "\nshort-token\n")
+    (tmp_path / "tokens").chmod(0o600)
+    config = _served(tmp_path, '[[webhooks]]\nurl = "https://x"\nsecret_file = "s"\n')
+
+    with pytest.raises(ConfigurationError, match="at least 16 characters") as secret:
+        config.webhooks[0].secret()
+    with pytest.raises(ConfigurationError, match=r"token #2 .* shorter than 16") as token:
+        load_tokens(tmp_path / "tokens")
+    assert "short-secret" not in str(secret.value)
+    assert "short-token" not in str(token.value)

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from hongbao.errors import ConfigurationError
 
-__all__ = ["ENV_VAR", "loop_factory", "run"]
+__all__ = ["ENV_VAR", "Interrupted", "loop_factory", "run"]
 
 T = TypeVar("T")
 
 ENV_VAR = "HONGBAO_EVENT_LOOP"
 _CHOICES = ("uvloop", "asyncio")
+
+
+class Interrupted(Exception):
+    """A second SIGINT cancelled the work at once (`run` with `on_interrupt`)."""
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -36,12 +41,46 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)` on the loop `loop_factory` chooses."""
+def run(main: Coroutine[Any, Any, T], *, on_interrupt: Callable[[], None] | None = None) -> T:
+    """`asyncio.run(main)` on the loop `loop_factory` chooses.
+
+    With `on_interrupt`, the first SIGINT (Ctrl-C) calls it on the loop, to wind down; a second
+    one cancels `main` and raises `Interrupted` at once.
+    """
     try:
         factory = loop_factory()
     except ConfigurationError:
         main.close()  # never started: no "coroutine was never awaited" warning
         raise
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main)
+        if on_interrupt is None:
+            return runner.run(main)
+        return runner.run(_interruptible(main, on_interrupt))
+
+
+async def _interruptible(main: Coroutine[Any, Any, T], on_interrupt: Callable[[], None]) -> T:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    interrupts = 0
+
+    def interrupted() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            on_interrupt()
+        else:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+    except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
+        return await main
+    try:
+        return await main
+    except asyncio.CancelledError:
+        if interrupts > 1:
+            raise Interrupted("stopped at once by a second interrupt") from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)

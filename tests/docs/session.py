@@ -38,10 +38,10 @@ SERVERS: dict[tuple[str, ...], int | None] = {
     ("sim", "serve"): 8443,
     ("dashboard",): 8000,
     ("rules", "serve"): 8000,
-    ("serve",): 8000,
+    ("serve",): 8080,
     ("worker",): None,
 }
-DOCUMENTED_PORTS = (8443, 8000)
+DOCUMENTED_PORTS = (8443, 8000, 8080)
 COMMAND_SECONDS = 180
 EXAMPLE_POSTGRES = re.compile(r"postgresql\+psycopg://[^\s'\"]*@db\.internal/hongbao")
 _OPENID = re.compile(r"(?<![\w-])o[A-Za-z0-9_-]{27}(?![\w-])")

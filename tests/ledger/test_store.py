@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from hongbao.clock import CST, FrozenClock
@@ -28,6 +31,8 @@ from hongbao.ledger import (
     StateTotal,
     export_rows,
 )
+from hongbao.ledger.holders import this_holder
+from hongbao.ledger.schema import payouts
 from hongbao.ledger.states import COMMITTING
 from hongbao.wire.xmlcodec import dumps
 from tests.ledgerkit import daily_usage
@@ -430,3 +435,27 @@ def test_export_streams_every_payout_in_order_as_csv(
     assert (rows[0]["state"], rows[0]["send_listid"]) == ("SENT", "1000041701")
     assert rows[0]["sent_at"] == "2024-03-15 10:00:00+08:00"  # Beijing time, with its offset
     assert rows[1]["state"] == "PLANNED"
+
+
+def test_a_live_lease_of_a_process_that_is_gone_is_taken_over_at_once(
+    store: LedgerStore, make_payout: PayoutFactory, clock: FrozenClock
+) -> None:
+    store.add_payout(make_payout("oA"))
+    store.add_payout(make_payout("oB"))
+    first, second = store.claim(MCH_ID, limit=2, lease_seconds=600).claimed
+    assert first.lease_holder == this_holder()
+    # The first was claimed by a process of this host that has ended (kill -9, a second
+    # Ctrl-C); the second by a process elsewhere, which may well be alive.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    gone = this_holder().rpartition(":")[0] + ":" + dead
+    with store.engine.begin() as conn:
+        conn.execute(update(payouts).where(payouts.c.id == first.id).values(lease_holder=gone))
+        conn.execute(
+            update(payouts).where(payouts.c.id == second.id).values(lease_holder="elsewhere:1")
+        )
+    assert store.claim_stale(MCH_ID) == []  # not within a second of its send
+    clock.advance(1)
+    [taken] = store.claim_stale(MCH_ID)
+    assert (taken.id, taken.state, taken.lease_holder) == (first.id, P.UNKNOWN, this_holder())
+    assert store.claim_stale(MCH_ID) == []  # the other's lease runs for 10 minutes

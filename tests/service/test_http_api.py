@@ -6,6 +6,7 @@ issued are the ground truth."""
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import threading
@@ -174,7 +175,7 @@ def test_serve_refuses_a_non_loopback_address_without_tokens(
 
 def test_metrics_show_no_openid_no_key_and_no_token(served: SimServer, tmp_path: Path) -> None:
     merchant = write_config(served, tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}")
-    with serving(merchant.config, tmp_path / "serve.log") as server:
+    with serving(merchant.config, tmp_path / "serve.log", "--access-log") as server:
         paid = [
             _pay(server.url, f"secret-key-{n}", {"openid": openid, "amount_fen": 100, **PACKET},
                  wait=10).json()
@@ -199,7 +200,14 @@ def test_metrics_show_no_openid_no_key_and_no_token(served: SimServer, tmp_path:
     for secret in [TOKEN, merchant.mch_id, *merchant.users, *(p["bill_no"] for p in paid)]:
         assert secret not in text
     assert "secret-key" not in text
-    assert TOKEN not in (tmp_path / "serve.log").read_text()
+    log = (tmp_path / "serve.log").read_text()
+    for secret in [TOKEN, *merchant.users, "secret-key"]:
+        assert secret not in log
+    logged = [json.loads(line.split(" hongbao.service.access ", 1)[1])
+              for line in log.splitlines() if " hongbao.service.access " in line]  # fmt: skip
+    assert {"method": "POST", "path": "/v1/payouts", "status": 201} in [
+        {name: entry[name] for name in ("method", "path", "status")} for entry in logged
+    ]
 
 
 @pytest.mark.postgres

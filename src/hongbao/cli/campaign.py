@@ -52,6 +52,8 @@ campaign_app = typer.Typer(
 IdArgument = Annotated[int, typer.Argument(help="The campaign's id (printed by `create`).")]
 
 _SHOWN_BAD_LINES = 20
+INTERRUPTED_EXIT = 130
+"""The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
 
 class PacketKind(StrEnum):
@@ -236,15 +238,19 @@ def run_command(
     """Send the campaign's payouts to the end, with a progress bar on a terminal.
 
     Packets left in flight by a crash are resolved first (query, or a resend with the same
-    bill number), then the rest is sent at the merchant's rate. Interrupted (Ctrl-C, kill -9,
-    power cut)? Run it again: it continues where the ledger says. Exit codes: 0 when the
-    campaign completed, or waits for a later day (daily caps: run it again then); 3 when it
-    stopped with payouts unsent (paused, by hand or for a lack of balance, or cancelled).
-    With `--distributed`, the workers send and this command defers their jobs and follows
-    them (see docs/scale-out.md). Example: `hongbao campaign run 1`
+    bill number), then the rest is sent at the merchant's rate. What it waits for (WeChat's
+    rate limit, an unreachable host, packets of an interrupted run, daily caps) is shown at
+    least every 10 s; a campaign that cannot reach WeChat for 2 minutes is paused with the
+    reason. Ctrl-C stops sending and lets the packets in flight resolve (exit code 130; a
+    second Ctrl-C stops at once); kill -9 or a power cut? Run it again: it continues where the
+    ledger says. Exit codes: 0 when the campaign completed, or waits for a later day (daily
+    caps: run it again then); 3 when it stopped with payouts unsent (paused, by hand or for a
+    lack of balance, or cancelled). With `--distributed`, the workers send and this command
+    defers their jobs and follows them (see docs/scale-out.md). Example: `hongbao campaign run 1`
     """
-    from hongbao.engine.runner import run_campaign
+    from hongbao.engine.runner import CampaignRunner
     from hongbao.ledger import CampaignState
+    from hongbao.ledger.states import OPEN_STATES
 
     with guard(as_json):
         settings = load(config)
@@ -252,14 +258,49 @@ def run_command(
             campaign = store.get_campaign(campaign_id)
             profile = settings.profile(merchant or campaign.merchant)
             with RunDisplay(f"campaign {campaign_id}", enabled=not as_json) as display:
-                if distributed:
-                    from hongbao.engine.distributed import run_distributed
+                totals = store.totals_by_state(campaign_id)
+                total = sum(t.count for t in totals.values())
+                display.show(total - sum(totals[s].count for s in OPEN_STATES), total)
+                try:
+                    if distributed:
+                        from hongbao.engine.distributed import run_distributed
 
-                    running = run_distributed(store, campaign_id, progress=display.update)
-                else:
-                    running = run_campaign(store, campaign_id, profile, progress=display.update)
-                summary = eventloop.run(running)
+                        running = run_distributed(
+                            store, campaign_id, settings=settings.run, progress=display.update
+                        )
+                        summary = eventloop.run(running)
+                    else:
+                        runner = CampaignRunner(
+                            store,
+                            profile,
+                            settings=settings.run,
+                            progress=display.update,
+                            on_status=display.status,
+                        )
+
+                        def interrupt() -> None:
+                            runner.interrupt()
+                            display.status(
+                                "interrupted: no new sends; the packets in flight resolve "
+                                "(Ctrl-C again to stop at once)"
+                            )
+
+                        summary = eventloop.run(runner.run(campaign_id), on_interrupt=interrupt)
+                except (eventloop.Interrupted, KeyboardInterrupt):
+                    if distributed:
+                        note(
+                            "interrupted: no longer following; the workers go on "
+                            f"(hongbao campaign status {campaign_id})"
+                        )
+                    else:
+                        note(
+                            "interrupted at once: packets left in flight are resolved by the "
+                            f"next run (hongbao campaign run {campaign_id}); nothing is paid twice"
+                        )
+                    raise typer.Exit(INTERRUPTED_EXIT) from None
     print_summary(summary, as_json)
+    if summary.interrupted:
+        raise typer.Exit(INTERRUPTED_EXIT)
     if summary.campaign_state in (CampaignState.PAUSED, CampaignState.CANCELLED):
         raise typer.Exit(int(ExitCode.REFUSED))
 

@@ -105,17 +105,21 @@ class Advance(Protocol):
 
 
 class RunDisplay:
-    """Progress bars for long work, on a terminal only (elsewhere it shows nothing).
+    """Progress of long work: bars on a terminal, and what it waits for (`status`) — in the
+    bar's line on a terminal, as a plain progress line on stderr elsewhere.
 
     One bar per phase; `phase()` starts the next one below the last.
 
     >>> with RunDisplay("sending") as display:  # doctest: +SKIP
-    ...     run(progress=display.update)
+    ...     run(progress=display.update, on_status=display.status)
     ...     display.phase("tracking")
     """
 
     def __init__(self, title: str, *, enabled: bool = True, console: Console | None = None) -> None:
         self._progress: Progress | None = None
+        self._title = title
+        self._done = 0
+        self._total: int | None = None
         if enabled and (console is not None or is_terminal()):
             from rich.progress import (
                 BarColumn,
@@ -130,14 +134,16 @@ class RunDisplay:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
+                TextColumn("{task.fields[status]}"),
                 console=console or stdout_console(),
             )
-            self._task = self._progress.add_task(title, total=None)
+            self._task = self._progress.add_task(title, total=None, status="")
 
     def phase(self, title: str) -> None:
         """Start a new bar; later updates move it."""
+        self._title, self._done, self._total = title, 0, None
         if self._progress is not None:
-            self._task = self._progress.add_task(title, total=None)
+            self._task = self._progress.add_task(title, total=None, status="")
 
     def update(self, advance: Advance) -> None:
         """Move the bar to `advance.settled` of `advance.total`."""
@@ -145,8 +151,22 @@ class RunDisplay:
 
     def show(self, done: int, total: int | None) -> None:
         """Move the bar to `done` of `total` (None: not known yet)."""
+        self._done, self._total = done, total
         if self._progress is not None:
             self._progress.update(self._task, total=total, completed=done)
+
+    def status(self, line: str | None) -> None:
+        """Say what the work waits for (None: nothing): in the bar's line on a terminal, else
+        as a progress line on stderr — called at least every few seconds, so a pipe or a log
+        is never left silent."""
+        text = printable(line) if line else ""
+        if self._progress is not None:
+            from rich.markup import escape
+
+            self._progress.update(self._task, status=escape(text))
+            return
+        done = f"{self._done}" if self._total is None else f"{self._done} of {self._total}"
+        note(f"{self._title}: {done}" + (f"; {text}" if text else ""))
 
     def __enter__(self) -> Self:
         if self._progress is not None:

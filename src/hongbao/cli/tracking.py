@@ -53,7 +53,8 @@ def track_command(
     """Ask WeChat about sent packets and record which were opened and which refunded.
 
     Each packet is asked about once an hour until the user opens it, or it is refunded
-    24 hours after sending. Example: `hongbao track 1 --follow`
+    24 hours after sending. With `--follow`, what it waits for (the next check, WeChat's rate
+    limit) is shown at least every 10 s. Example: `hongbao track 1 --follow`
     """
     from hongbao.engine.tracker import track
 
@@ -68,9 +69,11 @@ def track_command(
                         store,
                         profile,
                         campaign_id=campaign_id,
+                        settings=settings.run,
                         follow=follow,
                         due_only=not every,
                         progress=lambda s: display.show(s.checked, waiting),
+                        on_status=display.status if follow else None,
                     )
                 )
     _print_track(summary, as_json)

@@ -51,7 +51,9 @@ def worker_command(
     """Run a scale-out worker: take campaign jobs from the ledger's PostgreSQL and send them.
 
     Needs `[ledger] url` on PostgreSQL (after `hongbao db upgrade`) and the merchants'
-    configuration. Runs until Ctrl-C or SIGTERM. Example: `hongbao worker --concurrency 16`
+    configuration. Runs until Ctrl-C or SIGTERM. While its jobs wait (WeChat's rate limit, an
+    unreachable host, packets of a dead worker, daily caps) it logs why, at least every 10 s
+    (`[run] status_every`). Example: `hongbao worker --concurrency 16`
     """
     from hongbao.engine.distributed import QUEUE, WorkerOptions, run_worker
 
@@ -62,6 +64,7 @@ def worker_command(
             queues=queues or [QUEUE],
             name=name,
             stalled_seconds=stalled_after,
+            settings=settings.run,
             on_demand=tuple(settings.merchants),
         )
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

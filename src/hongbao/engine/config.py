@@ -50,7 +50,7 @@ from hongbao.api.models import DEFAULT_MAX_FEN, DEFAULT_MIN_FEN
 from hongbao.defaults import CONFIG_ENV
 from hongbao.engine.filemodes import warn_if_exposed
 from hongbao.engine.rules import AppidKind, Rule, parse_rules
-from hongbao.engine.settings import MerchantProfile
+from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.engine.states import LimitPolicy
 from hongbao.errors import ConfigurationError
 from hongbao.ledger import DEFAULT_LEDGER_URL
@@ -127,7 +127,9 @@ MERCHANT_KEYS: frozenset[str] = frozenset(
     }
 )
 """Every key a `[merchants.NAME]` section may hold; any other is refused as a likely typo."""
-_TOP_KEYS = frozenset({"api", "dashboard", "ledger", "merchants", "rules", "webhooks"})
+_TOP_KEYS = frozenset({"api", "dashboard", "ledger", "merchants", "rules", "run", "webhooks"})
+_RUN_KEYS = frozenset({"status_every", "pause_after"})
+"""`[run]`: how the long-running commands behave (`RunSettings` fields of the same names)."""
 _LEDGER_KEYS = frozenset({"url"})
 _TOKEN_KEYS = frozenset({"token_file"})
 _WEBHOOK_KEYS = frozenset({"url", "secret_file", "events"})
@@ -182,6 +184,9 @@ class HongbaoConfig:
     """`[api] token_file`: the HTTP API's bearer tokens, one per line (`hongbao serve`)."""
     webhooks: tuple[WebhookEndpoint, ...] = ()
     """`[[webhooks]]`: where `hongbao serve` delivers events."""
+    run: RunSettings = field(default_factory=RunSettings)
+    """`[run]`: how often long-running commands say what they wait for, and how long a campaign
+    may fail to reach WeChat before it pauses."""
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
     _built: dict[str, Merchant] = field(default_factory=dict, init=False, repr=False)
 
@@ -314,7 +319,22 @@ def parse_config(
         dashboard_token_file=_token_file(document.get("dashboard", {}), path, "dashboard"),
         api_token_file=_token_file(document.get("api", {}), path, "api"),
         webhooks=_webhooks(document.get("webhooks", []), path),
+        run=_run_settings(document.get("run", {}), path),
         environ=env,
+    )
+
+
+def _run_settings(run: object, path: Path) -> RunSettings:
+    if not isinstance(run, dict):
+        raise ConfigurationError(f"{path}: run must be a table ([run])")
+    _only(run, _RUN_KEYS, f"{path} [run]", "[run]")
+    for key, value in run.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigurationError(f"{path} [run] {key}: must be a positive number of seconds")
+    defaults = RunSettings()
+    return RunSettings(
+        status_every=float(run.get("status_every", defaults.status_every)),
+        pause_after=float(run.get("pause_after", defaults.pause_after)),
     )
 
 

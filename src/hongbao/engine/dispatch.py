@@ -15,6 +15,9 @@ payouts, the payouts on demand, a scale-out job's chunk, or chosen ids) and driv
    process, `Pace.shared` — a PostgreSQL row — across processes).
 4. **Idle**: when nothing can be claimed and nothing is in flight, the holder's `idle` hook says
    whether to go on (after waiting for work) or to stop.
+5. **Never silent, never forever**: `status()` says what the scope waits for
+   (`hongbao.engine.status`), and a campaign none of whose sends reached WeChat for
+   `RunSettings.pause_after` seconds is paused with the reason.
 
 Who recovers what — so that no payout is left with no one to recover it, and no two
 dispatchers fight over one:
@@ -55,6 +58,7 @@ from hongbao.engine.groupcommit import GroupCommitter
 from hongbao.engine.limiter import DEFAULT_MARGIN, Pacer
 from hongbao.engine.payout import DriveResult, PayoutDriver, drive_payout
 from hongbao.engine.settings import MerchantProfile, RunSettings
+from hongbao.engine.status import describe_wait
 from hongbao.ledger import (
     ClaimRequest,
     ClaimResult,
@@ -77,6 +81,8 @@ CLAIM_SLACK_SECONDS = 1.0
 """Added to a claim's lease: the hand-off to a drive and the wait for the group commit of
 other outcomes take time too, and a lease too short is renewed before the send."""
 
+_CAUSE_MAX = 120
+"""Characters of a failure's text a pause reason quotes (the reason holds 256 in all)."""
 _HOLD_BACK = frozenset({P.DEFERRED, P.UNKNOWN})
 """Outcomes after which a commit round claims nothing new."""
 
@@ -229,6 +235,9 @@ class Dispatcher:
         self._failure: BaseException | None = None
         self._stopping = False
         self._last_recovery: float | None = None
+        self._unreached_since: float | None = None
+        self._unreached = ""
+        self._gave_up = False
 
     def __repr__(self) -> str:
         return f"Dispatcher({self.scope.describe()}, in_flight={len(self._inflight)})"
@@ -285,6 +294,7 @@ class Dispatcher:
 
     async def _step(self, batch: int, idle: Idle) -> bool:
         self.raise_failure()
+        await self._pause_if_unreached()
         if self.recovery_due():
             # Rounds stop claiming until recovery had the sends it needs.
             self.refill = False
@@ -304,6 +314,44 @@ class Dispatcher:
             await self.wait_any()
             return True
         return await idle(self)
+
+    # -- what it waits for ------------------------------------------------------------------
+
+    async def status(self) -> str | None:
+        """What the scope's open payouts wait for, in one line (None: nothing)."""
+        groups = await self.driver.db(self.driver.store.open_groups, self.scope)
+        return describe_wait(groups, self.clock.now(), pause_in=self.pause_in())
+
+    def pause_in(self) -> float | None:
+        """Seconds until a campaign nothing of which reaches WeChat is paused (None: it is
+        reaching WeChat, or the scope is no campaign's)."""
+        since = self._unreached_since
+        if since is None or self.scope.campaign_id is None or self._gave_up:
+            return None
+        return self.settings.pause_after - (self.clock.monotonic() - since)
+
+    def _note(self, result: DriveResult) -> None:
+        if result.lost:
+            return
+        if result.unreached is None:
+            self._unreached_since = None
+            return
+        self._unreached = result.unreached
+        if self._unreached_since is None:
+            self._unreached_since = self.clock.monotonic()
+
+    async def _pause_if_unreached(self) -> None:
+        left = self.pause_in()
+        campaign_id = self.scope.campaign_id
+        if left is None or left > 0 or campaign_id is None:
+            return
+        self._gave_up = True
+        cause = self._unreached[:_CAUSE_MAX]
+        await self.driver.pause(
+            campaign_id,
+            f"nothing reached WeChat for {self.settings.pause_after:.0f} s ({cause}): "
+            "check base_url, ca_bundle and the network, then resume",
+        )
 
     def recovery_due(self) -> bool:
         """Whether it is time to look for stale in-flight payouts again."""
@@ -427,6 +475,7 @@ class Dispatcher:
     async def _drive(self, payouts: Sequence[Payout]) -> None:
         for payout in payouts:
             result = await drive_payout(payout, self.driver)
+            self._note(result)
             self.driven += 1
             if not result.lost and result.state not in OPEN_STATES:
                 self.settled += 1

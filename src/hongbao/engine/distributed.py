@@ -65,6 +65,7 @@ from hongbao.engine.job_queries import (
 from hongbao.engine.payout import PayoutDriver
 from hongbao.engine.runner import RunProgress, RunSummary, paused_message
 from hongbao.engine.settings import MerchantProfile, RunSettings
+from hongbao.engine.status import describe_wait, report_every
 from hongbao.errors import ConfigurationError
 from hongbao.ledger import CampaignState, LedgerStore, Scope
 from hongbao.ledger.db import display_url, normalise_url, read_transaction, write_transaction
@@ -74,6 +75,7 @@ from hongbao.ledger.dispatch import (
     payout_times,
     start_run,
 )
+from hongbao.printable import printable
 
 __all__ = [
     "CHUNK_SIZE",
@@ -268,6 +270,30 @@ class ChunkDriver:
         self.executor = executor
         self.clock: Clock = clock or SystemClock()
         self._merchants: dict[str, _Merchant] = {}
+        self._jobs: set[Dispatcher] = set()
+
+    async def status(self) -> str | None:
+        """What the jobs running now wait for, per campaign, in one line (None: nothing)."""
+        by_campaign: dict[int, list[Dispatcher]] = {}
+        for job in list(self._jobs):
+            if job.scope.campaign_id is not None:
+                by_campaign.setdefault(job.scope.campaign_id, []).append(job)
+        lines = []
+        for campaign_id, jobs in sorted(by_campaign.items()):
+            ids = frozenset().union(*(job.scope.payout_ids or frozenset() for job in jobs))
+            scope = Scope.ids(ids, campaign_id=campaign_id)
+            groups = await self.db(self.store.open_groups, scope)
+            pauses = [left for job in jobs if (left := job.pause_in()) is not None]
+            line = describe_wait(groups, self.clock.now(), pause_in=min(pauses, default=None))
+            if line:
+                lines.append(f"campaign {campaign_id}: {line}")
+        return "; ".join(lines) or None
+
+    @staticmethod
+    def show(line: str | None) -> None:
+        """Log what the jobs wait for (nothing when they wait for nothing)."""
+        if line:
+            logger.warning("waiting: %s", printable(line))
 
     async def db(self, work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
         """Run a blocking ledger call off the event loop."""
@@ -362,11 +388,14 @@ class ChunkDriver:
             await asyncio.sleep(max(0.0, min(wait, self.settings.poll_seconds)))
             return True
 
+        self._jobs.add(dispatcher)
         try:
             await dispatcher.run(idle)
         except BaseException:
             await dispatcher.cancel()
             raise
+        finally:
+            self._jobs.discard(dispatcher)
         return ended[0] if ended else f"{dispatcher.driven} drives"
 
     async def _complete(self, campaign_id: int) -> None:
@@ -494,6 +523,9 @@ async def run_worker(
             runtime = ChunkDriver(
                 store, profiles, settings=options.settings, executor=pool, clock=clock
             )
+            reporter = asyncio.create_task(
+                report_every(options.settings.status_every, runtime.status, runtime.show)
+            )
             senders = [
                 asyncio.create_task(_send_on_demand(runtime, name), name=f"on-demand-{name}")
                 for name in options.on_demand
@@ -513,6 +545,7 @@ async def run_worker(
                         shutdown_graceful_timeout=options.heartbeat_seconds,
                     )
             finally:
+                reporter.cancel()
                 for sender in senders:
                     sender.cancel()
                 await asyncio.gather(*senders, return_exceptions=True)

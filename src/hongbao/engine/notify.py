@@ -413,6 +413,7 @@ class RuleService:
                 f"{config.path}: no [rules.NAME] section: rule mode has nothing to do"
             )
         clock = clock or SystemClock()
+        settings = settings or config.run
         names = sorted({rule.merchant for rule in config.rules.values()})
         profiles: dict[str, MerchantProfile] = {name: config.profile(name) for name in names}
         merchants = [RuleMerchant.from_config(config, name) for name in names]

@@ -31,7 +31,7 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import ParamSpec, TypeVar
 
@@ -41,8 +41,8 @@ from hongbao.engine.groupcommit import GroupCommitter
 from hongbao.engine.limiter import Pacer
 from hongbao.engine.outcomes import answer_record, query_exchange, send_outcome, sent_outcome
 from hongbao.engine.settings import MerchantProfile
-from hongbao.engine.states import Decision, Policy, decide_query, decide_send
-from hongbao.errors import FrequencyLimitError, HongbaoError
+from hongbao.engine.states import Decision, Policy, SendResult, decide_query, decide_send
+from hongbao.errors import ConnectError, FrequencyLimitError, HongbaoError
 from hongbao.ids import new_nonce
 from hongbao.ledger import (
     CampaignState,
@@ -102,6 +102,8 @@ class DriveResult:
     """The drive paused the payout's campaign, with this message."""
     reissued: Payout | None = None
     """The new payout (new bill number) that replaces a definitively failed one."""
+    unreached: str | None = None
+    """Nothing reached WeChat (connection refused, DNS, TLS handshake): why."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -123,6 +125,9 @@ class PayoutDriver:
     reissue_limit: int = 2
     executor: Executor | None = None
     committer: GroupCommitter | None = None
+    halted: bool = False
+    """`halt()` was called: nothing more is sent."""
+    _at_pacer: dict[int, asyncio.Task[object]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.client.merchant.mch_id != self.profile.mch_id:
@@ -174,7 +179,8 @@ class PayoutDriver:
         # round trip there would let sends bunch up past the merchant's cap.
         if not await self._hold_lease(payout):
             return DriveResult(payout.id, payout.state, lost=True)
-        await pacer.acquire()
+        if not await self._slot(payout, pacer):
+            return await self._give_back(payout)
         try:
             answer = await self.client.send_frozen(
                 payout.api.value, payout.params, pace=pacer.acquire
@@ -192,6 +198,45 @@ class PayoutDriver:
             detail=outcome.result.value
             + (f": {outcome.err_code_des}" if outcome.err_code_des else ""),
         )
+        result = await self._apply(payout, decision, event)
+        if outcome.result is SendResult.NOT_SENT and not result.lost:
+            return replace(result, unreached=outcome.err_code_des)
+        return result
+
+    def halt(self) -> None:
+        """Send nothing more: drives still waiting for their send slot give their payout back
+        (SENDING → DEFERRED, due at once: it never left); calls under way finish."""
+        self.halted = True
+        for task in list(self._at_pacer.values()):
+            task.cancel()
+
+    async def _slot(self, payout: Payout, pacer: Pacer) -> bool:
+        """Wait for the payout's send slot; False when `halt()` came first (a fresh claim only:
+        a payout that may already be issued is resent whatever happens)."""
+        if payout.state is not P.SENDING:
+            await pacer.acquire()
+            return True
+        if self.halted:
+            return False
+        task = asyncio.current_task()
+        assert task is not None
+        self._at_pacer[payout.id] = task
+        try:
+            await pacer.acquire()
+        except asyncio.CancelledError:
+            if not self.halted:
+                raise
+            task.uncancel()
+            return False
+        finally:
+            self._at_pacer.pop(payout.id, None)
+        return True
+
+    async def _give_back(self, payout: Payout) -> DriveResult:
+        decision = Decision(
+            P.DEFERRED, {"reason": "interrupted", "next_attempt_at": self.clock.now()}
+        )
+        event = EventInfo(kind="send", detail="not sent: the run stopped before its turn")
         return await self._apply(payout, decision, event)
 
     async def _hold_lease(self, payout: Payout) -> bool:
@@ -224,7 +269,10 @@ class PayoutDriver:
         if decision.resend:
             await self.db(self.store.record_event, payout.id, event)
             return await self._send(payout)
-        return await self._apply(payout, decision, event)
+        result = await self._apply(payout, decision, event)
+        if isinstance(answer, ConnectError) and not result.lost:
+            return replace(result, unreached=answer.message)
+        return result
 
     async def _commit(self, payout: Payout, decision: Decision, event: EventInfo) -> bool:
         if self.committer is not None:
@@ -252,13 +300,15 @@ class PayoutDriver:
             )
         paused = None
         if decision.pause_reason and payout.campaign_id is not None:
-            paused = await self._pause(payout.campaign_id, decision.pause_reason)
+            paused = await self.pause(payout.campaign_id, decision.pause_reason)
         reissued = None
         if decision.state is P.FAILED and decision.fields.get("bill_dead"):
             reissued = await self.reissue(payout)
         return DriveResult(payout.id, decision.state, paused=paused, reissued=reissued)
 
-    async def _pause(self, campaign_id: int, reason: str) -> str | None:
+    async def pause(self, campaign_id: int, reason: str) -> str | None:
+        """Pause a RUNNING campaign with `reason` (the resume command is added); the message,
+        or None when it was not running."""
         message = _pause_message(reason, campaign_id)
         done = await self.db(
             self.store.set_campaign_state,

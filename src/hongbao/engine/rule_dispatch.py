@@ -12,6 +12,8 @@ the scope `Scope.rules(mch_id)`, like the campaign runner does for a campaign:
    sends (`MerchantProfile.concurrency`); the daily caps are charged in the claim's
    transaction. Each claimed payout goes to `drive_payout`, paced by the merchant's `Pace`.
 3. Between claims it waits until `wake()` (a payment was just recorded) or `poll_seconds`.
+4. Every `status_every` seconds, what its payouts wait for (WeChat's rate limit, an
+   unreachable host, daily caps…) is logged at WARNING, if anything.
 
 Only rule payouts are touched, so a campaign of the same merchant can run beside it. After
 `kill -9`, a new dispatcher on the same ledger carries on. A server keeps going: a drive that
@@ -36,7 +38,9 @@ from hongbao.clock import Clock, SystemClock
 from hongbao.engine.dispatch import Dispatcher, Pace, build_driver
 from hongbao.engine.payout import DriveResult
 from hongbao.engine.settings import MerchantProfile, RunSettings
+from hongbao.engine.status import report_every
 from hongbao.ledger import LedgerStore, Scope
+from hongbao.printable import printable
 
 __all__ = ["RuleDispatcher"]
 
@@ -136,9 +140,13 @@ class RuleDispatcher:
             self._dispatcher = dispatcher
         if self._stopping:
             dispatcher.stop()
+        reporter = asyncio.create_task(
+            report_every(self.settings.status_every, dispatcher.status, self._show)
+        )
         try:
             await dispatcher.run(self._idle)
         finally:
+            reporter.cancel()
             # Sends in flight get the time of one call to finish; what is cut short is left to
             # recovery, exactly as after a crash.
             await dispatcher.drain(self.profile.lease_seconds)
@@ -150,6 +158,10 @@ class RuleDispatcher:
     async def _idle(self, dispatcher: Dispatcher) -> bool:
         await dispatcher.wait_any()
         return True
+
+    def _show(self, line: str | None) -> None:
+        if line:
+            logger.warning("rule payouts of %s wait: %s", self.profile.name, printable(line))
 
     def _report(self, result: DriveResult) -> None:
         self.driven += 1

@@ -18,6 +18,9 @@ scope on the dispatch core (`hongbao.engine.dispatch`), which does steps 1 and 2
 4. The run ends when nothing is left to do: the campaign is COMPLETED once no payout is open,
    or the run returns early when the next due payout is more than `max_idle_wait` away (a
    daily limit deferred it to tomorrow: run again then).
+5. `interrupt()` (the first Ctrl-C) stops the claims, lets the packets in flight resolve and
+   leaves the campaign INTERRUPTED; the next run continues it. Every `status_every` seconds
+   `on_status` hears what the run waits for (`Dispatcher.status`).
 
 The ledger, not the process, is the memory: after `kill -9` a new `run_campaign` on the same
 ledger carries on where the ledger says.
@@ -33,7 +36,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from hongbao.api import AsyncClient
@@ -43,6 +46,7 @@ from hongbao.engine.dispatch import Dispatcher, Pace, build_driver
 from hongbao.engine.groupcommit import GroupCommitter
 from hongbao.engine.payout import DriveResult, resume_command
 from hongbao.engine.settings import MerchantProfile, RunSettings
+from hongbao.engine.status import report_every
 from hongbao.ledger import (
     Campaign,
     CampaignState,
@@ -60,6 +64,7 @@ C = CampaignState
 P = PayoutState
 
 Sleep = Callable[[float], Awaitable[None]]
+
 
 @dataclass(frozen=True, slots=True)
 class RunProgress:
@@ -88,6 +93,8 @@ class RunSummary:
     totals: dict[PayoutState, StateTotal] = field(default_factory=dict)
     next_due: datetime | None = None
     """When the next open payout is due (set when the run stopped to wait)."""
+    interrupted: bool = False
+    """The run was interrupted (`CampaignRunner.interrupt`)."""
 
 
 def paused_message(campaign: Campaign) -> str:
@@ -116,6 +123,7 @@ class CampaignRunner:
         sleep: Sleep = asyncio.sleep,
         progress: Callable[[RunProgress], None] | None = None,
         pace: Pace | None = None,
+        on_status: Callable[[str | None], None] | None = None,
     ) -> None:
         self.store = store
         self.profile = profile
@@ -130,6 +138,28 @@ class CampaignRunner:
         self._settled = 0
         self._summary: RunSummary | None = None
         self._dispatcher: Dispatcher | None = None
+        self._on_status = on_status
+        self._interrupted = False
+        self._draining = 0
+
+    def interrupt(self) -> None:
+        """Stop claiming; the run returns once the packets in flight resolved (call it on the
+        run's event loop, e.g. from a SIGINT handler)."""
+        self._interrupted = True
+        if self._dispatcher is not None:
+            self._dispatcher.stop()
+            self._dispatcher.driver.halt()
+
+    async def status(self) -> str | None:
+        """What the run waits for, in one line (None: nothing, or not started)."""
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            return None
+        line = await dispatcher.status()
+        if self._interrupted:
+            waiting = f"interrupted: waiting for {dispatcher.in_flight} in flight to resolve"
+            return f"{waiting} (Ctrl-C again to stop at once)" + (f"; {line}" if line else "")
+        return line
 
     async def run(self, campaign_id: int) -> RunSummary:
         """Run the campaign until it is done, paused, cancelled, or waiting for a later day."""
@@ -137,6 +167,11 @@ class CampaignRunner:
         self._summary = None
         # The client first: a missing certificate must stop the run before the ledger changes.
         client = self._client or AsyncClient(self.profile.merchant, clock=self.clock)
+        reporter = None
+        if self._on_status is not None:
+            reporter = asyncio.create_task(
+                report_every(self.settings.status_every, self.status, self._on_status)
+            )
         try:
             campaign = await self._start(campaign_id)
             if campaign.state is C.COMPLETED:
@@ -145,6 +180,8 @@ class CampaignRunner:
                 return await self._finish(campaign_id, paused_message(campaign))
             return await self._dispatch(client, campaign)
         finally:
+            if reporter is not None:
+                reporter.cancel()
             if self._client is None:
                 await client.aclose()
 
@@ -179,14 +216,40 @@ class CampaignRunner:
                 self._total = sum(total.count for total in totals.values())
                 self._settled = self._total - sum(totals[state].count for state in OPEN_STATES)
                 self._dispatcher = dispatcher
+                if self._interrupted:
+                    dispatcher.stop()
+                    driver.halt()
                 await dispatcher.run(self._idle)
-                assert self._summary is not None
+                if self._summary is None:  # stopped by `interrupt()`
+                    return await self._drain(dispatcher)
                 return self._summary
             except BaseException:
                 await dispatcher.cancel()
                 raise
             finally:
                 await committer.aclose()
+
+    async def _drain(self, dispatcher: Dispatcher) -> RunSummary:
+        """After `interrupt()`: let the drives in flight end, and leave the campaign
+        INTERRUPTED (or COMPLETED, when nothing is left open)."""
+        in_flight = dispatcher.in_flight
+        await dispatcher.drain()
+        cid, store = self._campaign_id, self.store
+        driver = dispatcher.driver
+        if await driver.db(store.next_due, cid) is None:
+            await driver.db(store.set_campaign_state, cid, C.RUNNING, C.COMPLETED)
+            return await self._finish(cid, "completed")
+        await driver.db(store.set_campaign_state, cid, C.RUNNING, C.INTERRUPTED)
+        totals = await driver.db(store.totals_by_state, cid)
+        sent = sum(totals[state].count for state in (P.SENT, P.RECEIVED, P.REFUNDED))
+        total = sum(t.count for t in totals.values())
+        summary = await self._finish(
+            cid,
+            f"interrupted: {in_flight} in flight resolved, {sent} of {total} sent; "
+            "run again to continue",
+        )
+        self._summary = replace(summary, interrupted=True)
+        return self._summary
 
     async def _start(self, campaign_id: int) -> Campaign:
         campaign = self.store.get_campaign(campaign_id)
@@ -201,8 +264,8 @@ class CampaignRunner:
                 f"campaign {campaign_id} is not planned yet: plan it (`hongbao campaign plan "
                 f"{campaign_id}`), then run it"
             )
-        if campaign.state is C.PLANNED:
-            self.store.set_campaign_state(campaign_id, C.PLANNED, C.RUNNING)
+        if campaign.state in (C.PLANNED, C.INTERRUPTED):
+            self.store.set_campaign_state(campaign_id, campaign.state, C.RUNNING)
             campaign = self.store.get_campaign(campaign_id)
         return campaign
 
@@ -211,6 +274,10 @@ class CampaignRunner:
         driver, cid = dispatcher.driver, self._campaign_id
         # The last drives may have paused the campaign while the claim ran.
         campaign = await driver.db(self.store.get_campaign, cid)
+        if campaign.state is C.INTERRUPTED and not self._interrupted:
+            # Another run of it was interrupted; this one goes on.
+            await driver.db(self.store.set_campaign_state, cid, C.INTERRUPTED, C.RUNNING)
+            return True
         if campaign.state is not C.RUNNING:
             if campaign.state is C.PAUSED:
                 await self._finish(cid, paused_message(campaign))
@@ -276,6 +343,7 @@ async def run_campaign(
     sleep: Sleep = asyncio.sleep,
     progress: Callable[[RunProgress], None] | None = None,
     pace: Pace | None = None,
+    on_status: Callable[[str | None], None] | None = None,
 ) -> RunSummary:
     """Send a planned campaign's payouts until done, paused, cancelled or waiting for tomorrow.
 
@@ -296,5 +364,6 @@ async def run_campaign(
         sleep=sleep,
         progress=progress,
         pace=pace,
+        on_status=on_status,
     )
     return await runner.run(campaign_id)

@@ -108,9 +108,16 @@ class RunSettings:
     """A run returns rather than wait longer than this for deferred work (run it again later)."""
     reissue_limit: int = 2
     """New bill numbers one intent may get after definitive failures (0: never re-issue)."""
+    status_every: float = 10.0
+    """How often a long-running command says what it waits for (`hongbao.engine.status`)."""
+    pause_after: float = 120.0
+    """A campaign none of whose sends reached WeChat for this long (host unreachable) is
+    paused with the reason, rather than retried forever."""
 
     def __post_init__(self) -> None:
         if self.poll_seconds <= 0 or self.recovery_every <= 0:
             raise ValueError("poll_seconds and recovery_every must be positive")
+        if self.status_every <= 0 or self.pause_after <= 0:
+            raise ValueError("status_every and pause_after must be positive")
         if self.max_idle_wait < 0 or self.reissue_limit < 0:
             raise ValueError("max_idle_wait and reissue_limit must not be negative")

@@ -23,6 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from hongbao.api import AsyncClient, RedpackInfo, RedpackStatus
@@ -31,8 +32,9 @@ from hongbao.engine.limiter import Pacer
 from hongbao.engine.outcomes import query_exchange
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.engine.states import Policy, QueryStatus, decide_query
+from hongbao.engine.status import describe_tracking, report_every
 from hongbao.errors import FrequencyLimitError, HongbaoError
-from hongbao.ledger import LedgerStore, Payout, PayoutState, StateTotal
+from hongbao.ledger import LedgerStore, Payout, PayoutState, Scope, StateTotal
 from hongbao.printable import printable
 
 __all__ = [
@@ -91,6 +93,9 @@ class _Asker:
         self.pacer = Pacer(profile.query_rate_per_minute, clock=clock, sleep=sleep)
         self.back_off = back_off
         self.slots = asyncio.Semaphore(profile.concurrency)
+        self.clock = clock
+        self.limited_until: datetime | None = None
+        """gethbinfo answered FREQ_LIMIT: queries wait until then."""
 
     async def ask(self, payout: Payout, attempts: int = 1) -> RedpackInfo | HongbaoError:
         """WeChat's record of the payout's bill, or the error of the last of `attempts`."""
@@ -106,6 +111,7 @@ class _Asker:
                     answer = exc
                     if isinstance(exc, FrequencyLimitError):
                         self.pacer.push_back(self.back_off)
+                        self.limited_until = self.clock.now() + timedelta(seconds=self.back_off)
         return answer
 
 
@@ -135,11 +141,13 @@ async def track(
     follow: bool = False,
     due_only: bool = True,
     progress: Callable[[TrackSummary], None] | None = None,
+    on_status: Callable[[str | None], None] | None = None,
 ) -> TrackSummary:
     """Ask gethbinfo about SENT payouts and record RECEIVED / REFUNDED as WeChat reports them.
 
     One pass over the payouts due for a check (all SENT ones with `due_only=False`); with
     `follow`, passes repeat — sleeping until the next check is due — until none is SENT.
+    Every `status_every` seconds `on_status` hears what it waits for (`describe_tracking`).
 
     >>> summary = asyncio.run(track(store, profile, campaign_id=7))  # doctest: +SKIP
     >>> summary.received, summary.refunded
@@ -150,35 +158,48 @@ async def track(
     summary = TrackSummary()
     async with _client_for(profile, client, clock) as api:
         asker = _Asker(api, profile, policy.frequency_back_off.total_seconds(), clock, sleep)
-        while True:
-            after = 0
-            while page := await asyncio.to_thread(
-                store.find_payouts,
-                [P.SENT],
-                mch_id=profile.mch_id,
-                campaign_id=campaign_id,
-                due=due_only,
-                after_id=after,
-                limit=_PAGE,
-            ):
-                after = page[-1].id
-                answers = await asyncio.gather(*(asker.ask(payout) for payout in page))
-                for payout, answer in zip(page, answers, strict=True):
-                    await _record_track(store, payout, answer, clock, policy, summary)
-                    if progress is not None:
-                        progress(summary)
-            if not follow:
-                return summary
-            left = await asyncio.to_thread(
-                store.find_payouts,
-                [P.SENT],
-                mch_id=profile.mch_id,
-                campaign_id=campaign_id,
-                limit=1,
-            )
-            if not left:
-                return summary
-            await sleep(settings.poll_seconds)
+        scope = Scope(profile.mch_id, campaign_id=campaign_id)
+
+        async def status() -> str | None:
+            groups = await asyncio.to_thread(store.open_groups, scope, [P.SENT])
+            return describe_tracking(groups, clock.now(), limited_until=asker.limited_until)
+
+        reporter = None
+        if on_status is not None:
+            reporter = asyncio.create_task(report_every(settings.status_every, status, on_status))
+        try:
+            while True:
+                after = 0
+                while page := await asyncio.to_thread(
+                    store.find_payouts,
+                    [P.SENT],
+                    mch_id=profile.mch_id,
+                    campaign_id=campaign_id,
+                    due=due_only,
+                    after_id=after,
+                    limit=_PAGE,
+                ):
+                    after = page[-1].id
+                    answers = await asyncio.gather(*(asker.ask(payout) for payout in page))
+                    for payout, answer in zip(page, answers, strict=True):
+                        await _record_track(store, payout, answer, clock, policy, summary)
+                        if progress is not None:
+                            progress(summary)
+                if not follow:
+                    return summary
+                left = await asyncio.to_thread(
+                    store.find_payouts,
+                    [P.SENT],
+                    mch_id=profile.mch_id,
+                    campaign_id=campaign_id,
+                    limit=1,
+                )
+                if not left:
+                    return summary
+                await sleep(settings.poll_seconds)
+        finally:
+            if reporter is not None:
+                reporter.cancel()
 
 
 async def _record_track(

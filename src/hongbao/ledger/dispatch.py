@@ -42,7 +42,8 @@ P = PayoutState
 
 
 def start_run(conn: Connection, campaign_id: int, now: datetime) -> CampaignState:
-    """Lock the campaign's row; a PLANNED campaign becomes RUNNING. Returns its state now.
+    """Lock the campaign's row; a PLANNED or INTERRUPTED campaign becomes RUNNING. Returns its
+    state now.
 
     The lock serialises concurrent starters of one campaign (two `run --distributed`), so that
     they never defer jobs for the same payouts side by side.
@@ -50,7 +51,7 @@ def start_run(conn: Connection, campaign_id: int, now: datetime) -> CampaignStat
     state = conn.execute(
         select(campaigns.c.state).where(campaigns.c.id == campaign_id).with_for_update()
     ).scalar_one()
-    if CampaignState(state) is not CampaignState.PLANNED:
+    if CampaignState(state) not in (CampaignState.PLANNED, CampaignState.INTERRUPTED):
         return CampaignState(state)
     conn.execute(
         update(campaigns)

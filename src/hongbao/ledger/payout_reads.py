@@ -6,14 +6,15 @@ from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
 
 from hongbao.ledger.db import read_transaction
-from hongbao.ledger.records import LedgerLookupError, Payout, PayoutEvent, Scope
+from hongbao.ledger.holders import this_holder
+from hongbao.ledger.records import LedgerLookupError, OpenGroup, Payout, PayoutEvent, Scope
 from hongbao.ledger.rows import event_from_row, payout_from_row
 from hongbao.ledger.schema import payout_events, payouts
 from hongbao.ledger.statements import in_scope
-from hongbao.ledger.states import PayoutState
+from hongbao.ledger.states import OPEN_STATES, PayoutState
 from hongbao.ledger.storebase import StoreBase
 
 __all__ = ["LATEST", "PayoutReads"]
@@ -261,5 +262,55 @@ class PayoutReads(StoreBase):
             if unscheduled is not None:
                 found.append(now)
             return min(found) if found else None
+
+        return read_transaction(self._engine, work)
+
+    def open_groups(
+        self, scope: Scope, states: Collection[PayoutState] = OPEN_STATES
+    ) -> list[OpenGroup]:
+        """The scope's open payouts (or those in `states`) grouped by state, err_code, reason
+        and lease (live or not, held by this process or not), with counts and times: what its
+        dispatcher waits for."""
+        chosen, params = in_scope(scope)
+        c = payouts.c
+
+        def work(conn: Connection) -> list[OpenGroup]:
+            now = self._clock.now()
+            leased = case((c.lease_until > now, 1), else_=0).label("leased")
+            here = case(
+                (and_(c.lease_until > now, c.lease_holder == this_holder()), 1), else_=0
+            ).label("here")
+            query = (
+                select(
+                    c.state,
+                    c.err_code,
+                    c.reason,
+                    leased,
+                    here,
+                    func.count(),
+                    func.min(c.next_attempt_at),
+                    func.max(c.lease_until),
+                    func.max(c.err_code_des),
+                )
+                .where(chosen, c.state.in_(sorted(state.value for state in states)))
+                .group_by(c.state, c.err_code, c.reason, leased, here)
+                .order_by(c.state, c.err_code, c.reason)
+            )
+            return [
+                OpenGroup(
+                    state=P(state),
+                    err_code=err_code,
+                    reason=reason,
+                    leased=bool(is_leased),
+                    held_here=bool(is_here),
+                    count=count,
+                    next_attempt_at=None if next_at is None else _aware(next_at),
+                    lease_until=None if until is None else _aware(until),
+                    err_code_des=des,
+                )
+                for state, err_code, reason, is_leased, is_here, count, next_at, until, des in (
+                    conn.execute(query, params).all()
+                )
+            ]
 
         return read_transaction(self._engine, work)

@@ -33,6 +33,7 @@ __all__ = [
     "LedgerLookupError",
     "NewCampaign",
     "NewPayout",
+    "OpenGroup",
     "Origin",
     "Payout",
     "PayoutEvent",
@@ -287,8 +288,32 @@ class Payout:
     received_at: datetime | None
     refunded_at: datetime | None
     refund_amount: int | None
+    lease_holder: str | None = None
+    """The process holding the lease (`hongbao.ledger.holders`), while `lease_until` is live."""
+
     metadata: Mapping[str, str] | None = None
     """The caller's own labels, as recorded (payouts on demand)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenGroup:
+    """Open payouts of a scope that share a state, an err_code, a reason and their lease's kind
+    (`LedgerStore.open_groups`): what a dispatcher is waiting for, as the ledger sees it."""
+
+    state: PayoutState
+    err_code: str | None
+    reason: str | None
+    leased: bool
+    """Their lease is live (they are in flight)."""
+    held_here: bool
+    """That lease is held by this process."""
+    count: int
+    next_attempt_at: datetime | None
+    """The earliest next attempt among them."""
+    lease_until: datetime | None
+    """The latest end of their leases."""
+    err_code_des: str | None
+    """One of their descriptions (WeChat's text, or why nothing reached WeChat)."""
 
 
 @dataclass(frozen=True, slots=True)

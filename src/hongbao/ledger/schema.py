@@ -177,6 +177,9 @@ payouts = Table(
     Column("received_at", UTCDateTime(), nullable=True),
     Column("refunded_at", UTCDateTime(), nullable=True),
     Column("refund_amount", BigInteger, nullable=True),
+    # Who holds the lease (`hongbao.ledger.holders`): a rerun on the same host takes over at
+    # once the payouts of a process that is gone.
+    Column("lease_holder", String(128), nullable=True),
     Column("metadata", Text, nullable=True),
     UniqueConstraint("natural_key", "generation"),
     UniqueConstraint("mch_id", "mch_billno"),

@@ -319,7 +319,7 @@ def charge_counters(*, max_count: bool, max_amount: bool) -> ManyRows:
 def take_payouts() -> Update:
     """Claimable payouts `:ids` to SENDING under a lease; RETURNING the whole rows.
 
-    Parameters: `:ids`, `:now`, `:lease_until`, `:day`.
+    Parameters: `:ids`, `:now`, `:lease_until`, `:holder`, `:day`.
     """
     now = bindparam("now", type_=UTCDateTime())
     return (
@@ -332,6 +332,7 @@ def take_payouts() -> Update:
             state=PayoutState.SENDING.value,
             reason=None,
             lease_until=bindparam("lease_until", type_=UTCDateTime()),
+            lease_holder=bindparam("holder"),
             claimed_at=now,
             attempts=payouts.c.attempts + 1,
             counted_day=bindparam("day", type_=payouts.c.counted_day.type),

@@ -54,6 +54,9 @@ class CampaignState(StrEnum):
     DRAFT = "DRAFT"
     PLANNED = "PLANNED"
     RUNNING = "RUNNING"
+    INTERRUPTED = "INTERRUPTED"
+    """Its run was stopped by hand (Ctrl-C) after the packets in flight resolved; nothing
+    sends it until `hongbao campaign run ID` continues it."""
     PAUSED = "PAUSED"
     CANCELLED = "CANCELLED"
     COMPLETED = "COMPLETED"
@@ -94,7 +97,8 @@ C = CampaignState
 CAMPAIGN_TRANSITIONS: dict[CampaignState, frozenset[CampaignState]] = {
     C.DRAFT: frozenset({C.PLANNED, C.CANCELLED}),
     C.PLANNED: frozenset({C.RUNNING, C.CANCELLED}),
-    C.RUNNING: frozenset({C.PAUSED, C.COMPLETED, C.CANCELLED}),
+    C.RUNNING: frozenset({C.PAUSED, C.INTERRUPTED, C.COMPLETED, C.CANCELLED}),
+    C.INTERRUPTED: frozenset({C.RUNNING, C.CANCELLED}),
     C.PAUSED: frozenset({C.RUNNING, C.CANCELLED}),
     C.CANCELLED: frozenset(),
     # `hongbao campaign retry` reopens a completed campaign for the new bills it recorded.

@@ -30,13 +30,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hongbao.clock import CST, beijing_day
 from hongbao.ledger.accounting import release, reserve, reserve_all
 from hongbao.ledger.campaign_records import CampaignRecords
 from hongbao.ledger.db import write_transaction
+from hongbao.ledger.holders import is_gone, this_holder
 from hongbao.ledger.payout_reads import LATEST, PayoutReads
 from hongbao.ledger.records import (
     AddResult,
@@ -95,6 +96,9 @@ TRANSITION_FIELDS = frozenset(
 """Columns a transition may set; identity, amounts and frozen parameters never change."""
 
 _IN_FLIGHT = frozenset({P.SENDING, P.UNKNOWN})
+RESEND_GAP = 1.0
+"""Seconds between two sends of one bill at least (docs/protocol.md §1.4): a lease of a gone
+holder is taken over no sooner after it was last taken or renewed."""
 _ISSUED = frozenset({P.SENT, P.RECEIVED, P.REFUNDED})
 _NEVER_SENT = frozenset({P.FAILED, P.SKIPPED})
 """Terminal states an operator's retry may replace (whether the money left is the engine's
@@ -440,6 +444,7 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
             "ids": [payout.id for payout in batch],
             "now": now,
             "lease_until": now + timedelta(seconds=lease_seconds),
+            "holder": this_holder(),
             "day": day,
         }
         taken = {row.id: payout_from_row(row) for row in conn.execute(take_payouts(), params)}
@@ -499,8 +504,11 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
 
         Stale: SENDING whose lease expired (its sender died or hung: the request may have left,
         so it becomes UNKNOWN), or UNKNOWN whose lease expired and whose next attempt is due.
-        Recovery resolves them by gethbinfo or by a resend with the same bill number, before
-        any new work is claimed. Chosen by `scope`, or by merchant and/or ids, as in `claim`.
+        A lease whose holder is provably gone (a process of this host that has ended,
+        `hongbao.ledger.holders`) counts as expired once `RESEND_GAP` has passed since it was
+        taken, so a rerun after Ctrl-C or `kill -9` need not wait for it. Recovery resolves
+        them by gethbinfo or by a resend with the same bill number, before any new work is
+        claimed. Chosen by `scope`, or by merchant and/or ids, as in `claim`.
         """
         if scope is None:
             if mch_id is None and payout_ids is None:
@@ -512,6 +520,15 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
         def work(conn: Connection) -> list[Payout]:
             now = self._clock.now()
             lease_over = or_(payouts.c.lease_until.is_(None), payouts.c.lease_until <= now)
+            gone = self._gone_holders(conn, chosen, chosen_params, now)
+            if gone:
+                lease_over = or_(
+                    lease_over,
+                    and_(
+                        payouts.c.lease_holder.in_(gone),
+                        payouts.c.updated_at <= now - timedelta(seconds=RESEND_GAP),
+                    ),
+                )
             due = or_(payouts.c.next_attempt_at.is_(None), payouts.c.next_attempt_at <= now)
             query = (
                 select(payouts)
@@ -535,6 +552,7 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
                     .values(
                         state=P.UNKNOWN,
                         lease_until=now + timedelta(seconds=lease_seconds),
+                        lease_holder=this_holder(),
                         attempts=payouts.c.attempts + 1,
                         updated_at=now,
                     )
@@ -555,6 +573,23 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
             return taken
 
         return write_transaction(self._engine, work)
+
+    @staticmethod
+    def _gone_holders(
+        conn: Connection, chosen: ColumnElement[bool], params: Mapping[str, Any], now: datetime
+    ) -> list[str]:
+        """Holders of live leases in the scope that are provably gone (see `claim_stale`)."""
+        live = (
+            select(payouts.c.lease_holder)
+            .distinct()
+            .where(
+                chosen,
+                payouts.c.state.in_([P.SENDING.value, P.UNKNOWN.value]),
+                payouts.c.lease_until > now,
+                payouts.c.lease_holder.is_not(None),
+            )
+        )
+        return [holder for holder in conn.execute(live, params).scalars() if is_gone(holder)]
 
     def extend_lease(self, payout_id: int, state: PayoutState, lease_seconds: float) -> bool:
         """Renew the lease of an in-flight payout still in `state` (a long resend, a slow query).

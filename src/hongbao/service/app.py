@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -130,13 +131,16 @@ def create_app(
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        # Method, path, status and time only: never a header (tokens) or a body (openids).
+        # Method, path (no query), status and time only: never a header (tokens) or a body.
         access_log.info(
-            "%s %s %d %.1fms",
-            request.method,
-            request.url.path,
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
+            json.dumps(
+                {
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                }
+            )
         )
         return response
 

@@ -176,6 +176,31 @@ def _outcome_from_cause(exc: BaseException) -> HostOutcome:
     return HostOutcome.CONNECT_TIMEOUT
 
 
+_PLAIN: tuple[tuple[type[BaseException], str], ...] = (
+    (ConnectionRefusedError, "connection refused"),
+    (socket.gaierror, "host name not found"),
+    (ssl.SSLCertVerificationError, "server certificate not trusted"),
+)
+
+
+def _plain_cause(exc: BaseException) -> str | None:
+    """The cause of a failed connection in a few words, for the errors people read."""
+    seen: BaseException | None = exc
+    for _ in range(16):
+        if seen is None:
+            return None
+        for klass, words in _PLAIN:
+            if isinstance(seen, klass):
+                return words
+        os_error = getattr(seen, "os_error", None)  # aiohttp keeps the cause there
+        if isinstance(os_error, BaseException) and os_error is not seen:
+            found = _plain_cause(os_error)
+            if found:
+                return found
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class Mapped(NamedTuple):
     """A mapped driver exception: the error to raise and its failover category."""
 
@@ -192,7 +217,9 @@ def map_exception(exc: BaseException, url: str) -> Mapped | None:
     rule = next(filter(None, map(_rule_for, type(exc).__mro__)), None)
     if rule is None:
         return None
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    detail = _plain_cause(exc) or (
+        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    )
     failure = rule.failure or _outcome_from_cause(exc)
     error: ConnectError | TransportError
     if rule.not_sent:
