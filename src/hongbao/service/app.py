@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hongbao import __version__
@@ -31,7 +32,8 @@ from hongbao.ledger import LedgerStore, deliveries, schema_status
 from hongbao.service import campaign_routes, payout_routes
 from hongbao.service.auth import Tokens
 from hongbao.service.metrics import LedgerCollector, MeteredTransport, Metrics
-from hongbao.service.problems import install_handlers, problem
+from hongbao.service.models import Problem
+from hongbao.service.problems import PROBLEM_JSON, install_handlers, problem
 from hongbao.service.state import Service
 
 __all__ = ["create_app"]
@@ -146,7 +148,9 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], summary="The ledger is reachable and current")
+    @app.get("/readyz", tags=["operations"], summary="The ledger is reachable and current",
+             responses={503: {"model": Problem, "content": {PROBLEM_JSON: {}},
+                              "description": "Not ready (the detail says why)"}})
     async def readyz(request: Request) -> Response:
         service: Service = request.app.state.service
         try:
@@ -159,7 +163,8 @@ def create_app(
             )
         return Response('{"status":"ready"}', media_type="application/json")
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
+             response_class=PlainTextResponse)
     async def prometheus(request: Request) -> Response:
         service: Service = request.app.state.service
         text = await service.db(generate_latest, metrics.registry)

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError as ModelError
 
 from hongbao.engine.campaign import (
@@ -23,11 +23,17 @@ from hongbao.engine.campaign import (
     plan_campaign,
     resume_campaign,
 )
-from hongbao.engine.ondemand import KINDS, check_key
+from hongbao.engine.ondemand import KINDS
 from hongbao.engine.runner import run_campaign
-from hongbao.errors import ValidationError
 from hongbao.ledger import Campaign, CampaignState
-from hongbao.service.models import CampaignCreate, CampaignObject, Problem, campaign_object
+from hongbao.service.models import (
+    CampaignCreate,
+    CampaignId,
+    CampaignObject,
+    IdempotencyKey,
+    Problem,
+    campaign_object,
+)
 from hongbao.service.problems import PROBLEM_JSON, problem
 from hongbao.service.state import Service, service_of
 
@@ -132,8 +138,9 @@ def _same(campaign: Campaign, template: Template, body: CampaignCreate, digest: 
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": CampaignCreate.model_json_schema()},
         "multipart/form-data": {"schema": {
-            "type": "object", "required": ["file", "name", "amount_fen", "send_name",
-                                           "wishing", "act_name", "remark"],
+            "type": "object", "additionalProperties": False,
+            "required": ["file", "name", "amount_fen", "send_name", "wishing", "act_name",
+                         "remark"],
             "properties": {"file": {"type": "string", "format": "binary"},
                            **{name: {"type": "string"} for name in sorted(_FORM_FIELDS)}}}},
     }}},
@@ -141,15 +148,9 @@ def _same(campaign: Campaign, template: Template, body: CampaignCreate, digest: 
 async def create(
     request: Request,
     service: Annotated[Service, Depends(service_of)],
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """Record the campaign (DRAFT) with its openid file; plan and run it next."""
-    if idempotency_key is None:
-        return problem(400, "the Idempotency-Key header is required", kind="idempotency-key")
-    try:
-        check_key(idempotency_key)
-    except ValidationError as exc:
-        return problem(400, f"Idempotency-Key: {exc.message}", kind="idempotency-key")
     read = await _read_request(request)
     if isinstance(read, Response):
         return read
@@ -191,8 +192,10 @@ def _by_source(service: Service, path: Path) -> Campaign | None:
 
 
 @router.get("/{campaign_id}", response_model=CampaignObject, summary="A campaign and its totals",
-            responses={status: _PROBLEMS[status] for status in (401, 404)})
-async def get(campaign_id: int, service: Annotated[Service, Depends(service_of)]) -> Response:
+            responses={status: _PROBLEMS[status] for status in (401, 404, 422)})
+async def get(
+    campaign_id: CampaignId, service: Annotated[Service, Depends(service_of)]
+) -> Response:
     """The campaign, with its payouts' counts and amounts by state."""
     return _answer(await _object(service, campaign_id))
 
@@ -205,7 +208,9 @@ async def _profile_of(service: Service, campaign_id: int) -> Any:
 @router.post("/{campaign_id}/plan", response_model=CampaignObject,
              summary="Record one payout per good line (idempotent)",
              responses={status: _PROBLEMS[status] for status in (401, 404, 409, 422)})
-async def plan(campaign_id: int, service: Annotated[Service, Depends(service_of)]) -> Response:
+async def plan(
+    campaign_id: CampaignId, service: Annotated[Service, Depends(service_of)]
+) -> Response:
     """Plan the campaign: its bad lines are counted (`lines_bad`), its good ones recorded."""
     profile = await _profile_of(service, campaign_id)
     await service.db(plan_campaign, service.store, profile, campaign_id)
@@ -214,8 +219,10 @@ async def plan(campaign_id: int, service: Annotated[Service, Depends(service_of)
 
 @router.post("/{campaign_id}/run", status_code=202, response_model=CampaignObject,
              summary="Start sending a planned campaign",
-             responses={status: _PROBLEMS[status] for status in (401, 404, 409)})
-async def run(campaign_id: int, service: Annotated[Service, Depends(service_of)]) -> Response:
+             responses={status: _PROBLEMS[status] for status in (401, 404, 409, 422)})
+async def run(
+    campaign_id: CampaignId, service: Annotated[Service, Depends(service_of)]
+) -> Response:
     """Start (or go on with) the campaign's run; it goes on after the answer.
 
     Embedded (SQLite), this process sends it; scale-out, jobs are deferred to the workers.
@@ -252,8 +259,10 @@ async def _run(service: Service, campaign_id: int, profile: Any) -> object:
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignObject, summary="Pause a run",
-             responses={status: _PROBLEMS[status] for status in (401, 404, 409)})
-async def pause(campaign_id: int, service: Annotated[Service, Depends(service_of)]) -> Response:
+             responses={status: _PROBLEMS[status] for status in (401, 404, 409, 422)})
+async def pause(
+    campaign_id: CampaignId, service: Annotated[Service, Depends(service_of)]
+) -> Response:
     """Stop claiming; packets in flight still resolve. Pausing a paused campaign is fine."""
     campaign = await service.db(service.store.get_campaign, campaign_id)
     if campaign.state is not CampaignState.PAUSED:
@@ -263,8 +272,10 @@ async def pause(campaign_id: int, service: Annotated[Service, Depends(service_of
 
 @router.post("/{campaign_id}/resume", response_model=CampaignObject,
              summary="Resume a paused campaign (then run it)",
-             responses={status: _PROBLEMS[status] for status in (401, 404, 409)})
-async def resume(campaign_id: int, service: Annotated[Service, Depends(service_of)]) -> Response:
+             responses={status: _PROBLEMS[status] for status in (401, 404, 409, 422)})
+async def resume(
+    campaign_id: CampaignId, service: Annotated[Service, Depends(service_of)]
+) -> Response:
     """Make the paused campaign RUNNING again; `run` sends what is left."""
     await service.db(resume_campaign, service.store, campaign_id)
     return _answer(await _object(service, campaign_id))
@@ -272,8 +283,10 @@ async def resume(campaign_id: int, service: Annotated[Service, Depends(service_o
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignObject,
              summary="Cancel a campaign's unsent payouts",
-             responses={status: _PROBLEMS[status] for status in (401, 404, 409)})
-async def cancel(campaign_id: int, service: Annotated[Service, Depends(service_of)]) -> Response:
+             responses={status: _PROBLEMS[status] for status in (401, 404, 409, 422)})
+async def cancel(
+    campaign_id: CampaignId, service: Annotated[Service, Depends(service_of)]
+) -> Response:
     """Cancel: its unsent payouts are CANCELLED; those in flight still resolve."""
     await service.db(cancel_campaign, service.store, campaign_id)
     return _answer(await _object(service, campaign_id))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
+from fastapi import Header, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from hongbao.api.codes import SEND_CODES, UNKNOWN_CODE
@@ -33,6 +34,16 @@ __all__ = [
 _KIND_OF: dict[SendApi, Kind] = {api: kind for kind, api in KINDS.items()}
 _SETTLED_OK = frozenset({PayoutState.SENT, PayoutState.RECEIVED, PayoutState.REFUNDED})
 Text = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+MAX_ID = 2**63 - 1
+"""The largest id a ledger row can have (a signed 64-bit integer)."""
+KEY_PATTERN = r"^[!-~]+$"
+"""An idempotency key's characters: printable ASCII, no spaces (`check_key`)."""
+IdempotencyKey = Annotated[str, Header(
+    alias="Idempotency-Key", min_length=1, max_length=64, pattern=KEY_PATTERN,
+    description="Your key for this object: the same key never pays twice.",
+)]
+PayoutId = Annotated[int, Path(ge=1, le=MAX_ID)]
+CampaignId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class _Strict(BaseModel):

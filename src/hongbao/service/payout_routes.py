@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BeforeValidator
 
-from hongbao.engine.ondemand import check_key
 from hongbao.errors import ValidationError
 from hongbao.ledger import PayoutState, Scope
 from hongbao.ledger.records import LedgerLookupError
-from hongbao.service.models import PayoutCreate, PayoutList, PayoutObject, Problem, payout_object
+from hongbao.service.models import (
+    KEY_PATTERN,
+    MAX_ID,
+    IdempotencyKey,
+    PayoutCreate,
+    PayoutId,
+    PayoutList,
+    PayoutObject,
+    Problem,
+    payout_object,
+)
 from hongbao.service.problems import PROBLEM_JSON, problem
 from hongbao.service.state import Service, service_of
 
@@ -33,6 +44,16 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 MAX_WAIT = 30.0
 
 
+def _iso_8601(value: object) -> object:
+    # pydantic would read "-255" as seconds since 1970: the API takes ISO 8601 only.
+    if isinstance(value, str) and not re.match(r"\d{4}-\d\d-\d\dT", value):
+        raise ValueError("must be an ISO 8601 date-time such as 2024-03-15T10:00:00+08:00")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_8601)]
+
+
 def _json(model: PayoutObject | PayoutList, status: int, replayed: bool = False) -> Response:
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return Response(
@@ -51,7 +72,7 @@ def _json(model: PayoutObject | PayoutList, status: int, replayed: bool = False)
 async def create_payout(
     body: PayoutCreate,
     service: Annotated[Service, Depends(service_of)],
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: IdempotencyKey,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT, description="Seconds to wait for the "
                                  "outcome (0: answer once recorded)")] = 0,
 ) -> Response:
@@ -60,12 +81,6 @@ async def create_payout(
     The same key with the same body answers 200 with the payout as it is now; with another
     body, 409 naming the fields that differ.
     """
-    if idempotency_key is None:
-        return problem(400, "the Idempotency-Key header is required", kind="idempotency-key")
-    try:
-        check_key(idempotency_key)
-    except ValidationError as exc:
-        return problem(400, f"Idempotency-Key: {exc.message}", kind="idempotency-key")
     view, created = await service.payouts.submit(
         idempotency_key,
         body.openid,
@@ -90,10 +105,10 @@ async def create_payout(
     "/{payout_id}",
     response_model=PayoutObject,
     summary="A payout by id",
-    responses={status: _PROBLEMS[status] for status in (401, 404)},
+    responses={status: _PROBLEMS[status] for status in (401, 404, 422)},
 )
 async def get_payout(
-    payout_id: int, service: Annotated[Service, Depends(service_of)]
+    payout_id: PayoutId, service: Annotated[Service, Depends(service_of)]
 ) -> Response:
     """The payout with this id, as it is now (its latest bill if it was re-issued)."""
     try:
@@ -108,7 +123,10 @@ def _cursor(value: str | None) -> int | None:
     if value is None:
         return None
     try:
-        return int(base64.urlsafe_b64decode(value.encode() + b"==").decode())
+        number = int(base64.urlsafe_b64decode(value.encode() + b"==").decode())
+        if not 1 <= number <= MAX_ID:
+            raise ValueError(number)
+        return number
     except ValueError:
         raise ValidationError(
             "cursor is not one this API gave", field="cursor", rule="format"
@@ -123,11 +141,13 @@ def _cursor(value: str | None) -> int | None:
 )
 async def list_payouts(
     service: Annotated[Service, Depends(service_of)],
-    key: Annotated[str | None, Query(description="The payout of this Idempotency-Key")] = None,
+    key: Annotated[str | None, Query(
+        min_length=1, max_length=64, pattern=KEY_PATTERN,
+        description="The payout of this Idempotency-Key")] = None,
     merchant: Annotated[str | None, Query()] = None,
     state: Annotated[PayoutState | None, Query()] = None,
-    created_after: Annotated[datetime | None, Query()] = None,
-    created_before: Annotated[datetime | None, Query()] = None,
+    created_after: Annotated[Timestamp | None, Query()] = None,
+    created_before: Annotated[Timestamp | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
@@ -140,6 +160,11 @@ async def list_payouts(
         if value is not None and value.tzinfo is None:
             raise ValidationError(f"{name} needs a time zone (…Z or +08:00)", field=name,
                                   rule="timezone")
+        try:
+            if value is not None:
+                value.astimezone(UTC)  # the ledger compares in UTC
+        except OverflowError:
+            raise ValidationError(f"{name} is out of range", field=name, rule="range") from None
     rows = await service.db(
         service.store.list_payouts,
         Scope.on_demand(profile.mch_id),

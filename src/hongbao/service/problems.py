@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from hongbao.engine.campaign import CampaignError
+from hongbao.engine.ondemand import check_key
 from hongbao.errors import (
     ConfigurationError,
     HongbaoError,
@@ -76,6 +77,14 @@ def _field(location: Sequence[int | str]) -> str:
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if any(tuple(error.get("loc", ())) == ("header", "Idempotency-Key") for error in exc.errors()):
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return problem(400, "the Idempotency-Key header is required", kind="idempotency-key")
+        try:
+            check_key(key)
+        except ValidationError as bad:
+            return problem(400, f"Idempotency-Key: {bad.message}", kind="idempotency-key")
     errors = [
         {
             "field": _field(error.get("loc", ())),
