@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -36,7 +37,7 @@ def api(merchant: Merchant) -> Iterator[TestClient]:
         yield client
 
 
-def _upload(api: TestClient, merchant: Merchant, key: str, amount: int, extra: str = "") -> object:
+def _upload(api: TestClient, merchant: Merchant, key: str, amount: int, extra: str = "") -> Any:
     lines = "".join(f"{openid}\n" for openid in merchant.users) + extra
     return api.post(
         "/v1/campaigns",

@@ -80,7 +80,7 @@ def serve_command(
                 f"cannot listen on {host}:{port}: {exc.strerror or exc}"
             ) from None
     scale_out = None if send is None else not send
-    app = create_app(settings, tokens=tokens, scale_out=scale_out)
+    app = create_app(settings, tokens=tokens, scale_out=scale_out, access_log=access_log)
     if access_log:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
         logging.getLogger("hongbao.service.access").setLevel(logging.INFO)

@@ -278,7 +278,8 @@ class _Merchant:
     committer: GroupCommitter | None = None
     dispatcher: Dispatcher | None = None
     recorder: Rounds[NewPayout, tuple[Payout, bool]] | None = None
-    reader: Rounds[str, Payout] | None = None
+    adder: Rounds[NewPayout, tuple[Payout, bool]] | None = None
+    reader: Rounds[str, Payout | None] | None = None
     task: asyncio.Task[None] | None = None
     minting: asyncio.Lock = field(default_factory=asyncio.Lock)
     bills: tuple[date, Iterator[str]] | None = None
@@ -476,6 +477,13 @@ class AsyncPayouts:
                 nonce_str=nonce,
             )
 
+        # A replay reads what is recorded (one query a round) and records nothing.
+        known = await self._reader(entry).submit(natural)
+        if known is not None:
+            await self._check_same(known, key, api, labels, params)
+            if on_recorded is not None:
+                on_recorded(PayoutView.of(known))
+            return await self._replayed(entry, known, wait=wait, within=timeout)
         bill = await self._mint(entry)
         wanted = params(bill, None)  # validates every field before anything is recorded
         new = NewPayout(
@@ -490,29 +498,57 @@ class AsyncPayouts:
             # same round: this caller sends it at once.
             payout, inserted = await self._recorder(entry).submit(new)
         else:
-            payout, inserted = await self._db(self.store.add_payout, new)
+            # Recorded in one commit with the other callers of the round.
+            payout, inserted = await self._adder(entry).submit(new)
         if not inserted:
-            first = await self._db(self.store.find_payout, natural, 0)
-            assert first is not None
-            differ = conflicting_fields(first, api, params(first.mch_billno, _nonce(first)))
-            if (first.metadata or None) != labels:
-                differ = sorted([*differ, "metadata"])
-            if differ:
-                raise IdempotencyConflict(
-                    f"key {key!r} was paid with other parameters: {', '.join(differ)} differ "
-                    f"(bill {first.mch_billno}); use a new key for a new packet",
-                    key=key,
-                    fields=differ,
-                    mch_billno=first.mch_billno,
-                )
+            await self._check_same(payout, key, api, labels, params)
         if on_recorded is not None:
             on_recorded(PayoutView.of(payout))
+        if not inserted:
+            return await self._replayed(entry, payout, wait=wait, within=timeout)
         if payout.state in OPEN_STATES:
             if wait:
-                payout = await self._settle(entry, payout, claimed=inserted, within=timeout)
+                payout = await self._settle(entry, payout, claimed=True, within=timeout)
             elif self._dispatch:
                 await self.start(entry.profile.name)
-        return PayoutView.of(payout), inserted
+        return PayoutView.of(payout), True
+
+    async def _check_same(
+        self,
+        recorded: Payout,
+        key: str,
+        api: SendApi,
+        labels: Mapping[str, str] | None,
+        params: Callable[[str, str | None], dict[str, str | int]],
+    ) -> None:
+        """Raise `IdempotencyConflict` unless the key's first payout had these parameters."""
+        first = recorded
+        if recorded.generation:
+            found = await self._db(self.store.find_payout, recorded.natural_key, 0)
+            assert found is not None
+            first = found
+        differ = conflicting_fields(first, api, params(first.mch_billno, _nonce(first)))
+        if (first.metadata or None) != labels:
+            differ = sorted([*differ, "metadata"])
+        if differ:
+            raise IdempotencyConflict(
+                f"key {key!r} was paid with other parameters: {', '.join(differ)} differ "
+                f"(bill {first.mch_billno}); use a new key for a new packet",
+                key=key,
+                fields=differ,
+                mch_billno=first.mch_billno,
+            )
+
+    async def _replayed(
+        self, entry: _Merchant, payout: Payout, *, wait: bool, within: float
+    ) -> tuple[PayoutView, bool]:
+        """A key paid before: its payout as it stands, driven to an outcome with `wait`."""
+        if payout.state in OPEN_STATES:
+            if wait:
+                payout = await self._settle(entry, payout, claimed=False, within=within)
+            elif self._dispatch:
+                await self.start(entry.profile.name)
+        return PayoutView.of(payout), False
 
     async def _settle(
         self, entry: _Merchant, payout: Payout, *, claimed: bool, within: float
@@ -567,7 +603,9 @@ class AsyncPayouts:
             self._keep(dispatcher, run)
         else:
             run.result()
-        return await self._reader(entry).submit(natural)
+        found = await self._reader(entry).submit(natural)
+        assert found is not None
+        return found
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -691,14 +729,15 @@ class AsyncPayouts:
             await dispatcher.drain(dispatcher.driver.profile.lease_seconds)
         self._background.clear()
         for entry in self._merchants.values():
-            for rounds in (entry.recorder, entry.reader):
+            for rounds in (entry.recorder, entry.adder, entry.reader):
                 if rounds is not None:
                     await rounds.aclose()
             if entry.committer is not None:
                 await entry.committer.aclose()
             if entry.client is not None and entry.profile.name not in self._clients:
                 await entry.client.aclose()
-            entry.client = entry.driver = entry.committer = entry.recorder = entry.reader = None
+            entry.client = entry.driver = entry.committer = None
+            entry.recorder = entry.adder = entry.reader = None
         self._executor.shutdown(wait=True)
         if self._owned:
             self.store.close()
@@ -753,13 +792,23 @@ class AsyncPayouts:
             entry.recorder = Rounds(record)
         return entry.recorder
 
-    def _reader(self, entry: _Merchant) -> Rounds[str, Payout]:
-        """The merchant's rounds of reading payouts back: one query for a round's callers."""
+    def _adder(self, entry: _Merchant) -> Rounds[NewPayout, tuple[Payout, bool]]:
+        """The merchant's rounds of `record`: one commit for the callers of a round."""
+        if entry.adder is None:
+
+            async def record(news: list[NewPayout]) -> list[tuple[Payout, bool]]:
+                return await self._db(self.store.record, news)
+
+            entry.adder = Rounds(record)
+        return entry.adder
+
+    def _reader(self, entry: _Merchant) -> Rounds[str, Payout | None]:
+        """The merchant's rounds of reading payouts by key: one query for a round's callers."""
         if entry.reader is None:
 
-            async def read(keys: list[str]) -> list[Payout]:
+            async def read(keys: list[str]) -> list[Payout | None]:
                 found = await self._db(self.store.latest_payouts, keys)
-                return [found[key] for key in keys]
+                return [found.get(key) for key in keys]
 
             entry.reader = Rounds(read)
         return entry.reader

@@ -215,6 +215,15 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
         assert payout is not None
         return payout, result.inserted == 1
 
+    def record(self, news: Sequence[NewPayout]) -> list[tuple[Payout, bool]]:
+        """Record payouts in one transaction: for each, in order, the payout as it stands and
+        whether this call recorded it (a key already recorded comes back in its latest
+        generation)."""
+        if not news:
+            return []
+        values = [payout_values(new, self._clock.now()) for new in news]
+        return write_transaction(self._engine, lambda conn: self._record(conn, values, None))
+
     def record_and_claim(
         self,
         news: Sequence[NewPayout],
@@ -232,41 +241,46 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
         """
         if not news:
             return []
-        now = self._clock.now()
-        values = [payout_values(new, now) for new in news]
-        keys = sorted({new.natural_key for new in news})
+        values = [payout_values(new, self._clock.now()) for new in news]
+
+        def claim(conn: Connection, ids: list[int]) -> ClaimResult:
+            request = ClaimRequest(
+                scope=Scope.ids(ids),
+                limit=len(ids),
+                lease_seconds=lease_seconds,
+                caps=caps or DailyCaps(),
+                on_cap=on_cap,
+            )
+            return self._events(conn, self._claim, request)
+
+        return write_transaction(self._engine, lambda conn: self._record(conn, values, claim))
+
+    def _record(
+        self,
+        conn: Connection,
+        values: list[dict[str, Any]],
+        claim: Callable[[Connection, list[int]], ClaimResult] | None,
+    ) -> list[tuple[Payout, bool]]:
+        keys = sorted({value["natural_key"] for value in values})
+        INSERT_PAYOUTS.run(conn, values)
         latest = select(payouts).where(payouts.c.natural_key.in_(keys), LATEST)
-
-        def work(conn: Connection) -> list[tuple[Payout, bool]]:
-            INSERT_PAYOUTS.run(conn, values)
-            rows = {row.natural_key: row for row in conn.execute(latest)}
-            # A bill number is minted once: the rows carrying ours are the ones this call made.
-            mine = {
-                v["natural_key"]
-                for v in values
-                if rows[v["natural_key"]].mch_billno == v["mch_billno"]
-            }
-            found = {key: payout_from_row(row) for key, row in rows.items()}
-            if mine:
-                request = ClaimRequest(
-                    scope=Scope.ids(rows[key].id for key in mine),
-                    limit=len(mine),
-                    lease_seconds=lease_seconds,
-                    caps=caps or DailyCaps(),
-                    on_cap=on_cap,
-                )
-                result = self._events(conn, self._claim, request)
-                found.update({payout.natural_key: payout for payout in result.claimed})
-                refused = set(result.deferred) | set(result.skipped)
-                if refused:
-                    for row in conn.execute(select(payouts).where(payouts.c.id.in_(refused))):
-                        found[row.natural_key] = payout_from_row(row)
-            return [
-                (found[v["natural_key"]], rows[v["natural_key"]].mch_billno == v["mch_billno"])
-                for v in values
-            ]
-
-        return write_transaction(self._engine, work)
+        rows = {row.natural_key: row for row in conn.execute(latest)}
+        # A bill number is minted once: the rows carrying ours are the ones this call made.
+        mine = {
+            v["natural_key"] for v in values if rows[v["natural_key"]].mch_billno == v["mch_billno"]
+        }
+        found = {key: payout_from_row(row) for key, row in rows.items()}
+        if mine and claim is not None:
+            result = claim(conn, [rows[key].id for key in sorted(mine)])
+            found.update({payout.natural_key: payout for payout in result.claimed})
+            refused = set(result.deferred) | set(result.skipped)
+            if refused:
+                for row in conn.execute(select(payouts).where(payouts.c.id.in_(refused))):
+                    found[row.natural_key] = payout_from_row(row)
+        return [
+            (found[v["natural_key"]], rows[v["natural_key"]].mch_billno == v["mch_billno"])
+            for v in values
+        ]
 
     def reissue(
         self, payout_id: int, params: Mapping[str, object], *, retry: bool = False

@@ -14,12 +14,13 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hongbao import __version__
 from hongbao.api import AsyncClient
@@ -38,7 +39,39 @@ from hongbao.service.state import Service
 
 __all__ = ["create_app"]
 
-access_log = logging.getLogger("hongbao.service.access")
+logger = logging.getLogger("hongbao.service.access")
+
+
+class AccessLog:
+    """One JSON line per request: method, path (no query), status and milliseconds — never a
+    header (tokens) or a body (openids). Plain ASGI: nothing else on the hot path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            line = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            }
+            logger.info(json.dumps(line))
 
 
 def create_app(
@@ -51,12 +84,14 @@ def create_app(
     settings: RunSettings | None = None,
     uploads: Path | None = None,
     relay_poll: float = 0.5,
+    access_log: bool = False,
 ) -> FastAPI:
     """The service's app over `config`'s ledger and merchants.
 
     `scale_out` (default: the ledger is PostgreSQL) leaves sending to `hongbao worker`s.
     `clients` replace the merchants' `AsyncClient`s (tests pass in-process simulators').
     `uploads` (default: `campaign-files/` beside the configuration) keeps campaign files.
+    `access_log` logs one JSON line per request on the `hongbao.service.access` logger.
     """
     tokens = tokens or Tokens()
     metrics = Metrics()
@@ -125,24 +160,8 @@ def create_app(
     app.include_router(payout_routes.router, dependencies=guarded)
     app.include_router(campaign_routes.router, dependencies=guarded)
 
-    @app.middleware("http")
-    async def log_access(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        # Method, path (no query), status and time only: never a header (tokens) or a body.
-        access_log.info(
-            json.dumps(
-                {
-                    "method": request.method,
-                    "path": request.url.path,
-                    "status": response.status_code,
-                    "ms": round((time.perf_counter() - started) * 1000, 1),
-                }
-            )
-        )
-        return response
+    if access_log:
+        app.add_middleware(AccessLog)
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
     async def healthz() -> dict[str, str]:
