@@ -1,6 +1,6 @@
 """The campaign engine's figures: send throughput, pacing under a cap, planning a large file.
 
-Prints figures; asserts nothing but the bookkeeping each figure rests on. Three parts:
+Prints figures; asserts nothing but the bookkeeping each figure rests on. Four parts:
 
 (a) `throughput` — payouts/s of `run_campaign` (what `hongbao campaign run` calls) against the
     served simulator with its rate cap lifted, beside a sequential loop of wechatpy 1.8.18's
@@ -11,10 +11,11 @@ Prints figures; asserts nothing but the bookkeeping each figure rests on. Three 
     `--payouts` lines planned beforehand (not timed), then `run_campaign` (its own aiohttp
     client, `--concurrency` sends in flight, on the commands' event loop: `hongbao.eventloop`)
     timed from call to return; afterwards the ledger must hold that many SENT payouts and the
-    simulator that many paid bills, or the bench stops. For reference, not a goal: the same
+    simulator that many paid bills, or the bench stops. Beside it, the same
     `AsyncClient` alone (`send_redpack`, `--concurrency` in flight, no ledger at all) on the
     same simulator, which shows what the durable bookkeeping costs and the most a runner could
-    reach here. wechatpy is wired to the simulator like this: `WeChatPay(appid, api_key, mch_id,
+    reach here: their ratio (campaign run ÷ client alone, per repetition) is goal 1 (≥ 0.8).
+    wechatpy is wired to the simulator like this: `WeChatPay(appid, api_key, mch_id,
     mch_cert=PEM, mch_key=PEM)` (the certificate the simulator issued, as PEM files), its
     `API_BASE_URL` set on the instance to the simulator's URL (the class fixes
     api.mch.weixin.qq.com and `_request` reads `self.API_BASE_URL`), and its requests session
@@ -32,12 +33,22 @@ Prints figures; asserts nothing but the bookkeeping each figure rests on. Three 
     engine and the ledger: its time (wall, and CPU as user + system, which the machine's other
     load moves less), and its own peak RSS (`getrusage(RUSAGE_SELF).ru_maxrss`, read by the
     child as it ends).
+(d) `whole` — goals 2 and 4, as whole processes on one served simulator: `hongbao campaign
+    run` (the command, through its configuration file, in a child process) of a campaign of
+    `--whole-payouts` payouts planned beforehand, beside bench/wechatpy_loop.py sending as many
+    with wechatpy's `redpack.send` one after the other in a child process of its own (it imports
+    only wechatpy). Each one's CPU is user + system time from `getrusage(RUSAGE_CHILDREN)`:
+    start-up, imports and the TLS handshake included. Goal 2: hongbao's CPU per payout ÷
+    wechatpy's CPU per send ≤ 0.5. Goal 4: from starting the command to its first payout
+    committed SENT (the first answer, so an upper bound of the first send) ≤ 0.5 s. Both
+    processes read compiled bytecode (the package is byte-compiled first, as an install does).
 
 The load generators' own imports (wechatpy, httpx, the simulator's server) are made where they
 are used, so that the planning child does not carry them in its RSS.
 
-Run: `.venv/bin/python bench/campaign.py [--parts throughput,cap,plan] [--payouts 3000]
-[--repeat 3] [--cap 1200] [--cap-seconds 65] [--lines 1000000] [--ledger-url URL]`.
+Run: `.venv/bin/python bench/campaign.py [--parts throughput,cap,plan,whole] [--payouts 3000]
+[--repeat 3] [--cap 1200] [--cap-seconds 65] [--lines 1000000] [--whole-payouts 10000]
+[--ledger-url URL]`.
 """
 
 from __future__ import annotations
@@ -418,6 +429,7 @@ def part_throughput(args: argparse.Namespace) -> None:
                     f"{bare.rate:,.0f}/s"
                 )
     ratios = [h / w for h, w in zip(hongbao, wechatpy, strict=True)]
+    durable = [h / a for h, a in zip(hongbao, alone, strict=True)]
     print(
         f"    hongbao campaign run, {args.concurrency} in flight: "
         f"{_median_spread(hongbao)} payouts/s"
@@ -429,9 +441,12 @@ def part_throughput(args: argparse.Namespace) -> None:
         f"{_median_spread(alone)} sends/s = {statistics.median(ceiling):.2f}× wechatpy"
     )
     print(
-        f"    ratio (median of per-repetition ratios): {statistics.median(ratios):.2f}× "
-        f"(min {min(ratios):.2f}, max {max(ratios):.2f}); goal ≥ 3×; every hongbao payout SENT "
-        "in the ledger and paid by the simulator"
+        f"    ratio to wechatpy (median of per-repetition ratios): {_median_spread(ratios, 2)}×; "
+        "every hongbao payout SENT in the ledger and paid by the simulator"
+    )
+    print(
+        f"    goal 1: campaign run ÷ AsyncClient alone, same simulator and concurrency: "
+        f"{_median_spread(durable, 2)} (goal ≥ 0.8)"
     )
 
 
@@ -570,6 +585,13 @@ def part_whole(args: argparse.Namespace) -> None:
         f"in flight) beside a wechatpy loop of {count:,} sends, {args.repeat} repetitions, "
         f"ledger {args.ledger_url or 'SQLite file'}"
     )
+    import compileall
+
+    import hongbao
+
+    # As an installed package would: without bytecode (PYTHONDONTWRITEBYTECODE, a source tree)
+    # every start compiles each module again, which is not the command's own cost.
+    compileall.compile_dir(Path(hongbao.__file__).parent, quiet=1)
     ratios: list[float] = []
     starts: list[float] = []
     hongbao_ms: list[float] = []
@@ -682,7 +704,9 @@ PARTS: dict[str, Callable[[argparse.Namespace], None]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="throughput,cap,plan", help="comma-separated parts")
+    parser.add_argument(
+        "--parts", default="throughput,cap,plan,whole", help="comma-separated parts"
+    )
     parser.add_argument("--payouts", type=int, default=3000, help="(a) payouts per hongbao run")
     parser.add_argument("--wechatpy-calls", type=int, default=1000, help="(a) wechatpy calls")
     parser.add_argument("--repeat", type=int, default=3, help="(a) repetitions")
