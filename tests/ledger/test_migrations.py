@@ -21,6 +21,7 @@ from hongbao.ledger import (
     upgrade,
 )
 from hongbao.ledger.db import SQLITE_BUSY_TIMEOUT_MS, normalise_url
+from hongbao.ledger.migrate import MIGRATIONS
 from hongbao.ledger.schema import VERSION_TABLE, metadata
 
 from .conftest import PayoutFactory
@@ -133,3 +134,11 @@ def test_urls_are_displayed_without_their_password() -> None:
     shown = display_url("postgresql+psycopg://hongbao:s3cret-pw@db:5432/ledger")
     assert "s3cret-pw" not in shown
     assert "db:5432/ledger" in shown
+
+
+def test_the_head_read_from_the_migration_files_is_the_one_alembic_finds() -> None:
+    # The engine reads the head without alembic (it checks the schema as it starts).
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(MIGRATIONS))
+    assert head_revision() == scripts.get_current_head()

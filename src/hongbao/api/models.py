@@ -29,6 +29,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     model_validator,
 )
@@ -626,6 +627,13 @@ class _Lenient(BaseModel):
 class _Response(_Lenient):
     raw: bytes = Field(default=b"", repr=False)
     """The response body exactly as received, for audit."""
+    _parsed: Mapping[str, object] | None = PrivateAttr(default=None)
+
+    @property
+    def parsed(self) -> Mapping[str, object] | None:
+        """`raw` as parsed when the answer was read (None for a result built otherwise), so
+        that an audit record of it need not parse it again."""
+        return self._parsed
 
 
 class SendResult(_Response):
@@ -646,7 +654,9 @@ class SendResult(_Response):
     @classmethod
     def from_response(cls, data: Mapping[str, object], raw: bytes) -> SendResult:
         """From a parsed success body; raises pydantic's ValidationError on malformed fields."""
-        return cls.model_validate({**data, "raw": raw})
+        result = cls.model_validate({**data, "raw": raw})
+        result._parsed = data
+        return result
 
 
 class RedpackStatus(StrEnum):
@@ -714,7 +724,9 @@ class RedpackInfo(_Response):
     @classmethod
     def from_response(cls, data: Mapping[str, object], raw: bytes) -> RedpackInfo:
         """From a parsed success body; raises pydantic's ValidationError on malformed fields."""
-        return cls.model_validate({**data, "raw": raw})
+        result = cls.model_validate({**data, "raw": raw})
+        result._parsed = data
+        return result
 
     @classmethod
     def not_found(cls, mch_billno: str, raw: bytes) -> RedpackInfo:

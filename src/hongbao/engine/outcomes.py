@@ -224,6 +224,9 @@ def query_exchange(
 
 def answer_record(answer: SendAnswer | RedpackInfo | HongbaoError) -> dict[str, Any]:
     """What WeChat answered (or why there is no answer), masked, for the audit trail."""
+    parsed = None if isinstance(answer, HongbaoError) else answer.parsed
+    if parsed is not None:
+        return mask(parsed)  # read once, when the answer came in
     raw = answer.raw
     if raw:
         try:

@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, Connection, and_, select, update
 from hongbao.ledger.records import DailyCaps
 from hongbao.ledger.rows import upsert
 from hongbao.ledger.schema import MERCHANT_TOTAL, campaigns, daily_counters
-from hongbao.ledger.statements import charge_budget, charge_counters
+from hongbao.ledger.statements import charge_budget, charge_counters, savepoint
 
 __all__ = ["Charged", "release", "reserve", "reserve_all"]
 
@@ -77,7 +77,7 @@ def reserve_all(conn: Connection, batch: Sequence[Charged], day: date, caps: Dai
     ):
         return False
     try:
-        with conn.begin_nested():
+        with savepoint(conn):
             for campaign_id, amount in sorted(budgets.items()):
                 if not _charge_budget(conn, campaign_id, amount):
                     raise _DoesNotFit
@@ -155,8 +155,7 @@ def release(conn: Connection, payout: Charged, counted_day: date | None) -> None
 
 
 def _charge_budget(conn: Connection, campaign_id: int, amount: int) -> bool:
-    result = conn.execute(charge_budget(), {"campaign_id": campaign_id, "amount": amount})
-    return result.rowcount == 1
+    return charge_budget().count(conn, {"campaign_id": campaign_id, "amount": amount}) == 1
 
 
 def _release_budget(conn: Connection, campaign_id: int, amount: int) -> None:

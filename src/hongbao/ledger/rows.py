@@ -19,12 +19,15 @@ from hongbao.ledger.records import (
     SendApi,
     freeze_params,
 )
+from hongbao.ledger.schema import payouts
 from hongbao.ledger.states import CampaignState, PayoutState
 
 __all__ = [
+    "PAYOUT_COLUMNS",
     "campaign_from_row",
     "event_from_row",
     "payout_from_row",
+    "payout_from_values",
     "payout_values",
     "to_json",
     "upsert",
@@ -81,10 +84,18 @@ _API, _PARAMS, _STATE, _BILL_DEAD, _METADATA = (
 
 def payout_from_row(row: Row[Any]) -> Payout:
     """A `Payout` from a full row of `payouts`."""
+    mapping = row._mapping
+    return payout_from_values([mapping[name] for name in _PAYOUT_FIELDS])
+
+
+PAYOUT_COLUMNS = tuple(payouts.c[name] for name in _PAYOUT_FIELDS)
+"""The columns of `payouts` in the order `payout_from_values` takes them."""
+
+
+def payout_from_values(values: list[Any]) -> Payout:
+    """A `Payout` from the (processed) values of `PAYOUT_COLUMNS`, in that order."""
     # Positional: keyword construction of a 32-field frozen dataclass costs three times more,
     # and the dispatchers build one per claimed payout.
-    mapping = row._mapping
-    values = [mapping[name] for name in _PAYOUT_FIELDS]
     values[_API] = SendApi(values[_API])
     values[_PARAMS] = json.loads(values[_PARAMS])
     values[_STATE] = PayoutState(values[_STATE])

@@ -55,7 +55,7 @@ from hongbao.ledger.records import (
     Transition,
     freeze_params,
 )
-from hongbao.ledger.rows import payout_from_row, payout_values
+from hongbao.ledger.rows import payout_from_row, payout_from_values, payout_values
 from hongbao.ledger.schema import payouts
 from hongbao.ledger.statements import (
     INSERT_PAYOUTS,
@@ -154,17 +154,9 @@ class _Brief:
     total_amount: int
 
     @classmethod
-    def of(cls, row: Any) -> _Brief:
-        return cls(
-            row.id,
-            PayoutState(row.state),
-            row.attempts,
-            row.counted_day,
-            row.campaign_id,
-            row.mch_id,
-            row.re_openid,
-            row.total_amount,
-        )
+    def of(cls, row: Sequence[Any]) -> _Brief:
+        """From the values of `BRIEF_COLUMNS`, in that order."""
+        return cls(row[0], PayoutState(row[1]), *row[2:])
 
 
 class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
@@ -416,7 +408,7 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
         found = [
             _Brief.of(row)
             for state in sorted(CLAIMABLE)
-            for row in conn.execute(claim_candidates(state, shape), params)
+            for row in claim_candidates(state, shape).rows(conn, params)
         ]
         # The first `limit` by id over both states; then one lock order (campaign, then id)
         # across claimers keeps deadlocks rare.
@@ -461,7 +453,7 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
             "holder": this_holder(),
             "day": day,
         }
-        taken = {row.id: payout_from_row(row) for row in conn.execute(take_payouts(), params)}
+        taken = {row[0]: payout_from_values(list(row)) for row in take_payouts().rows(conn, params)}
         if len(taken) != len(batch):
             # The candidates are locked by this transaction: nothing else can have moved them.
             raise RuntimeError(f"claim: {len(batch) - len(taken)} locked payouts moved away")
@@ -698,8 +690,8 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
     ) -> list[bool]:
         ids = sorted({change.payout_id for change, _, _ in planned})
         # Locked in id order (PostgreSQL); on SQLite the write lock is already held.
-        found = conn.execute(lock_payouts(), {"ids": ids})
-        current = {row.id: _Brief.of(row) for row in found}
+        found = lock_payouts().rows(conn, {"ids": ids})
+        current = {row[0]: _Brief.of(row) for row in found}
         moved: list[bool] = []
         updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         pending: set[int] = set()

@@ -15,6 +15,7 @@ audit trail, the dashboard and the simulator can all use it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -27,8 +28,10 @@ MASK = "***"
 _SECRET_NAME = re.compile(r"sign|key|secret|password", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=1024)
 def is_secret(name: str) -> bool:
     """True when a field called `name` holds a secret (a signature, key, secret or password)."""
+    # Cached: the same few dozen field names are masked for every request and answer.
     return _SECRET_NAME.search(name) is not None
 
 
