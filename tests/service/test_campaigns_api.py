@@ -117,3 +117,13 @@ def test_a_campaign_that_breaks_a_rule_is_refused_naming_the_field(
     assert field in {error["field"] for error in answer.json()["errors"]}
     with LedgerStore.open(load_config(merchant.config).ledger_url) as store:
         assert store.list_campaigns() == []
+
+
+def test_an_unknown_query_parameter_is_refused_not_ignored(api: TestClient) -> None:
+    answer = api.get("/v1/payouts", params={"stat": "SENT"}, headers=AUTH)
+
+    assert answer.status_code == 422
+    assert answer.json()["errors"] == [
+        {"field": "stat", "rule": "unknown", "message": "not a parameter of this call"}
+    ]
+    assert api.get("/v1/payouts", params={"state": "SENT"}, headers=AUTH).status_code == 200

@@ -34,7 +34,7 @@ from hongbao.service import campaign_routes, payout_routes
 from hongbao.service.auth import Tokens
 from hongbao.service.metrics import LedgerCollector, MeteredTransport, Metrics
 from hongbao.service.models import Problem
-from hongbao.service.problems import PROBLEM_JSON, install_handlers, problem
+from hongbao.service.problems import PROBLEM_JSON, install_handlers, known_query, problem
 from hongbao.service.state import Service
 
 __all__ = ["create_app"]
@@ -156,7 +156,7 @@ def create_app(
         redoc_url=None,
     )
     install_handlers(app)
-    guarded = [Depends(tokens)]
+    guarded = [Depends(tokens), Depends(known_query)]
     app.include_router(payout_routes.router, dependencies=guarded)
     app.include_router(campaign_routes.router, dependencies=guarded)
 

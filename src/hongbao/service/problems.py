@@ -21,7 +21,7 @@ from hongbao.errors import (
 )
 from hongbao.ledger import LedgerLookupError
 
-__all__ = ["PROBLEM_JSON", "install_handlers", "problem"]
+__all__ = ["PROBLEM_JSON", "install_handlers", "known_query", "problem"]
 
 PROBLEM_JSON = "application/problem+json"
 _TYPES = {
@@ -123,6 +123,26 @@ async def _hongbao(request: Request, exc: Exception) -> JSONResponse:
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+
+async def known_query(request: Request) -> None:
+    """Refuse a query parameter the route does not take: a typo (`stat=SENT`) must not widen
+    a list silently."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {param.alias for param in dependant.query_params}
+    for child in dependant.dependencies:
+        known |= {param.alias for param in child.query_params}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise RequestValidationError(
+            [
+                {"loc": ("query", name), "type": "unknown", "msg": "not a parameter of this call"}
+                for name in unknown
+            ]
+        )
 
 
 def install_handlers(app: FastAPI) -> None:
