@@ -477,12 +477,13 @@ class BaseClient:
             )
         return secret.get_secret_value()
 
-    def rebill_params(
-        self, api: str, params: Mapping[str, str | int], *, mch_billno: str, nonce_str: str
+    def changed_params(
+        self, api: str, params: Mapping[str, str | int], changes: Mapping[str, str | int]
     ) -> dict[str, str | int]:
-        """Recorded parameters under a new bill number and nonce (a re-issue of a bill WeChat
-        reported FAILED); a WeCom packet's `workwx_sign` is made again, since it covers both."""
-        params = {**params, "mch_billno": mch_billno, "nonce_str": nonce_str}
+        """Checked send parameters with some values replaced, unchecked (a re-issue's new bill
+        number and nonce; a campaign's next line): a WeCom packet's `workwx_sign` is made
+        again, since it covers the bill, the nonce, the receiver and the amount."""
+        params = {**params, **changes}
         if api == SendWorkwxRedpackRequest.api:
             params["workwx_sign"] = workwx_sign(params, self._wecom_secret())
         return params

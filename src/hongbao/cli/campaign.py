@@ -60,6 +60,7 @@ class PacketKind(StrEnum):
     NORMAL = "normal"
     GROUP = "group"
     MINI = "mini"
+    WORKWX = "workwx"
 
 
 def _send_api(kind: PacketKind) -> SendApi:
@@ -69,6 +70,7 @@ def _send_api(kind: PacketKind) -> SendApi:
         PacketKind.NORMAL: SendApi.SENDREDPACK,
         PacketKind.GROUP: SendApi.SENDGROUPREDPACK,
         PacketKind.MINI: SendApi.SENDMINIPROGRAMHB,
+        PacketKind.WORKWX: SendApi.SENDWORKWXREDPACK,
     }[kind]
 
 
@@ -84,10 +86,37 @@ def create_command(
         ),
     ],
     amount: AmountOption,
-    send_name: Annotated[str, typer.Option("--send-name", help="Sender name (send_name).")],
     act_name: Annotated[str, typer.Option("--act-name", help="Activity name (act_name).")],
     wishing: Annotated[str, typer.Option("--wishing", help="Blessing text (wishing).")],
     remark: Annotated[str, typer.Option("--remark", help="Remark (remark).")],
+    send_name: Annotated[
+        str | None,
+        typer.Option(
+            "--send-name", help="Sender name (send_name; not for --api workwx).", show_default=False
+        ),
+    ] = None,
+    sender_name: Annotated[
+        str | None,
+        typer.Option(
+            "--sender-name",
+            help="--api workwx: send in this person's name (sender_name); or --agentid.",
+            show_default=False,
+        ),
+    ] = None,
+    agentid: Annotated[
+        int | None,
+        typer.Option(
+            "--agentid", help="--api workwx: send in this WeCom app's name.", show_default=False
+        ),
+    ] = None,
+    sender_header_media_id: Annotated[
+        str | None,
+        typer.Option(
+            "--sender-header-media-id",
+            help="--api workwx: the sender's avatar (a WeCom media id).",
+            show_default=False,
+        ),
+    ] = None,
     scene_id: Annotated[
         str | None,
         typer.Option("--scene-id", help="PRODUCT_1 … PRODUCT_8.", show_default=False),
@@ -98,7 +127,8 @@ def create_command(
             "--api",
             help="normal: one packet (sendredpack); group: a fission set of --total-num shares "
             "(sendgroupredpack); mini: a mini-program packet (sendminiprogramhb; the file holds "
-            "mini-program openids).",
+            "mini-program openids); workwx: a WeCom packet to members of the merchant's corp "
+            "(sendworkwxredpack; the file holds their openids under the corpid).",
             case_sensitive=False,
         ),
     ] = PacketKind.NORMAL,
@@ -147,7 +177,8 @@ def create_command(
             --send-name Acme --act-name Spring --wishing 'Thank you' --remark Enjoy --budget 2000
 
     A fission campaign: `--api group --total-num 5 --amount 10` (each seed user gets a set
-    of 5 shares worth 10 yuan in all).
+    of 5 shares worth 10 yuan in all). A WeCom campaign: `--api workwx --sender-name HR`
+    (or `--agentid 1000002`) instead of `--send-name`.
     """
     from hongbao.engine.campaign import Template, create_campaign
 
@@ -161,6 +192,9 @@ def create_command(
         risk_info=risk_info,
         api=_send_api(api),
         total_num=total_num,
+        sender_name=sender_name,
+        agentid=agentid,
+        sender_header_media_id=sender_header_media_id,
     )
     budget_fen = None if budget is None else yuan(budget, "--budget")
     chosen = name or f"{file.stem}-{SystemClock().now().astimezone(CST):%Y%m%d-%H%M%S}"

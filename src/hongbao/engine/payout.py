@@ -156,11 +156,10 @@ class PayoutDriver:
                 "payout %s (bill %s) not re-issued yet: %s", payout.id, payout.mch_billno, exc
             )
             return None
-        params = {
-            **payout.params,
-            "mch_billno": bill,
-            "nonce_str": new_nonce(),
-        }
+        # A WeCom packet's workwx_sign covers bill and nonce: the client makes it again.
+        params = self.client.changed_params(
+            payout.api.value, payout.params, {"mch_billno": bill, "nonce_str": new_nonce()}
+        )
         try:
             return await self.db(self.store.reissue, payout.id, params)
         except ReissueError:
@@ -211,9 +210,11 @@ class PayoutDriver:
         await pacer.acquire()
         answer: RedpackInfo | HongbaoError
         try:
-            # gethbinfo's appid is the Official Account's (docs/protocol.md §3.5): the client's
-            # default.
-            answer = await self.client.query_redpack(payout.mch_billno, pace=pacer.acquire)
+            # gethbinfo with the Official Account's appid (docs/protocol.md §3.5), or
+            # queryworkwxredpack with the corpid for a WeCom packet (§15.5).
+            answer = await self.client.query_for(
+                payout.api.value, payout.mch_billno, pace=pacer.acquire
+            )
         except HongbaoError as exc:
             answer = exc
             if isinstance(exc, FrequencyLimitError):
