@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from hongbao.wire import xmlcodec
 from tests.engine.enginekit import QUICK_RUN, Bench, ClockSleep, Recorder, make_bench
 
 P = PayoutState
-PACKET = {"wishing": "新春快乐", "act_name": "年会红包", "remark": "年会抽奖"}
+PACKET: dict[str, Any] = {"wishing": "新春快乐", "act_name": "年会红包", "remark": "年会抽奖"}
 
 
 @pytest.fixture
