@@ -482,3 +482,10 @@ def test_verify_workwx_refuses_a_missing_or_foreign_signature() -> None:
     assert not verify_workwx(signed, WECOM_SECRET[:-1] + "x")
     assert not verify_workwx({**signed, "total_amount": 8889}, WECOM_SECRET)
     assert verify_workwx({**signed, "remark": "changed", "agentid": 1}, WECOM_SECRET)
+
+
+def test_verify_workwx_refuses_a_non_ascii_signature_without_raising() -> None:
+    signed = _double_signed(W3_PARAMS, WECOM_SECRET, KEY)
+    assert not verify_workwx(
+        {**signed, "workwx_sign": "５D6809139B3D35A0985CBB5A9F0155B8"}, WECOM_SECRET
+    )

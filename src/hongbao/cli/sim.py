@@ -419,7 +419,11 @@ def fault(
         ),
     ] = None,
     endpoint: Annotated[
-        str, typer.Option(help="sendredpack, sendgroupredpack, sendminiprogramhb, gethbinfo or *.")
+        str,
+        typer.Option(
+            help="sendredpack, sendgroupredpack, sendminiprogramhb, gethbinfo, sendworkwxredpack, "
+            "queryworkwxredpack or *."
+        ),
     ] = "*",
     err_code: Annotated[str | None, typer.Option(help="For error: the err_code.")] = None,
     status: Annotated[int | None, typer.Option(help="For http_status: the status.")] = None,

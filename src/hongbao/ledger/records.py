@@ -170,6 +170,8 @@ def freeze_params(params: Mapping[str, object]) -> FrozenParams:
     if not _FORBIDDEN.isdisjoint(frozen):
         raise ValueError(f"frozen parameters must not contain {sorted(_FORBIDDEN & set(frozen))}")
     missing = [name for name in _REQUIRED if frozen.get(name) in (None, "")]
+    if "total_num" in frozen and frozen["total_num"] in (None, ""):
+        missing.append("total_num")  # optional (a WeCom packet has none), never empty
     if missing:
         raise ValueError(f"frozen parameters lack {missing}")
     for name, value in frozen.items():
