@@ -146,7 +146,6 @@ def main() -> None:
         "total_amount": 1000,
         **CONTENT,
     }
-
     # The private steps of Client.send_redpack, timed separately.
     def build() -> Call[SendResult]:
         params = client._redpack_params(

@@ -114,7 +114,9 @@ def concurrent(
 
             async def caller() -> None:
                 for n, openid in todo:
-                    view = await payouts.pay(f"tp-{os.getpid()}-{rep}-{n}", openid, 100, **PACKET)
+                    view = await payouts.pay(
+                        f"tp-{os.getpid()}-{rep}-{n}", openid, 100, **PACKET
+                    )
                     if view.state is not PayoutState.SENT:
                         raise SystemExit(f"pay ended {view.state}")
 
@@ -176,7 +178,9 @@ def main() -> None:
                     rate = concurrent(sim, profile, url, args.payouts, args.callers, rep)
                     ondemand.append(rate)
                     name = f"payouts-bench-{os.getpid()}-{rep}"
-                    run = run_hongbao(sim, profile, sim.users(args.payouts), url, scratch, name)
+                    run = run_hongbao(
+                        sim, profile, sim.users(args.payouts), url, scratch, name
+                    )
                     campaign.append(run.rate)
                     print(
                         f"    run {rep + 1}: pay() {rate:,.0f}/s; campaign run "

@@ -148,6 +148,7 @@ def test_an_answer_in_an_undecodable_encoding_exits_4_not_1(
     # request left, that is an unknown outcome (4), never "nothing was sent" (1).
     from hongbao.sim.responses import handle_api as real
 
+
     def gbk(*args: object, **kwargs: object) -> bytes:
         answer = real(*args, **kwargs)  # type: ignore[arg-type]
         return answer.replace(b"<xml>", b'<?xml version="1.0" encoding="GBK"?><xml>', 1)

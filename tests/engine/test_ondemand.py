@@ -102,7 +102,9 @@ async def test_fifty_tasks_racing_on_one_key_pay_one_packet(
 ) -> None:
     openid = any_bench.users[0]
 
-    views = await asyncio.gather(*(payouts.pay("race", openid, 100, **PACKET) for _ in range(50)))
+    views = await asyncio.gather(
+        *(payouts.pay("race", openid, 100, **PACKET) for _ in range(50))
+    )
 
     assert {(v.id, v.bill_no, v.state) for v in views} == {(views[0].id, views[0].bill_no, P.SENT)}
     assert any_bench.issued() == Counter({openid: 1})
@@ -216,7 +218,9 @@ async def test_get_and_list_find_payouts_by_key_bill_and_state(
     any_bench: Bench, payouts: AsyncPayouts
 ) -> None:
     sent = await payouts.pay("a", any_bench.users[0], 100, **PACKET)
-    group = await payouts.pay("b", any_bench.users[1], 300, kind="group", total_num=3, **PACKET)
+    group = await payouts.pay(
+        "b", any_bench.users[1], 300, kind="group", total_num=3, **PACKET
+    )
 
     assert await payouts.get("a") == sent
     assert await payouts.get(bill_no=group.bill_no) == group
@@ -261,6 +265,7 @@ async def test_daily_caps_hold_across_campaigns_and_payouts_on_demand(bench: Ben
     assert second.state is P.SENT
     assert (third.state, third.reason) == (P.DEFERRED, "user_daily_count")
     assert bench.issued() == Counter({openid: 2})
+
 
 
 async def test_three_origins_share_the_merchants_pace_and_its_daily_caps(bench: Bench) -> None:

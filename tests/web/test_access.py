@@ -193,7 +193,9 @@ HUGE = "99999999999999999999"  # beyond 64 bits: no row has it, and a query woul
         f"/api/campaigns/{HUGE}",
     ],
 )
-def test_an_id_beyond_64_bits_is_404_with_the_security_headers(filled: Filled, path: str) -> None:
+def test_an_id_beyond_64_bits_is_404_with_the_security_headers(
+    filled: Filled, path: str
+) -> None:
     with dashboard(filled.bench) as client:
         answer = client.get(path)
     assert answer.status_code == 404

@@ -61,7 +61,6 @@ P = PayoutState
 
 Sleep = Callable[[float], Awaitable[None]]
 
-
 @dataclass(frozen=True, slots=True)
 class RunProgress:
     """Where a run stands, after each payout it drove (for a progress bar)."""
