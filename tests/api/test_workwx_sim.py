@@ -470,3 +470,12 @@ def test_corps_members_and_wecom_records_survive_a_restart(tmp_path: Path) -> No
             "SENT", "HR", "m1",
         )  # fmt: skip
         assert corp.send(re_openid=corp.members[1])["result_code"] == "SUCCESS"
+
+
+def test_query_no_auth_outside_the_ip_whitelist_and_injected_systemerror(bench: Bench) -> None:
+    corp = Corp.create(bench, ip_whitelist=["10.9.9.9"])
+    expect(corp.query(corp.bill()), "NO_AUTH", "IP地址非你在商户平台设置的可用IP地址")
+    other = Corp.create(bench)
+    bench.sim.faults.add(parse_fault({"endpoint": "queryworkwxredpack", "action": "error",
+                                      "err_code": "SYSTEMERROR", "count": 1}))  # fmt: skip
+    expect(other.query(other.bill()), "SYSTEMERROR", "系统繁忙，请再试。")
