@@ -489,3 +489,7 @@ def test_verify_workwx_refuses_a_non_ascii_signature_without_raising() -> None:
     assert not verify_workwx(
         {**signed, "workwx_sign": "５D6809139B3D35A0985CBB5A9F0155B8"}, WECOM_SECRET
     )
+
+
+def test_verify_workwx_refuses_a_signature_that_is_not_text() -> None:
+    assert not verify_workwx({**W3_PARAMS, "workwx_sign": 5680913}, WECOM_SECRET)
