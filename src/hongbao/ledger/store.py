@@ -291,7 +291,7 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
                 ("total_amount", old.total_amount),
                 ("total_num", old.total_num),
             ):
-                if str(frozen[name]) != str(before):
+                if str(frozen.get(name, 1)) != str(before):
                     raise ReissueError(f"a re-issue must keep {name} ({before!r})")
             if frozen["mch_billno"] == old.mch_billno:
                 raise ReissueError("a re-issue needs a new bill number")
