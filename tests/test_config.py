@@ -557,3 +557,42 @@ def test_a_short_webhook_secret_or_token_is_refused_without_showing_it(tmp_path:
         load_tokens(tmp_path / "tokens")
     assert "short-secret" not in str(secret.value)
     assert "short-token" not in str(token.value)
+
+
+WECOM_SECRET = "9WcQe2rTy7uIo0pAs5dFg8hJk3lZx6cVb1nMq4wEr7t"
+
+
+def test_the_wecom_corp_and_its_secret_file(files: Files) -> None:
+    secret_file = files.folder / "wecom_secret"
+    secret_file.write_text(WECOM_SECRET + "\n")
+    secret_file.chmod(0o600)
+    config = files.load(
+        PEM_SHOP + 'wecom_corpid = "ww8c1f9e0a3b5d7f24"\nwecom_secret_file = "wecom_secret"\n'
+    )
+    merchant = config.merchant("shop")
+    assert merchant.wecom_corpid == "ww8c1f9e0a3b5d7f24"
+    assert merchant.wecom_secret is not None
+    assert merchant.wecom_secret.get_secret_value() == WECOM_SECRET
+    assert WECOM_SECRET not in repr(merchant)
+    assert WECOM_SECRET not in repr(config)
+
+
+def test_the_wecom_secret_from_the_environment(files: Files) -> None:
+    env = {"HONGBAO_MERCHANTS_SHOP_WECOM_SECRET": WECOM_SECRET}
+    merchant = files.load(PEM_SHOP + 'wecom_corpid = "ww8c1f9e0a3b5d7f24"\n', env).merchant("shop")
+    assert merchant.wecom_secret is not None
+    assert merchant.wecom_secret.get_secret_value() == WECOM_SECRET
+    assert files.load(PEM_SHOP).merchant("shop").wecom_secret is None
+
+
+def test_wecom_secret_errors_name_the_key_never_the_value(files: Files) -> None:
+    both = PEM_SHOP + f'wecom_secret = "{WECOM_SECRET}"\nwecom_secret_file = "x"\n'
+    with pytest.raises(ConfigurationError, match="both wecom_secret and wecom_secret_file"):
+        files.load(both)
+    bad = "has a space " + WECOM_SECRET
+    with pytest.raises(ConfigurationError, match="wecom_secret") as caught:
+        files.load(PEM_SHOP + f'wecom_secret = "{bad}"\n').merchant("shop")
+    assert bad not in str(caught.value)
+    with pytest.raises(ConfigurationError, match="wecom_secret") as caught:
+        files.load(PEM_SHOP + "wecom_secret = 43\n")
+    assert "43" not in str(caught.value).split("wecom_secret", 1)[1]

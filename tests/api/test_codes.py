@@ -44,6 +44,8 @@ SPEC_SEND_CODES = [
     "PAYER_ACCOUNT_ABNORMAL",
     "SECOND_OVER_LIMITED",
     "DAY_OVER_LIMITED",
+    # docs/protocol.md §15.7: the WeCom-only code.
+    "NO_COMPETENCE",
 ]
 # Spec §5.4.
 SPEC_QUERY_CODES = [
@@ -82,6 +84,7 @@ EXPECTED_SEND_CLASS: dict[str, type[HongbaoError]] = {
     "ACCEPTMODE_ERROR": RejectedError,
     "PARAM_ERROR": RejectedError,
     "PRODUCT_AUTHORITY_UNOPEN": RejectedError,
+    "NO_COMPETENCE": RejectedError,
 }
 DEFERRABLE = {
     "FREQ_LIMIT",

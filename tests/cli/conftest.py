@@ -25,6 +25,7 @@ _CLEAN_ENV: dict[str, str | None] = {
         "HONGBAO_SIM_CA",
         "HONGBAO_SIM_DATA",
         "HONGBAO_MERCHANTS_SHOP_API_KEY",
+        "HONGBAO_MERCHANTS_SHOP_WECOM_SECRET",
     )
 }
 

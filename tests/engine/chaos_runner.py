@@ -39,11 +39,13 @@ CHAOS_RUN = RunSettings(
 
 
 def chaos_config(
-    server: SimServer, tmp: Path, ledger_url: str, *, read_timeout: float
+    server: SimServer, tmp: Path, ledger_url: str, *, read_timeout: float, wecom: bool = False
 ) -> dict[str, Any]:
-    """A new merchant of `server` (no rate cap to speak of), as `profile_from` takes it."""
+    """A new merchant of `server` (no rate cap to speak of), as `profile_from` takes it; with
+    `wecom`, also its WeCom corp and the corp's payment secret."""
     creds = server.sim.create_merchant(
-        MerchantSettings(balance_fen=10**9, rate_per_minute=10**6, query_rate_per_minute=10**6)
+        MerchantSettings(balance_fen=10**9, rate_per_minute=10**6, query_rate_per_minute=10**6),
+        wecom=wecom,
     )
     (tmp / "cert.pem").write_bytes(creds.cert_pem)
     (tmp / "key.pem").write_bytes(creds.key_pem)
@@ -61,6 +63,8 @@ def chaos_config(
         "read_timeout": read_timeout,
         "rate_per_minute": 120_000,
         "concurrency": 16,
+        "wecom_corpid": creds.wecom_appid,
+        "wecom_secret": creds.wecom_secret,
     }
 
 
@@ -77,6 +81,8 @@ def profile_from(config: dict[str, Any]) -> MerchantProfile:
         backup_url=None,
         ca_bundle=config["ca_path"],
         timeouts=Timeouts(connect=1.0, read=config["read_timeout"]),
+        wecom_corpid=config.get("wecom_corpid"),
+        wecom_secret=config.get("wecom_secret"),
         retry=RetryPolicy(max_retries=1, initial_delay=0.1, max_delay=0.2, min_interval=0.1),
     )
     return MerchantProfile(

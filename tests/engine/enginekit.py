@@ -279,16 +279,19 @@ def make_bench(
     *,
     users: int = 5,
     settings: MerchantSettings | None = None,
+    wecom: bool = False,
     **profile: Any,
 ) -> Bench:
-    """A fresh simulator merchant with `users` users and a migrated ledger at `url`."""
+    """A fresh simulator merchant with `users` users and a migrated ledger at `url`; with
+    `wecom`, the merchant has a WeCom corp and the users are its members."""
     clock = FrozenClock(START)
     sim = Simulator(clock=clock, seed=7)
-    creds = sim.create_merchant(settings or MerchantSettings())
+    creds = sim.create_merchant(settings or MerchantSettings(), wecom=wecom)
     upgrade(url)
     store = LedgerStore.open(url, clock=clock)
     timeouts = profile.pop("timeouts", Timeouts())
-    merchant = merchant_of(creds, timeouts=timeouts)
+    corp = {"wecom_corpid": creds.wecom_appid, "wecom_secret": creds.wecom_secret} if wecom else {}
+    merchant = merchant_of(creds, timeouts=timeouts, **corp)
     profile.setdefault("lease_seconds", 60.0)
     return Bench(
         sim=sim,
@@ -296,6 +299,6 @@ def make_bench(
         creds=creds,
         store=store,
         profile=MerchantProfile(name="shop", merchant=merchant, **profile),
-        users=sim.add_users(creds.appid, users),
+        users=sim.add_users(creds.wecom_appid or creds.appid, users),
         tmp=tmp,
     )

@@ -36,7 +36,7 @@ from hongbao.ids import SERIALS_PER_DAY, validate_bill_no
 from hongbao.ledger import AddResult, CampaignState, LedgerStore, NewPayout, PayoutState, SendApi
 from hongbao.ledger.bills import BillSerialsExhaustedError
 from hongbao.ledger.schema import bill_serials
-from tests.engine.enginekit import QUICK_RUN, TEMPLATE, Bench, ClockSleep
+from tests.engine.enginekit import QUICK_RUN, TEMPLATE, Bench, ClockSleep, make_bench
 
 P = PayoutState
 C = CampaignState
@@ -369,12 +369,18 @@ def test_a_fission_template_plans_its_shares(bench: Bench, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("api", list(SendApi))
-def test_every_planned_payout_is_what_the_api_itself_builds(bench: Bench, api: SendApi) -> None:
+def test_every_planned_payout_is_what_the_api_itself_builds(
+    sqlite_url: str, tmp_path: Path, api: SendApi
+) -> None:
     """Planning copies the checked parameters of the first line; every line must still come out
     exactly as `send_params` builds it for that line (same fields, values, order), bar its own
-    random nonce."""
+    random nonce (and a WeCom packet's workwx_sign, which covers the nonce)."""
+    workwx = api is SendApi.SENDWORKWXREDPACK
+    bench = make_bench(sqlite_url, tmp_path, users=5, wecom=workwx)
     total_num = 3 if api is SendApi.SENDGROUPREDPACK else 1
     template = replace(TEMPLATE, api=api, total_num=total_num, amount_fen=300 * total_num)
+    if workwx:
+        template = replace(template, send_name=None, sender_name=TEMPLATE.send_name)
     a, b, c = bench.users[:3]
     path = bench.write_file(f"{api.value}.csv", [a, f"{b},{4 * total_num}.00", c])
     campaign = create_campaign(
@@ -394,15 +400,16 @@ def test_every_planned_payout_is_what_the_api_itself_builds(bench: Bench, api: S
         nonce = payout.params["nonce_str"]
         assert re.fullmatch(r"[0-9a-f]{32}", str(nonce))
         nonces.add(nonce)
-        assert list(payout.params.items()) == [
-            (name, nonce if name == "nonce_str" else value) for name, value in expected.items()
-        ]
+        expected = builder.changed_params(api.value, expected, {"nonce_str": nonce})
+        assert list(payout.params.items()) == list(expected.items())
     assert [p.total_amount for p in bench.store.iter_payouts(campaign.id)] == [
         300 * total_num,
         400 * total_num,
         300 * total_num,
     ]
     assert len(nonces) == 3
+    bench.store.close()
+    bench.sim.close()
 
 
 def test_unresolved_means_money_in_an_unknown_state_and_the_rest_is_not_sent_yet(

@@ -161,6 +161,7 @@ FRESH_SEND: Mapping[str, SendRow] = {
     "ACCEPTMODE_ERROR": _setup,
     "MSGAPPID_ERROR": _setup,
     "DAY_OVER_LIMITED": _setup,
+    "NO_COMPETENCE": _setup,  # WeCom: the merchant is not bound to the corp
     "NO_AUTH": _setup,
     "PARAM_ERROR": _setup,
     "OPENID_ERROR": _invalid,

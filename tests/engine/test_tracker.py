@@ -131,10 +131,10 @@ async def test_reconcile_lists_every_kind_of_disagreement(bench: Bench) -> None:
 class LyingClient(AsyncClient):
     """Reports every packet with one fen more than WeChat issued."""
 
-    async def query_redpack(
-        self, mch_billno: str, *, appid: str | None = None, pace: Pace | None = None
+    async def query_for(
+        self, api: str, mch_billno: str, *, pace: Pace | None = None
     ) -> RedpackInfo:
-        info = await super().query_redpack(mch_billno, appid=appid, pace=pace)
+        info = await super().query_for(api, mch_billno, pace=pace)
         return info.model_copy(update={"total_amount": (info.total_amount or 0) + 1})
 
 

@@ -34,7 +34,7 @@ def test_a_good_set_is_copied_in_its_order() -> None:
     assert frozen is not PARAMS
 
 
-@pytest.mark.parametrize("name", ["sign", "key", "api_key", "paySign"])
+@pytest.mark.parametrize("name", ["sign", "key", "api_key", "paySign", "secret", "wecom_secret"])
 def test_a_signature_or_key_is_never_stored(name: str) -> None:
     with pytest.raises(ValueError, match=f"must not contain \\['{name}'\\]"):
         freeze_params({**PARAMS, name: "x"})
@@ -48,8 +48,18 @@ def test_every_key_field_is_required(name: str, gone: str | None) -> None:
     params = {k: v for k, v in PARAMS.items() if k != name}
     if gone != "absent":
         params[name] = gone
+    elif name == "total_num":
+        # A WeCom packet (sendworkwxredpack) has no total_num: it is one packet.
+        assert freeze_params(params) == params
+        return
     with pytest.raises(ValueError, match=f"lack \\['{name}'\\]"):
         freeze_params(params)
+
+
+def test_a_wecom_packet_keeps_its_workwx_sign() -> None:
+    params = {k: v for k, v in PARAMS.items() if k not in ("total_num", "send_name")}
+    params["workwx_sign"] = "5D6809139B3D35A0985CBB5A9F0155B8"
+    assert freeze_params(params)["workwx_sign"] == "5D6809139B3D35A0985CBB5A9F0155B8"
 
 
 @pytest.mark.parametrize("value", [True, 1.5, b"bytes", None, ["list"]])

@@ -48,4 +48,3 @@ def test_secrets_are_masked_at_any_depth_and_nothing_else_changes() -> None:
         "hblist": [{"openid": "o1", "paySign": MASK}, "plain"],
     }
     assert data["sign"] == "B84CAAD3B6FBFAAF341AE6482694309A"  # a copy: the input is kept
-

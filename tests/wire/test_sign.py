@@ -10,7 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hongbao.wire.sign import SignType, sign, string_to_sign, verify
+from hongbao.wire.sign import (
+    SignType,
+    sign,
+    string_to_sign,
+    verify,
+    verify_workwx,
+    workwx_sign,
+    workwx_string_to_sign,
+)
 
 OFFICIAL_KEY = "192006250b4c09247ec02edce69f6a2d"
 KEY = "Yp3rT8kLw2Qz7Vn5Hc1Bx9Md4Fs6Ga0J"
@@ -284,3 +292,204 @@ def test_property_changing_any_non_empty_value_breaks_the_signature(
     new_value = data.draw(values.filter(lambda value: value != params[name]))
 
     assert not verify({**signed, name: new_value}, key, sign_type)
+
+
+# --- WeCom red packets: docs/protocol.md §15.3, its vectors W1–W4, Q1–Q2 ----------------------
+
+WECOM_SECRET = "9WcQe2rTy7uIo0pAs5dFg8hJk3lZx6cVb1nMq4wEr7t"
+
+W1_PARAMS: dict[str, object] = {
+    "act_name": "XXX",
+    "mch_billno": "11111234567890",
+    "mch_id": "10000098",
+    "nonce_str": "qFKEgfig76DF9912fewmkp",
+    "re_openid": "oxTWIuGaIt6gTKsQRLau2M0yL16E",
+    "total_amount": 100,
+    "wxappid": "wx123456789",
+}
+W2_PARAMS: dict[str, object] = {
+    "nonce_str": "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+    "mch_billno": "123456",
+    "mch_id": "10000098",
+    "wxappid": "wx8888888888888888",
+    "sender_name": "XX活动",
+    "sender_header_media_id": "1G6nrLmr5EC3MMb_-zK1dDdzmd0p7cNliYu9V5w7o8K0",
+    "re_openid": "oxTWIuGaIt6gTKsQRLau2M0yL16E",
+    "total_amount": 1000,
+    "wishing": "感谢您参加猜灯谜活动，祝您元宵节快乐！",
+    "act_name": "猜灯谜抢红包活动",
+    "remark": "猜越多得越多，快来抢！",
+}
+# W3 in the order of the spec's table, the amount as an int and agentid as a client holds them.
+W3_PARAMS: dict[str, object] = {
+    "nonce_str": "7H3kQ9vLm2Xp5Rt8Wz1Yc4Nb6Df0Gs2J",
+    "mch_billno": "1900000109202403150000000101",
+    "mch_id": "1900000109",
+    "wxappid": "ww8c1f9e0a3b5d7f24",
+    "agentid": 1000002,
+    "re_openid": "oDOGms-6yCnGrRovBj2yHij5JL6E",
+    "total_amount": 8888,
+    "wishing": "感谢您一年来的辛勤付出，新春快乐！",
+    "act_name": "2024年会红包",
+    "remark": "年会抽奖",
+    "scene_id": "PRODUCT_4",
+}
+W3_WORKWX_STRING = (
+    "act_name=2024年会红包&mch_billno=1900000109202403150000000101&mch_id=1900000109"
+    "&nonce_str=7H3kQ9vLm2Xp5Rt8Wz1Yc4Nb6Df0Gs2J&re_openid=oDOGms-6yCnGrRovBj2yHij5JL6E"
+    "&total_amount=8888&wxappid=ww8c1f9e0a3b5d7f24&secret=9WcQe2rTy7uIo0pAs5dFg8hJk3lZx6cVb1nMq4wEr7t"
+)
+W3_OUTER_STRING = (
+    "act_name=2024年会红包&agentid=1000002&mch_billno=1900000109202403150000000101"
+    "&mch_id=1900000109&nonce_str=7H3kQ9vLm2Xp5Rt8Wz1Yc4Nb6Df0Gs2J"
+    "&re_openid=oDOGms-6yCnGrRovBj2yHij5JL6E&remark=年会抽奖&scene_id=PRODUCT_4"
+    "&total_amount=8888&wishing=感谢您一年来的辛勤付出，新春快乐！"
+    "&workwx_sign=5D6809139B3D35A0985CBB5A9F0155B8&wxappid=ww8c1f9e0a3b5d7f24"
+    "&key=Yp3rT8kLw2Qz7Vn5Hc1Bx9Md4Fs6Ga0J"
+)
+W4_PARAMS: dict[str, object] = {
+    "nonce_str": "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+    "mch_billno": "1900000109202403150000000102",
+    "mch_id": "1900000109",
+    "wxappid": "ww8c1f9e0a3b5d7f24",
+    "sender_name": "HR Team",
+    "sender_header_media_id": "1G6nrLmr5EC3MMb_-zK1dDdzmd0p7cNliYu9V5w7o8K0",
+    "re_openid": "oDOGms-6yCnGrRovBj2yHij5JL6E",
+    "total_amount": 100,
+    "wishing": "Thanks",
+    "act_name": "Welfare",
+    "remark": "Q1 bonus",
+}
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest().upper()
+
+
+def _double_signed(params: dict[str, object], secret: str, key: str) -> dict[str, object]:
+    signed = {**params, "workwx_sign": workwx_sign(params, secret)}
+    return {**signed, "sign": sign(signed, key)}
+
+
+def test_w1_workwx_sign_of_the_official_example() -> None:
+    assert workwx_string_to_sign(W1_PARAMS, OFFICIAL_KEY) == (
+        "act_name=XXX&mch_billno=11111234567890&mch_id=10000098&nonce_str=qFKEgfig76DF9912fewmkp"
+        "&re_openid=oxTWIuGaIt6gTKsQRLau2M0yL16E&total_amount=100&wxappid=wx123456789"
+        "&secret=192006250b4c09247ec02edce69f6a2d"
+    )
+    assert workwx_sign(W1_PARAMS, OFFICIAL_KEY) == "8B8D04AFC9FD08094CC5A0C2FA8BB60C"
+
+
+def test_w2_gochat_cross_check_with_and_without_sign_type() -> None:
+    assert workwx_sign(W2_PARAMS, OFFICIAL_KEY) == "FCB8624E2CED048CA15E2FF2B87C91A6"
+    signed = {**W2_PARAMS, "workwx_sign": "FCB8624E2CED048CA15E2FF2B87C91A6"}
+    # What hongbao sends: no sign_type.
+    assert sign(signed, OFFICIAL_KEY) == "F49B5E6435F626E21918C3CBE0EFC416"
+    # gochat also signs sign_type=MD5: a different digest, reproduced to pin the field set.
+    assert sign({**signed, "sign_type": "MD5"}, OFFICIAL_KEY) == "62C6597C4D4EC88A9DFF1258D2A94FAA"
+
+
+def test_w3_agentid_variant_both_signatures_and_their_strings() -> None:
+    assert workwx_string_to_sign(W3_PARAMS, WECOM_SECRET) == W3_WORKWX_STRING
+    signed = _double_signed(W3_PARAMS, WECOM_SECRET, KEY)
+    assert signed["workwx_sign"] == "5D6809139B3D35A0985CBB5A9F0155B8"
+    assert string_to_sign(signed, KEY) == W3_OUTER_STRING
+    assert signed["sign"] == "8B3E9ED5FE7794BE226C8DA7091FF487"
+    assert verify_workwx(signed, WECOM_SECRET)
+    assert verify(signed, KEY)
+
+
+def test_w3_without_scene_id_changes_only_the_outer_sign() -> None:
+    without = {name: value for name, value in W3_PARAMS.items() if name != "scene_id"}
+    signed = _double_signed(without, WECOM_SECRET, KEY)
+    assert signed["workwx_sign"] == "5D6809139B3D35A0985CBB5A9F0155B8"
+    assert signed["sign"] != "8B3E9ED5FE7794BE226C8DA7091FF487"
+
+
+def test_w4_sender_name_variant_keeps_spaces_verbatim() -> None:
+    signed = _double_signed(W4_PARAMS, WECOM_SECRET, KEY)
+    assert signed["workwx_sign"] == "B50B5FBA459EB4F48D9506A54498A52E"
+    assert "&remark=Q1 bonus&sender_header_media_id=" in string_to_sign(signed, KEY)
+    assert signed["sign"] == "DD7F8B383B233CEB27AF90BCFC680330"
+
+
+def test_q1_query_signs_appid_without_bill_type() -> None:
+    params = {
+        "appid": "ww8c1f9e0a3b5d7f24",
+        "mch_billno": "1900000109202403150000000101",
+        "mch_id": "1900000109",
+        "nonce_str": "c0ffee00c0ffee00c0ffee00c0ffee00",
+    }
+    assert sign(params, KEY) == "E0EEB86C9D09D30DC2427FF2D0EF139C"
+
+
+def test_q2_gochat_query_cross_check() -> None:
+    params = {
+        "appid": "wx8888888888888888",
+        "mch_billno": "123456",
+        "mch_id": "10000098",
+        "nonce_str": "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+    }
+    assert sign(params, OFFICIAL_KEY) == "124D7B0A14B3D98F109DF3D560190EF0"
+    assert sign({**params, "sign_type": "MD5"}, OFFICIAL_KEY) == "540A546A87AF45F048E2FA55DF0398DC"
+
+
+def test_a1_the_suffix_is_secret_not_key() -> None:
+    assert workwx_string_to_sign({}, "exposed_your_key_here_have_risks") == (
+        "secret=exposed_your_key_here_have_risks"
+    )
+    digest = _md5("&secret=exposed_your_key_here_have_risks").lower()
+    assert digest == "7831c3ff1bde78fd0ac1107e00ac92e6"
+
+
+# The spec's "typical mistakes": each digest is what the mistake gives instead of W3's; hongbao
+# must never produce it, and the simulator's check must refuse it.
+def test_mistake_key_instead_of_secret_is_not_the_workwx_sign() -> None:
+    wrong = _md5(W3_WORKWX_STRING.replace("&secret=", "&key="))
+    assert wrong == "B0099A7CE8BBD1CFBD0DB37871CC81E7"
+    assert workwx_sign(W3_PARAMS, WECOM_SECRET) != wrong
+    assert not verify_workwx({**W3_PARAMS, "workwx_sign": wrong}, WECOM_SECRET)
+
+
+def test_mistake_all_fields_in_workwx_sign_is_refused() -> None:
+    pairs = "&".join(f"{name}={W3_PARAMS[name]}" for name in sorted(W3_PARAMS))
+    wrong = _md5(f"{pairs}&secret={WECOM_SECRET}")
+    assert wrong == "7EFBF8A22463CF5AC808F6866D640865"
+    # Extra fields given to workwx_sign are ignored: only the seven count.
+    assert workwx_sign({**W3_PARAMS, "workwx_sign": "X", "sign": "Y"}, WECOM_SECRET) == (
+        "5D6809139B3D35A0985CBB5A9F0155B8"
+    )
+    assert not verify_workwx({**W3_PARAMS, "workwx_sign": wrong}, WECOM_SECRET)
+
+
+def test_mistake_lowercase_workwx_sign_is_refused() -> None:
+    lower = "5d6809139b3d35a0985cbb5a9f0155b8"
+    assert workwx_sign(W3_PARAMS, WECOM_SECRET) == lower.upper()
+    assert not verify_workwx({**W3_PARAMS, "workwx_sign": lower}, WECOM_SECRET)
+
+
+def test_mistake_outer_sign_without_workwx_sign_is_refused() -> None:
+    wrong = sign(W3_PARAMS, KEY)
+    assert wrong == "766B30DA328F4F137E4E4B095055F659"
+    signed = _double_signed(W3_PARAMS, WECOM_SECRET, KEY)
+    assert signed["sign"] != wrong
+    assert not verify({**signed, "sign": wrong}, KEY)
+
+
+def test_verify_workwx_refuses_a_missing_or_foreign_signature() -> None:
+    assert not verify_workwx(W3_PARAMS, WECOM_SECRET)
+    signed = _double_signed(W3_PARAMS, WECOM_SECRET, KEY)
+    assert not verify_workwx(signed, WECOM_SECRET[:-1] + "x")
+    assert not verify_workwx({**signed, "total_amount": 8889}, WECOM_SECRET)
+    assert verify_workwx({**signed, "remark": "changed", "agentid": 1}, WECOM_SECRET)
+
+
+def test_verify_workwx_refuses_a_non_ascii_signature_without_raising() -> None:
+    signed = _double_signed(W3_PARAMS, WECOM_SECRET, KEY)
+    assert not verify_workwx(
+        {**signed, "workwx_sign": "５D6809139B3D35A0985CBB5A9F0155B8"}, WECOM_SECRET
+    )
+
+
+def test_verify_workwx_refuses_a_signature_that_is_not_text() -> None:
+    assert not verify_workwx({**W3_PARAMS, "workwx_sign": 5680913}, WECOM_SECRET)

@@ -14,6 +14,8 @@ from hongbao.api.models import (
     RedpackInfo,
     RedpackStatus,
     SendResult,
+    WorkwxRedpackInfo,
+    WorkwxSendResult,
     encode_risk_info,
 )
 
@@ -27,5 +29,7 @@ __all__ = [
     "RedpackInfo",
     "RedpackStatus",
     "SendResult",
+    "WorkwxRedpackInfo",
+    "WorkwxSendResult",
     "encode_risk_info",
 ]

@@ -24,11 +24,15 @@ from hongbao.api.merchant import Merchant
 from hongbao.api.models import (
     ApiRequest,
     QueryRedpackRequest,
+    QueryWorkwxRedpackRequest,
     RedpackInfo,
     SendGroupRedpackRequest,
     SendMiniProgramRedpackRequest,
     SendRedpackRequest,
     SendResult,
+    SendWorkwxRedpackRequest,
+    WorkwxRedpackInfo,
+    WorkwxSendResult,
     check_text,
 )
 from hongbao.clock import Clock, SystemClock
@@ -47,7 +51,7 @@ from hongbao.errors import (
 from hongbao.ids import new_nonce as _nonce
 from hongbao.wire.masking import mask as masked
 from hongbao.wire.retry import RetryPolicy, backoff, should_retry
-from hongbao.wire.sign import sign, verify
+from hongbao.wire.sign import sign, verify, workwx_sign
 from hongbao.wire.transport import WireRequest, WireResponse
 from hongbao.wire.xmlcodec import XmlDict, XmlError, dumps, loads
 
@@ -66,10 +70,21 @@ T = TypeVar("T")
 SEND_APIS: Mapping[str, type[ApiRequest]] = MappingProxyType(
     {
         model.api: model
-        for model in (SendRedpackRequest, SendGroupRedpackRequest, SendMiniProgramRedpackRequest)
+        for model in (
+            SendRedpackRequest,
+            SendGroupRedpackRequest,
+            SendMiniProgramRedpackRequest,
+            SendWorkwxRedpackRequest,
+        )
     }
 )
-"""The three send calls by API name: what `send_params` builds and `send_frozen` sends."""
+"""The four send calls by API name: what `send_params` builds and `send_frozen` sends."""
+
+
+def _send_result(model: type[ApiRequest]) -> Callable[[XmlDict, bytes], SendResult]:
+    if model is SendWorkwxRedpackRequest:
+        return WorkwxSendResult.from_response
+    return SendResult.from_response
 
 
 class Call(NamedTuple, Generic[T]):
@@ -203,7 +218,7 @@ class BaseClient:
         mch_billno: str,
         re_openid: str,
         total_amount: int,
-        send_name: str,
+        send_name: str | None = None,
         wishing: str,
         act_name: str,
         remark: str,
@@ -211,12 +226,17 @@ class BaseClient:
         scene_id: str | None = None,
         risk_info: str | None = None,
         nonce_str: str | None = None,
+        sender_name: str | None = None,
+        agentid: int | None = None,
+        sender_header_media_id: str | None = None,
     ) -> dict[str, str | int]:
         """The checked wire parameters of a send call, `nonce_str` included, `sign` never.
 
         Nothing is sent: record them (a ledger's frozen parameters), then send them unchanged
         with `send_frozen` as often as needed — every attempt is the same bytes. Raises
-        `ValidationError` naming the field, as the send methods do.
+        `ValidationError` naming the field, as the send methods do. A WeCom packet
+        (`sendworkwxredpack`) takes `sender_name` or `agentid` instead of `send_name`, and its
+        parameters hold its `workwx_sign` (never the secret it is made with).
 
         >>> params = client.send_params("sendredpack", mch_billno=bill, re_openid=openid,
         ...     total_amount=100, send_name="Acme", wishing="Thanks", act_name="Spring",
@@ -227,6 +247,43 @@ class BaseClient:
         if model is None:
             raise ValueError(f"{api!r} is not a send API ({', '.join(SEND_APIS)})")
         params: dict[str, str | int | None]
+        if model is SendWorkwxRedpackRequest:
+            params = self._workwx_params(
+                mch_billno=mch_billno,
+                re_openid=re_openid,
+                total_amount=total_amount,
+                sender_name=sender_name,
+                agentid=agentid,
+                sender_header_media_id=sender_header_media_id,
+                wishing=wishing,
+                act_name=act_name,
+                remark=remark,
+                scene_id=scene_id,
+            )
+            # Not its parameters: left in for the model to refuse, naming the field.
+            params["send_name"] = send_name
+            params["risk_info"] = risk_info
+            if total_num != 1:
+                params["total_num"] = total_num
+            nonce = _nonce() if nonce_str is None else check_text("nonce_str", nonce_str, 32)
+            return self._checked(model, mch_billno, params, nonce)
+        for name, value in (
+            ("sender_name", sender_name),
+            ("agentid", agentid),
+            ("sender_header_media_id", sender_header_media_id),
+        ):
+            if value is not None:
+                raise ValidationError(
+                    f"{name} is not a parameter of {api} (rule: whitelist)",
+                    field=name,
+                    rule="whitelist",
+                )
+        if send_name is None:
+            raise ValidationError(
+                f"send_name is required by {api} (rule: required)",
+                field="send_name",
+                rule="required",
+            )
         if model is SendMiniProgramRedpackRequest:
             params = self._mini_params(
                 mch_billno=mch_billno,
@@ -379,10 +436,87 @@ class BaseClient:
             "scene_id": scene_id,
         }
 
+    def _workwx_params(
+        self,
+        *,
+        mch_billno: str,
+        re_openid: str,
+        total_amount: int,
+        sender_name: str | None,
+        agentid: int | None,
+        sender_header_media_id: str | None,
+        wishing: str,
+        act_name: str,
+        remark: str,
+        scene_id: str | None,
+    ) -> dict[str, str | int | None]:
+        self._wecom_secret()  # before anything else: without it nothing can be signed
+        return {
+            "mch_billno": mch_billno,
+            "mch_id": self.merchant.mch_id,
+            "wxappid": _required(
+                self.merchant.wecom_corpid, "wecom_corpid", SendWorkwxRedpackRequest.api
+            ),
+            "sender_name": sender_name,
+            "agentid": agentid,
+            "sender_header_media_id": sender_header_media_id,
+            "re_openid": re_openid,
+            "total_amount": total_amount,
+            "wishing": wishing,
+            "act_name": act_name,
+            "remark": remark,
+            "scene_id": scene_id,
+        }
+
+    def _wecom_secret(self) -> str:
+        secret = self.merchant.wecom_secret
+        if secret is None:
+            raise ConfigurationError(
+                "Merchant.wecom_secret must be set for sendworkwxredpack: the secret of the "
+                "WeCom corp's 企业支付 app (config: wecom_secret_file)"
+            )
+        return secret.get_secret_value()
+
+    def changed_params(
+        self, api: str, params: Mapping[str, str | int], changes: Mapping[str, str | int]
+    ) -> dict[str, str | int]:
+        """Checked send parameters with some values replaced, unchecked (a re-issue's new bill
+        number and nonce; a campaign's next line): a WeCom packet's `workwx_sign` is made
+        again, since it covers the bill, the nonce, the receiver and the amount."""
+        params = {**params, **changes}
+        if api == SendWorkwxRedpackRequest.api:
+            params["workwx_sign"] = workwx_sign(params, self._wecom_secret())
+        return params
+
     def _send_call(
         self, model: type[ApiRequest], params: Mapping[str, str | int | None]
     ) -> Call[SendResult]:
-        return self._prepare(model, str(params["mch_billno"]), params, SendResult.from_response)
+        return self._prepare(model, str(params["mch_billno"]), params, _send_result(model))
+
+    def _workwx_query_call(self, mch_billno: str, corpid: str | None) -> Call[RedpackInfo]:
+        if corpid is None:
+            corpid = _required(
+                self.merchant.wecom_corpid, "wecom_corpid", QueryWorkwxRedpackRequest.api
+            )
+        params: dict[str, str | int | None] = {
+            "mch_billno": mch_billno,
+            "mch_id": self.merchant.mch_id,
+            "appid": corpid,
+        }
+
+        def missing(raw: bytes) -> RedpackInfo:
+            return WorkwxRedpackInfo.not_found(mch_billno, raw)
+
+        return self._prepare(
+            QueryWorkwxRedpackRequest, mch_billno, params, WorkwxRedpackInfo.from_response, missing
+        )
+
+    def _query_for(self, api: str, mch_billno: str) -> Call[RedpackInfo]:
+        """The query that finds a bill sent with `api`: queryworkwxredpack for WeCom packets,
+        gethbinfo (the Official Account's appid) for the others."""
+        if api == SendWorkwxRedpackRequest.api:
+            return self._workwx_query_call(mch_billno, None)
+        return self._query_call(mch_billno, None)
 
     def _query_call(self, mch_billno: str, appid: str | None) -> Call[RedpackInfo]:
         if appid is None:
@@ -428,6 +562,9 @@ class BaseClient:
             exc.mch_billno = mch_billno
             raise
         wire["nonce_str"] = nonce_str
+        if model is SendWorkwxRedpackRequest and "workwx_sign" not in wire:
+            # First over its seven fields with the WeCom secret, then the outer sign covers it.
+            wire["workwx_sign"] = workwx_sign(wire, self._wecom_secret())
         return wire
 
     def _signed(
@@ -460,10 +597,13 @@ class BaseClient:
         if "sign" in params:
             raise ValueError("frozen parameters are unsigned: a signature is made per send")
         check_text("nonce_str", nonce if isinstance(nonce, str) else "", 32)
+        if model is SendWorkwxRedpackRequest and not params.get("workwx_sign"):
+            raise ValueError("frozen sendworkwxredpack parameters lack their workwx_sign")
         fields = {name: value for name, value in params.items() if name != "nonce_str"}
         self._checked(model, mch_billno, fields, str(nonce))
-        # Signed as recorded, in the recorded order: the same bytes on every resend.
-        return self._signed(model, mch_billno, params, SendResult.from_response)
+        # Signed as recorded, in the recorded order: the same bytes on every resend (a WeCom
+        # packet's recorded workwx_sign included).
+        return self._signed(model, mch_billno, params, _send_result(model))
 
     # --- reading ----------------------------------------------------------------------------
 

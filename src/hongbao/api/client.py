@@ -1,4 +1,4 @@
-"""`Client` (sync, on httpx) and `AsyncClient` (async, on aiohttp): the four red packet calls.
+"""`Client` (sync, on httpx) and `AsyncClient` (async, on aiohttp): the red packet calls.
 
 Both are thin I/O shells over `BaseClient`: the request is checked, signed and serialised once,
 then sent; transient failures (connection errors, timeouts, HTTP 5xx, SYSTEMERROR) are resent
@@ -29,6 +29,9 @@ from hongbao.api.models import (
     SendMiniProgramRedpackRequest,
     SendRedpackRequest,
     SendResult,
+    SendWorkwxRedpackRequest,
+    WorkwxRedpackInfo,
+    WorkwxSendResult,
 )
 from hongbao.clock import Clock
 from hongbao.errors import ConfigurationError, ConnectError, TransportError
@@ -191,6 +194,39 @@ class Client(BaseClient):
         )
         return self._execute(self._send_call(SendMiniProgramRedpackRequest, params))
 
+    def send_workwx_redpack(
+        self,
+        *,
+        mch_billno: str,
+        re_openid: str,
+        total_amount: int,
+        wishing: str,
+        act_name: str,
+        remark: str,
+        sender_name: str | None = None,
+        agentid: int | None = None,
+        sender_header_media_id: str | None = None,
+        scene_id: str | None = None,
+    ) -> WorkwxSendResult:
+        """sendworkwxredpack: one packet to a member of the merchant's WeCom corp, in the name of
+        an app (`agentid`) or a person (`sender_name`, optional avatar), signed twice with the
+        WeCom payment secret and the API key (docs/protocol.md §15.4)."""
+        params = self._workwx_params(
+            mch_billno=mch_billno,
+            re_openid=re_openid,
+            total_amount=total_amount,
+            sender_name=sender_name,
+            agentid=agentid,
+            sender_header_media_id=sender_header_media_id,
+            wishing=wishing,
+            act_name=act_name,
+            remark=remark,
+            scene_id=scene_id,
+        )
+        result = self._execute(self._send_call(SendWorkwxRedpackRequest, params))
+        assert isinstance(result, WorkwxSendResult)
+        return result
+
     def send_frozen(self, api: str, params: Mapping[str, str | int]) -> SendResult:
         """Send recorded parameters (from `send_params`) unchanged: the same bytes every time.
 
@@ -206,6 +242,23 @@ class Client(BaseClient):
         concerns the query only: it never says whether the packet was issued.
         """
         return self._execute(self._query_call(mch_billno, appid))
+
+    def query_workwx_redpack(
+        self, mch_billno: str, *, corpid: str | None = None
+    ) -> WorkwxRedpackInfo:
+        """queryworkwxredpack: the WeCom record of `mch_billno` (`found=False` if none, yet).
+
+        `corpid` defaults to the merchant's `wecom_corpid`. As with gethbinfo, an exception from
+        a query concerns the query only (docs/protocol.md §15.5).
+        """
+        info = self._execute(self._workwx_query_call(mch_billno, corpid))
+        assert isinstance(info, WorkwxRedpackInfo)
+        return info
+
+    def query_for(self, api: str, mch_billno: str) -> RedpackInfo:
+        """The record of a bill sent with the send call `api`: queryworkwxredpack for a WeCom
+        packet, gethbinfo for the others (with the merchant's default appid)."""
+        return self._execute(self._query_for(api, mch_billno))
 
     def close(self) -> None:
         """Close the transport if this client created it."""
@@ -353,6 +406,39 @@ class AsyncClient(BaseClient):
         )
         return await self._execute(self._send_call(SendMiniProgramRedpackRequest, params))
 
+    async def send_workwx_redpack(
+        self,
+        *,
+        mch_billno: str,
+        re_openid: str,
+        total_amount: int,
+        wishing: str,
+        act_name: str,
+        remark: str,
+        sender_name: str | None = None,
+        agentid: int | None = None,
+        sender_header_media_id: str | None = None,
+        scene_id: str | None = None,
+    ) -> WorkwxSendResult:
+        """sendworkwxredpack: one packet to a member of the merchant's WeCom corp, in the name of
+        an app (`agentid`) or a person (`sender_name`, optional avatar), signed twice with the
+        WeCom payment secret and the API key (docs/protocol.md §15.4)."""
+        params = self._workwx_params(
+            mch_billno=mch_billno,
+            re_openid=re_openid,
+            total_amount=total_amount,
+            sender_name=sender_name,
+            agentid=agentid,
+            sender_header_media_id=sender_header_media_id,
+            wishing=wishing,
+            act_name=act_name,
+            remark=remark,
+            scene_id=scene_id,
+        )
+        result = await self._execute(self._send_call(SendWorkwxRedpackRequest, params))
+        assert isinstance(result, WorkwxSendResult)
+        return result
+
     async def send_frozen(
         self, api: str, params: Mapping[str, str | int], *, pace: Pace | None = None
     ) -> SendResult:
@@ -374,6 +460,25 @@ class AsyncClient(BaseClient):
         before each retry within the call.
         """
         return await self._execute(self._query_call(mch_billno, appid), pace)
+
+    async def query_workwx_redpack(
+        self, mch_billno: str, *, corpid: str | None = None, pace: Pace | None = None
+    ) -> WorkwxRedpackInfo:
+        """queryworkwxredpack: the WeCom record of `mch_billno` (`found=False` if none, yet).
+
+        `corpid` defaults to the merchant's `wecom_corpid`. As with gethbinfo, an exception from
+        a query concerns the query only (docs/protocol.md §15.5).
+        """
+        info = await self._execute(self._workwx_query_call(mch_billno, corpid), pace)
+        assert isinstance(info, WorkwxRedpackInfo)
+        return info
+
+    async def query_for(
+        self, api: str, mch_billno: str, *, pace: Pace | None = None
+    ) -> RedpackInfo:
+        """The record of a bill sent with the send call `api`: queryworkwxredpack for a WeCom
+        packet, gethbinfo for the others (with the merchant's default appid)."""
+        return await self._execute(self._query_for(api, mch_billno), pace)
 
     async def aclose(self) -> None:
         """Close the transport if this client created it."""

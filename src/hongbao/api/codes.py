@@ -214,7 +214,15 @@ _SEND_ROWS = (
         "SIGN_ERROR",
         "the signature is wrong",
         RejectedError,
-        f"check the API key and the signed fields, {_FIX_RESEND}",
+        "check the API key, the signed fields and, for a WeCom packet, the WeCom payment secret "
+        f"(its own description: 企业微信签名校验失败), {_FIX_RESEND}",
+    ),
+    _row(
+        "NO_COMPETENCE",
+        "WeCom: the merchant is not enabled for WeCom enterprise payment or not bound to the corp",
+        RejectedError,
+        "bind the merchant in the WeCom admin console (企业支付 app) and confirm the binding in "
+        f"the merchant platform, {_FIX_RESEND}",
     ),
     _row("XML_ERROR", "the request body is not valid XML", RejectedError, f"fix it, {_FIX_RESEND}"),
     _row(
@@ -331,12 +339,12 @@ _QUERY_ROWS = (
 )
 
 SEND_CODES: Mapping[str, CodeInfo] = MappingProxyType({row.code: row for row in _SEND_ROWS})
-"""err_code → row for sendredpack, sendgroupredpack and sendminiprogramhb
-(docs/protocol.md §5.2, §5.5)."""
+"""err_code → row for sendredpack, sendgroupredpack, sendminiprogramhb and sendworkwxredpack
+(docs/protocol.md §5.2, §5.5, §15.7)."""
 
 QUERY_CODES: Mapping[str, CodeInfo] = MappingProxyType({row.code: row for row in _QUERY_ROWS})
-"""err_code → row for gethbinfo (docs/protocol.md §5.4). For a query, an error's outcome concerns
-the query only: it never tells anything about the packet."""
+"""err_code → row for gethbinfo and queryworkwxredpack (docs/protocol.md §5.4, §15.7). For a
+query, an error's outcome concerns the query only: it never tells anything about the packet."""
 
 UNKNOWN_CODE = CodeInfo(
     "UNKNOWN",

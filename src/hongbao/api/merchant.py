@@ -1,6 +1,7 @@
 """`Merchant`: everything hongbao needs to send red packets for one merchant account.
 
-The API key is held as a `pydantic.SecretStr`: it never shows in a repr, a log or an error.
+The API key and the WeCom payment secret are held as `pydantic.SecretStr`s: they never show in a
+repr, a log or an error.
 
 >>> merchant = Merchant(mch_id="1900000109", api_key=SecretStr("k" * 32), appid="wx2421b1c4")
 >>> "k" * 32 in repr(merchant)
@@ -35,6 +36,7 @@ _DEFAULT_TIMEOUTS = Timeouts()
 _DEFAULT_RETRY = RetryPolicy()
 _MCH_ID = re.compile(r"[0-9]{1,32}")
 _API_KEY = re.compile(r"[\x21-\x7e]{32}")
+_WECOM_SECRET = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +76,11 @@ class Merchant:
     """SP mode: the merchant whose balance pays (default: the sub-merchant)."""
     retry: RetryPolicy = _DEFAULT_RETRY
     """In-call retries of transient failures, always with identical bytes."""
+    wecom_corpid: str | None = None
+    """The WeCom corp's id (企业ID): `wxappid` of WeCom red packets, their query's `appid`."""
+    wecom_secret: SecretStr | None = field(default=None, repr=False)
+    """The secret of the WeCom corp's built-in 企业支付 app, for `workwx_sign`
+    (docs/protocol.md §15.3); a plain str is accepted and wrapped."""
 
     def __post_init__(self) -> None:
         key = self.api_key
@@ -85,9 +92,28 @@ class Merchant:
                 "api_key must be the 32-character APIv2 key from the merchant platform "
                 "(printable ASCII, no spaces)"
             )
+        secret = self.wecom_secret
+        if isinstance(secret, str):
+            secret = SecretStr(secret)
+            object.__setattr__(self, "wecom_secret", secret)
+        if secret is not None and (
+            not isinstance(secret, SecretStr)
+            or not _WECOM_SECRET.fullmatch(secret.get_secret_value())
+        ):
+            raise ConfigurationError(
+                "wecom_secret must be the WeCom payment secret from the WeCom admin console "
+                "(printable ASCII, no spaces, at most 128 characters)"
+            )
         if not _MCH_ID.fullmatch(self.mch_id):
             raise ConfigurationError(f"mch_id {self.mch_id!r} must be the merchant number (digits)")
-        for name in ("appid", "mini_appid", "sub_mch_id", "msgappid", "consume_mch_id"):
+        for name in (
+            "appid",
+            "mini_appid",
+            "sub_mch_id",
+            "msgappid",
+            "consume_mch_id",
+            "wecom_corpid",
+        ):
             _check_optional_text(name, getattr(self, name))
         try:
             check_ipv4(self.client_ip)

@@ -47,6 +47,7 @@ __all__ = [
     "AmountRules",
     "ApiRequest",
     "QueryRedpackRequest",
+    "QueryWorkwxRedpackRequest",
     "Receipt",
     "RedpackInfo",
     "RedpackStatus",
@@ -54,6 +55,9 @@ __all__ = [
     "SendMiniProgramRedpackRequest",
     "SendRedpackRequest",
     "SendResult",
+    "SendWorkwxRedpackRequest",
+    "WorkwxRedpackInfo",
+    "WorkwxSendResult",
     "check_ipv4",
     "check_risk_info",
     "check_text",
@@ -256,8 +260,7 @@ class AmountRules:
             if outside_default:
                 raise _invalid(
                     "scene_id",
-                    f"is required: {what} is outside "
-                    f"{DEFAULT_MIN_FEN}–{DEFAULT_MAX_FEN} fen",
+                    f"is required: {what} is outside {DEFAULT_MIN_FEN}–{DEFAULT_MAX_FEN} fen",
                     "scene_required",
                 )
         else:
@@ -329,6 +332,20 @@ def _check_integer(name: str, value: object) -> None:
         raise _invalid(name, f"must be an integer, not {type(value).__name__}", "type")
 
 
+def _check_agentid(name: str, value: object) -> None:
+    _check_integer(name, value)
+    if not 0 <= cast(int, value) < 2**32:
+        raise _invalid(name, f"must be a WeCom app id (unsigned integer), not {value}", "agentid")
+
+
+def _check_workwx_sign(value: str) -> str:
+    if not re.fullmatch(r"[0-9A-F]{32}", value):
+        raise _invalid(
+            "workwx_sign", "must be 32 uppercase hex digits (an MD5 digest)", "workwx_sign"
+        )
+    return value
+
+
 _TEXT32 = _string_rule(32)
 _INTEGER = _Rule(None, _check_integer)
 
@@ -355,6 +372,11 @@ _FIELD_RULES: Mapping[str, _Rule] = MappingProxyType(
         "amt_type": _TEXT32,
         "notify_way": _TEXT32,
         "bill_type": _TEXT32,
+        # sendworkwxredpack (docs/protocol.md §15.4)
+        "sender_name": _string_rule(128),
+        "agentid": _Rule(None, _check_agentid),
+        "sender_header_media_id": _string_rule(128),
+        "workwx_sign": _value_rule(r"[0-9A-F]{32}", _check_workwx_sign),
     }
 )
 
@@ -569,6 +591,60 @@ class QueryRedpackRequest(ApiRequest):
     bill_type: Literal["MCHT"] = "MCHT"
 
 
+class SendWorkwxRedpackRequest(ApiRequest):
+    """sendworkwxredpack: one red packet to a member of a WeCom corp (docs/protocol.md §15.4).
+
+    `wxappid` is the corpid. Sent in an app's name (`agentid`) or a person's (`sender_name`,
+    with an optional avatar `sender_header_media_id`): exactly one of the two. There is no
+    `send_name`, `total_num`, `client_ip` or SP mode: any of them is refused by name, since an
+    extra signed field breaks the signature. `workwx_sign` is added when the request is signed.
+    """
+
+    api: ClassVar[str] = "sendworkwxredpack"
+
+    mch_billno: str
+    mch_id: str
+    wxappid: str
+    sender_name: str | None = None
+    agentid: int | None = None
+    sender_header_media_id: str | None = None
+    re_openid: str
+    total_amount: int
+    wishing: str
+    act_name: str
+    remark: str
+    scene_id: str | None = None
+    workwx_sign: str | None = None
+
+    @classmethod
+    def _check_together(cls, params: Mapping[str, object], rules: AmountRules) -> None:
+        has_name = params.get("sender_name") is not None
+        has_agent = params.get("agentid") is not None
+        if has_name == has_agent:
+            problem = "and agentid are both given" if has_name else "or agentid is required"
+            raise _invalid(
+                "sender_name", f"{problem}: exactly one of the two (§15.4)", "sender_xor_agentid"
+            )
+        if params.get("sender_header_media_id") is not None and not has_name:
+            raise _invalid(
+                "sender_header_media_id",
+                "is the avatar of a sender_name; a packet in an app's name (agentid) shows the app",
+                "media_with_sender_name",
+            )
+        rules.check(cast(int, params["total_amount"]), 1, cast(str | None, params.get("scene_id")))
+
+
+class QueryWorkwxRedpackRequest(ApiRequest):
+    """queryworkwxredpack: a WeCom packet by bill number; `appid` is the corpid, and there is no
+    `bill_type` (docs/protocol.md §15.5)."""
+
+    api: ClassVar[str] = "queryworkwxredpack"
+
+    mch_billno: str
+    mch_id: str
+    appid: str
+
+
 # --- response models --------------------------------------------------------------------------
 
 
@@ -659,6 +735,18 @@ class SendResult(_Response):
         return result
 
 
+class WorkwxSendResult(SendResult):
+    """A successful sendworkwxredpack: the packet was issued, with the sender echoed."""
+
+    sender_name: str | None = None
+    sender_header_media_id: str | None = None
+
+    @classmethod
+    def from_response(cls, data: Mapping[str, object], raw: bytes) -> WorkwxSendResult:
+        """From a parsed success body; raises pydantic's ValidationError on malformed fields."""
+        return cls.model_validate({**data, "raw": raw})
+
+
 class RedpackStatus(StrEnum):
     """The state of a red packet record (docs/protocol.md §4.1)."""
 
@@ -731,4 +819,39 @@ class RedpackInfo(_Response):
     @classmethod
     def not_found(cls, mch_billno: str, raw: bytes) -> RedpackInfo:
         """The answer for a bill number WeChat has no record of."""
+        return cls(found=False, mch_billno=mch_billno, raw=raw)
+
+
+class WorkwxRedpackInfo(RedpackInfo):
+    """What queryworkwxredpack knows about a bill number (docs/protocol.md §15.5).
+
+    The documented answer carries the receipt flat (`openid`, `amount`, `rcv_time` at the top
+    level); a `hblist` as gethbinfo has it is accepted too. Either way it lands in `receipts`, so
+    tracking reads both APIs alike. `hb_type` and `total_num` are absent: a WeCom packet is
+    always one NORMAL packet.
+    """
+
+    sender_name: str | None = None
+    sender_header_media_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_receipt(cls, data: object) -> object:
+        if not isinstance(data, Mapping) or data.get("hblist") not in (None, ""):
+            return data
+        fields = dict(data)
+        receipt = {name: fields.pop(name, None) for name in ("openid", "amount", "rcv_time")}
+        # An unopened packet may still show empty receipt fields [U]: only a whole one counts.
+        if receipt["openid"] and receipt["amount"] not in (None, ""):
+            fields["hblist"] = [receipt]
+        return fields
+
+    @classmethod
+    def from_response(cls, data: Mapping[str, object], raw: bytes) -> WorkwxRedpackInfo:
+        """From a parsed success body; raises pydantic's ValidationError on malformed fields."""
+        return cls.model_validate({**data, "raw": raw})
+
+    @classmethod
+    def not_found(cls, mch_billno: str, raw: bytes) -> WorkwxRedpackInfo:
+        """The answer for a bill number WeChat has no WeCom record of."""
         return cls(found=False, mch_billno=mch_billno, raw=raw)

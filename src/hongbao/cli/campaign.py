@@ -62,6 +62,7 @@ class PacketKind(StrEnum):
     NORMAL = "normal"
     GROUP = "group"
     MINI = "mini"
+    WORKWX = "workwx"
 
 
 def _send_api(kind: PacketKind) -> SendApi:
@@ -71,6 +72,7 @@ def _send_api(kind: PacketKind) -> SendApi:
         PacketKind.NORMAL: SendApi.SENDREDPACK,
         PacketKind.GROUP: SendApi.SENDGROUPREDPACK,
         PacketKind.MINI: SendApi.SENDMINIPROGRAMHB,
+        PacketKind.WORKWX: SendApi.SENDWORKWXREDPACK,
     }[kind]
 
 
@@ -86,10 +88,37 @@ def create_command(
         ),
     ],
     amount: AmountOption,
-    send_name: Annotated[str, typer.Option("--send-name", help="Sender name (send_name).")],
     act_name: Annotated[str, typer.Option("--act-name", help="Activity name (act_name).")],
     wishing: Annotated[str, typer.Option("--wishing", help="Blessing text (wishing).")],
     remark: Annotated[str, typer.Option("--remark", help="Remark (remark).")],
+    send_name: Annotated[
+        str | None,
+        typer.Option(
+            "--send-name", help="Sender name (send_name; not for --api workwx).", show_default=False
+        ),
+    ] = None,
+    sender_name: Annotated[
+        str | None,
+        typer.Option(
+            "--sender-name",
+            help="--api workwx: send in this person's name (sender_name); or --agentid.",
+            show_default=False,
+        ),
+    ] = None,
+    agentid: Annotated[
+        int | None,
+        typer.Option(
+            "--agentid", help="--api workwx: send in this WeCom app's name.", show_default=False
+        ),
+    ] = None,
+    sender_header_media_id: Annotated[
+        str | None,
+        typer.Option(
+            "--sender-header-media-id",
+            help="--api workwx: the sender's avatar (a WeCom media id).",
+            show_default=False,
+        ),
+    ] = None,
     scene_id: Annotated[
         str | None,
         typer.Option("--scene-id", help="PRODUCT_1 … PRODUCT_8.", show_default=False),
@@ -100,7 +129,8 @@ def create_command(
             "--api",
             help="normal: one packet (sendredpack); group: a fission set of --total-num shares "
             "(sendgroupredpack); mini: a mini-program packet (sendminiprogramhb; the file holds "
-            "mini-program openids).",
+            "mini-program openids); workwx: a WeCom packet to members of the merchant's corp "
+            "(sendworkwxredpack; the file holds their openids under the corpid).",
             case_sensitive=False,
         ),
     ] = PacketKind.NORMAL,
@@ -150,7 +180,8 @@ def create_command(
             --send-name Acme --act-name Spring --wishing 'Thank you' --remark Enjoy --budget 2000
 
     A fission campaign: `--api group --total-num 5 --amount 10` (each seed user gets a set
-    of 5 shares worth 10 yuan in all).
+    of 5 shares worth 10 yuan in all). A WeCom campaign: `--api workwx --sender-name HR`
+    (or `--agentid 1000002`) instead of `--send-name`.
     """
     from hongbao.engine.campaign import Template, create_campaign, same_file_campaigns
 
@@ -164,6 +195,9 @@ def create_command(
         risk_info=risk_info,
         api=_send_api(api),
         total_num=total_num,
+        sender_name=sender_name,
+        agentid=agentid,
+        sender_header_media_id=sender_header_media_id,
     )
     budget_fen = None if budget is None else yuan(budget, "--budget")
     chosen = name or f"{file.stem}-{SystemClock().now().astimezone(CST):%Y%m%d-%H%M%S}"
@@ -426,8 +460,15 @@ def retry_command(
     from hongbao.ledger import PayoutState
 
     code = err_code.strip().upper() if err_code else None
-    with guard(as_json), open_ledger(load(config).ledger_url) as store:
-        report = retry_payouts(store, campaign_id, state=PayoutState(state.value), err_code=code)
+    from hongbao.api import BaseClient
+
+    with guard(as_json), open_ledger((settings := load(config)).ledger_url) as store:
+        merchant = store.get_campaign(campaign_id).merchant
+        known = merchant in settings.merchants
+        builder = BaseClient(settings.merchant(merchant)) if known else None
+        report = retry_payouts(
+            store, campaign_id, state=PayoutState(state.value), err_code=code, builder=builder
+        )
         campaign_state = store.get_campaign(campaign_id).state
     if as_json:
         print_json(

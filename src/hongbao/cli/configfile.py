@@ -39,6 +39,9 @@ _REPLACED = (
     "p12",
     "p12_password",
     "p12_password_file",
+    "wecom_corpid",
+    "wecom_secret",
+    "wecom_secret_file",
 )
 
 
@@ -58,6 +61,8 @@ class SimMerchant:
     api_key: str = field(repr=False)
     cert_pem: bytes = field(repr=False)
     key_pem: bytes = field(repr=False)
+    wecom_corpid: str | None = None
+    wecom_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,7 @@ class SavedFiles:
     api_key: Path
     cert_pem: Path
     key_pem: Path
+    wecom_secret: Path | None = None
 
 
 def save_merchant(config_file: Path, name: str, merchant: SimMerchant) -> SavedFiles:
@@ -80,10 +86,13 @@ def save_merchant(config_file: Path, name: str, merchant: SimMerchant) -> SavedF
         api_key=folder / f"{name}.api_key",
         cert_pem=folder / f"{name}.apiclient_cert.pem",
         key_pem=folder / f"{name}.apiclient_key.pem",
+        wecom_secret=folder / f"{name}.wecom_secret" if merchant.wecom_secret else None,
     )
     _write(saved.api_key, merchant.api_key.encode("ascii") + b"\n", _PRIVATE)
     _write(saved.cert_pem, merchant.cert_pem, _PUBLIC)
     _write(saved.key_pem, merchant.key_pem, _PRIVATE)
+    if saved.wecom_secret is not None and merchant.wecom_secret is not None:
+        _write(saved.wecom_secret, merchant.wecom_secret.encode("ascii") + b"\n", _PRIVATE)
     merchants = document.get("merchants")
     if merchants is None:
         merchants = tomlkit.table(is_super_table=True)
@@ -105,6 +114,9 @@ def save_merchant(config_file: Path, name: str, merchant: SimMerchant) -> SavedF
     section["api_key_file"] = saved.api_key.name
     section["cert_pem"] = saved.cert_pem.name
     section["key_pem"] = saved.key_pem.name
+    if saved.wecom_secret is not None:
+        section["wecom_corpid"] = merchant.wecom_corpid
+        section["wecom_secret_file"] = saved.wecom_secret.name
     # An existing file keeps its mode: it may hold inline secrets its owner locked away.
     mode = config_file.stat().st_mode & 0o777 if config_file.exists() else _PUBLIC
     _write(config_file, tomlkit.dumps(document).encode("utf-8"), mode)

@@ -23,7 +23,13 @@ from hongbao.cli.db import db_app
 from hongbao.cli.demo import demo_command
 from hongbao.cli.payouts import payouts_app
 from hongbao.cli.rules import rules_app
-from hongbao.cli.send import query_command, send_command, send_group_command, send_mini_command
+from hongbao.cli.send import (
+    query_command,
+    send_command,
+    send_group_command,
+    send_mini_command,
+    send_workwx_command,
+)
 from hongbao.cli.serve import serve_command
 from hongbao.cli.sim import sim_app
 from hongbao.cli.tracking import reconcile_command, track_command
@@ -65,6 +71,7 @@ app.command("demo")(demo_command)
 app.command("send")(send_command)
 app.command("send-group")(send_group_command)
 app.command("send-mini")(send_mini_command)
+app.command("send-workwx")(send_workwx_command)
 app.command("query")(query_command)
 app.add_typer(payouts_app, name="payouts")
 app.add_typer(campaign_app, name="campaign")

@@ -1,4 +1,4 @@
-"""`hongbao send | send-group | send-mini | query`: one red packet at a time.
+"""`hongbao send | send-group | send-mini | send-workwx | query`: one red packet at a time.
 
 A send is a payout on demand in the ledger (`hongbao.engine.ondemand`): recorded under an
 idempotency key (`--key`, or a new one) before anything leaves, its key and bill number printed
@@ -42,7 +42,13 @@ if TYPE_CHECKING:
     from hongbao.api import Merchant, RedpackInfo, SendResult
     from hongbao.engine.ondemand import Kind, PayoutView
 
-__all__ = ["query_command", "send_command", "send_group_command", "send_mini_command"]
+__all__ = [
+    "query_command",
+    "send_command",
+    "send_group_command",
+    "send_mini_command",
+    "send_workwx_command",
+]
 
 OpenidOption = Annotated[
     str, typer.Option("--openid", help="The receiver's openid under the merchant's appid.")
@@ -177,16 +183,84 @@ def send_mini_command(
     _send(packet, scene_id, key, bill_no, timeout, merchant, config, as_json)
 
 
+def send_workwx_command(
+    openid: Annotated[
+        str,
+        typer.Option(
+            "--openid", help="The member's openid under the corp (WeCom userid → openid)."
+        ),
+    ],
+    amount: AmountOption,
+    act_name: ActNameOption,
+    wishing: WishingOption,
+    remark: RemarkOption,
+    sender_name: Annotated[
+        str | None,
+        typer.Option(
+            "--sender-name",
+            help="Send in a person's name (sender_name, ≤ 128 characters); or --agentid.",
+            show_default=False,
+        ),
+    ] = None,
+    agentid: Annotated[
+        int | None,
+        typer.Option(
+            "--agentid", help="Send in the name of this WeCom app (agentid).", show_default=False
+        ),
+    ] = None,
+    sender_header_media_id: Annotated[
+        str | None,
+        typer.Option(
+            "--sender-header-media-id",
+            help="The sender's avatar, a WeCom media id (with --sender-name).",
+            show_default=False,
+        ),
+    ] = None,
+    scene_id: SceneOption = None,
+    key: KeyOption = None,
+    bill_no: BillOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    merchant: MerchantOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send one WeCom (企业微信) red packet to a member of the merchant's corp
+    (sendworkwxredpack); the merchant needs wecom_corpid and wecom_secret_file.
+
+    Exactly one of --sender-name and --agentid. Exit codes and --key as for `send`. Example:
+
+        hongbao send-workwx --openid oMember --amount 8.88 --sender-name 'HR Team' \
+            --act-name 'Year-end party' --wishing 'Thank you!' --remark 'Happy new year'
+    """
+    packet = _Packet(
+        "workwx",
+        openid,
+        yuan(amount),
+        1,
+        None,
+        wishing,
+        act_name,
+        remark,
+        sender_name=sender_name,
+        agentid=agentid,
+        sender_header_media_id=sender_header_media_id,
+    )
+    _send(packet, scene_id, key, bill_no, timeout, merchant, config, as_json)
+
+
 @dataclass(frozen=True)
 class _Packet:
     kind: Kind
     openid: str
     amount_fen: int
     total_num: int
-    send_name: str
+    send_name: str | None
     wishing: str
     act_name: str
     remark: str
+    sender_name: str | None = None
+    agentid: int | None = None
+    sender_header_media_id: str | None = None
 
 
 def _send(
@@ -237,6 +311,9 @@ def _send(
                     act_name=packet.act_name,
                     remark=packet.remark,
                     scene_id=scene_id,
+                    sender_name=packet.sender_name,
+                    agentid=packet.agentid,
+                    sender_header_media_id=packet.sender_header_media_id,
                     timeout=timeout,
                     on_recorded=recorded,
                 )
@@ -266,29 +343,41 @@ def _send_bare(
             "mch_billno": bill,
             "re_openid": packet.openid,
             "total_amount": packet.amount_fen,
-            "send_name": packet.send_name,
             "wishing": packet.wishing,
             "act_name": packet.act_name,
             "remark": packet.remark,
             "scene_id": scene_id,
         }
         with Client(chosen) as client:
-            if packet.kind == "group":
-                result = client.send_group_redpack(total_num=packet.total_num, **common)
+            if packet.kind == "workwx":
+                result: SendResult = client.send_workwx_redpack(
+                    sender_name=packet.sender_name,
+                    agentid=packet.agentid,
+                    sender_header_media_id=packet.sender_header_media_id,
+                    **common,
+                )
+            elif packet.kind == "group":
+                result = client.send_group_redpack(
+                    total_num=packet.total_num, send_name=packet.send_name or "", **common
+                )
             elif packet.kind == "mini":
-                result = client.send_miniprogram_redpack(**common)
+                result = client.send_miniprogram_redpack(send_name=packet.send_name or "", **common)
             else:
-                result = client.send_redpack(**common)
+                result = client.send_redpack(send_name=packet.send_name or "", **common)
     _report_sent(result, bill, packet.amount_fen, as_json)
 
 
 def query_command(
     bill_no: Annotated[str, typer.Argument(help="The packet's bill number (mch_billno).")],
+    workwx: Annotated[
+        bool,
+        typer.Option("--workwx", help="A WeCom packet: ask queryworkwxredpack with the corpid."),
+    ] = False,
     merchant: MerchantOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Ask WeChat what became of a bill number (gethbinfo).
+    """Ask WeChat what became of a bill number (gethbinfo; --workwx: queryworkwxredpack).
 
     Not found is not a failure: a send may still be in progress; ask again later. An error
     here concerns the query only, never whether the packet was issued. Example:
@@ -301,7 +390,7 @@ def query_command(
         state.mch_billno = bill_no
         chosen = load(config).merchant(merchant)
         with Client(chosen) as client:
-            info = client.query_redpack(bill_no)
+            info = client.query_workwx_redpack(bill_no) if workwx else client.query_redpack(bill_no)
     _report_info(info, as_json)
 
 

@@ -238,7 +238,12 @@ def merchant_create(
         list[str] | None,
         typer.Option("--ip", help="A caller IP allowed to send (repeatable; none = any)."),
     ] = None,
-    wecom: Annotated[bool, typer.Option(help="Also give it a WeCom corp id.")] = False,
+    wecom: Annotated[
+        bool,
+        typer.Option(
+            help="Also give it a WeCom corp (corpid and 企业支付 secret; saved with --config)."
+        ),
+    ] = False,
     settings: SetOption = None,
     config: Annotated[
         Path | None,
@@ -284,7 +289,7 @@ def merchant_create(
         print_json(created)
         return
     typer.echo(f"mch_id      {created['mch_id']}")
-    for kind in ("appid", "mini_appid", "app_appid", "wecom_appid"):
+    for kind in ("appid", "mini_appid", "app_appid", "wecom_corpid"):
         if kind in created:
             typer.echo(f"{kind:<11} {created[kind]}")
     if saved is None:
@@ -294,6 +299,8 @@ def merchant_create(
     typer.echo(f"  api_key_file {saved.api_key}")
     typer.echo(f"  cert_pem     {saved.cert_pem}")
     typer.echo(f"  key_pem      {saved.key_pem}")
+    if saved.wecom_secret is not None:
+        typer.echo(f"  wecom_secret_file {saved.wecom_secret}")
 
 
 def _save(config: Path, name: str, created: dict[str, Any], control: _Control) -> SavedFiles:
@@ -308,6 +315,8 @@ def _save(config: Path, name: str, created: dict[str, Any], control: _Control) -
         api_key=created["api_key"],
         cert_pem=created["cert_pem"].encode("ascii"),
         key_pem=created["key_pem"].encode("ascii"),
+        wecom_corpid=created.get("wecom_corpid"),
+        wecom_secret=created.get("wecom_secret"),
     )
     try:
         return save_merchant(config, name, merchant)
@@ -440,7 +449,11 @@ def fault(
         ),
     ] = None,
     endpoint: Annotated[
-        str, typer.Option(help="sendredpack, sendgroupredpack, sendminiprogramhb, gethbinfo or *.")
+        str,
+        typer.Option(
+            help="sendredpack, sendgroupredpack, sendminiprogramhb, gethbinfo, sendworkwxredpack, "
+            "queryworkwxredpack or *."
+        ),
     ] = "*",
     err_code: Annotated[str | None, typer.Option(help="For error: the err_code.")] = None,
     status: Annotated[int | None, typer.Option(help="For http_status: the status.")] = None,

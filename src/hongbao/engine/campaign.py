@@ -119,11 +119,12 @@ class Template:
     """What every packet of a campaign has in common (a line may set its own amount).
 
     `api` picks the send call: SENDREDPACK (normal), SENDGROUPREDPACK (fission, `total_num`
-    3–20 shares) or SENDMINIPROGRAMHB (mini program).
+    3–20 shares), SENDMINIPROGRAMHB (mini program) or SENDWORKWXREDPACK (WeCom: members of the
+    merchant's corp, in the name of `sender_name` or of the app `agentid`, not `send_name`).
     """
 
     amount_fen: int
-    send_name: str
+    send_name: str | None = None
     wishing: str
     act_name: str
     remark: str
@@ -131,6 +132,9 @@ class Template:
     total_num: int = 1
     scene_id: str | None = None
     risk_info: str | None = None
+    sender_name: str | None = None
+    agentid: int | None = None
+    sender_header_media_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The template as the ledger stores it (JSON-ready)."""
@@ -159,6 +163,9 @@ class Template:
             remark=self.remark,
             scene_id=self.scene_id,
             risk_info=self.risk_info,
+            sender_name=self.sender_name,
+            agentid=self.agentid,
+            sender_header_media_id=self.sender_header_media_id,
         )
 
 
@@ -357,13 +364,16 @@ class _Planner:
                 # the bill by minting, the openid by the file's parser, the amount by the
                 # API's own amount rules (`_amount_problem`); the rest passed the API's checks
                 # with the first line. Copying skips re-checking a million identical fields.
-                params = {
-                    **first,
-                    "mch_billno": bill,
-                    "re_openid": entry.openid,
-                    "total_amount": amount,
-                    "nonce_str": next(drawn),
-                }
+                params = self.builder.changed_params(
+                    campaign.api.value,
+                    first,
+                    {
+                        "mch_billno": bill,
+                        "re_openid": entry.openid,
+                        "total_amount": amount,
+                        "nonce_str": next(drawn),
+                    },
+                )
             yield NewPayout(
                 natural_key=natural_key(campaign.id, entry.openid),
                 merchant=campaign.merchant,

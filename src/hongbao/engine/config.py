@@ -10,6 +10,8 @@ api_key_file = "secrets/api_key"      # or api_key = "…", or HONGBAO_MERCHANTS
 cert_pem = "apiclient_cert.pem"       # + key_pem; or p12 = "apiclient_cert.p12" (+ p12_password)
 key_pem = "apiclient_key.pem"
 appid = "wx2421b1c4370ec43b"
+wecom_corpid = "ww8c1f9e0a3b5d7f24"    # WeCom red packets: the corp, and its 企业支付 secret
+wecom_secret_file = "secrets/wecom_secret"   # or wecom_secret, or …_SHOP_WECOM_SECRET
 rate_per_minute = 1800                # engine settings: see MerchantProfile
 per_user_daily_amount = "1000.00"     # amounts in yuan, as strings
 app_appids = ["wx0123456789abcdef"]   # rule mode: appids of the merchant's mobile apps
@@ -80,7 +82,7 @@ LEDGER_URL_ENV = "HONGBAO_LEDGER_URL"
 """Overrides `[ledger] url` (the URL may carry a database password), as for `hongbao db`."""
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_SECRETS = ("api_key", "p12_password", "key_password")
+_SECRETS = ("api_key", "p12_password", "key_password", "wecom_secret")
 _STRINGS = (
     "mch_id",
     "appid",
@@ -90,6 +92,7 @@ _STRINGS = (
     "sub_mch_id",
     "msgappid",
     "consume_mch_id",
+    "wecom_corpid",
 )
 _PATHS = ("cert_pem", "key_pem", "p12", "ca_bundle")
 _STRING_LISTS = ("app_appids",)
@@ -597,9 +600,20 @@ def build_merchant(section: MerchantSection, environ: Mapping[str, str]) -> Merc
         )
     options: dict[str, Any] = {
         name: section.values[name]
-        for name in ("appid", "mini_appid", "client_ip", "sub_mch_id", "msgappid", "consume_mch_id")
+        for name in (
+            "appid",
+            "mini_appid",
+            "client_ip",
+            "sub_mch_id",
+            "msgappid",
+            "consume_mch_id",
+            "wecom_corpid",
+        )
         if name in section.values
     }
+    wecom_secret = _secret(section, "wecom_secret", environ)
+    if wecom_secret is not None:
+        options["wecom_secret"] = SecretStr(wecom_secret)
     options["base_url"] = section.get("base_url", DEFAULT_BASE_URL)
     if "limits" in section.values:
         options["limits"] = section.values["limits"]

@@ -79,11 +79,12 @@ A = ParamSpec("A")
 T = TypeVar("T")
 P = PayoutState
 
-Kind = Literal["normal", "group", "mini"]
+Kind = Literal["normal", "group", "mini", "workwx"]
 KINDS: Mapping[Kind, SendApi] = {
     "normal": SendApi.SENDREDPACK,
     "group": SendApi.SENDGROUPREDPACK,
     "mini": SendApi.SENDMINIPROGRAMHB,
+    "workwx": SendApi.SENDWORKWXREDPACK,
 }
 """The kinds of packet `pay` sends, and their send calls."""
 _KIND_OF: Mapping[SendApi, Kind] = {api: kind for kind, api in KINDS.items()}
@@ -381,7 +382,7 @@ class AsyncPayouts:
         openid: str,
         amount_fen: int,
         *,
-        send_name: str,
+        send_name: str | None = None,
         wishing: str,
         act_name: str,
         remark: str,
@@ -389,6 +390,9 @@ class AsyncPayouts:
         risk_info: str | None = None,
         kind: Kind = "normal",
         total_num: int | None = None,
+        sender_name: str | None = None,
+        agentid: int | None = None,
+        sender_header_media_id: str | None = None,
         merchant: str | None = None,
         metadata: Mapping[str, str] | None = None,
         wait: bool = True,
@@ -402,6 +406,9 @@ class AsyncPayouts:
         once the payout is settled or `timeout` seconds passed (then in its current state).
         `metadata` (up to 20 string pairs) is kept with the payout and never sent to WeChat.
         `on_recorded` sees the payout once it is in the ledger, before anything is sent.
+        `kind="workwx"` pays a member of the merchant's WeCom corp (`openid` under the corpid),
+        in the name of `sender_name` (optional avatar `sender_header_media_id`) or of the app
+        `agentid`, instead of `send_name`.
 
         >>> view = await payouts.pay("signup:42", "oXYZ", 188, send_name="Acme",
         ...     wishing="Welcome", act_name="Signup", remark="Enjoy")  # doctest: +SKIP
@@ -418,6 +425,9 @@ class AsyncPayouts:
             risk_info=risk_info,
             kind=kind,
             total_num=total_num,
+            sender_name=sender_name,
+            agentid=agentid,
+            sender_header_media_id=sender_header_media_id,
             merchant=merchant,
             metadata=metadata,
             wait=wait,
@@ -432,7 +442,7 @@ class AsyncPayouts:
         openid: str,
         amount_fen: int,
         *,
-        send_name: str,
+        send_name: str | None = None,
         wishing: str,
         act_name: str,
         remark: str,
@@ -440,6 +450,9 @@ class AsyncPayouts:
         risk_info: str | None = None,
         kind: Kind = "normal",
         total_num: int | None = None,
+        sender_name: str | None = None,
+        agentid: int | None = None,
+        sender_header_media_id: str | None = None,
         merchant: str | None = None,
         metadata: Mapping[str, str] | None = None,
         wait: bool = True,
@@ -475,6 +488,9 @@ class AsyncPayouts:
                 scene_id=scene_id,
                 risk_info=risk_info,
                 nonce_str=nonce,
+                sender_name=sender_name,
+                agentid=agentid,
+                sender_header_media_id=sender_header_media_id,
             )
 
         # A replay reads what is recorded (one query a round) and records nothing.

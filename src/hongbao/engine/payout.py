@@ -35,14 +35,14 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import ParamSpec, TypeVar
 
-from hongbao.api import AsyncClient, RedpackInfo
+from hongbao.api import AsyncClient, BaseClient, RedpackInfo
 from hongbao.clock import Clock, SystemClock
 from hongbao.engine.groupcommit import GroupCommitter
 from hongbao.engine.limiter import Pacer
 from hongbao.engine.outcomes import answer_record, query_exchange, send_outcome, sent_outcome
 from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.states import Decision, Policy, SendResult, decide_query, decide_send
-from hongbao.errors import ConnectError, FrequencyLimitError, HongbaoError
+from hongbao.errors import ConfigurationError, ConnectError, FrequencyLimitError, HongbaoError
 from hongbao.ids import new_nonce
 from hongbao.ledger import (
     CampaignState,
@@ -52,6 +52,7 @@ from hongbao.ledger import (
     Payout,
     PayoutState,
     ReissueError,
+    SendApi,
     Transition,
 )
 from hongbao.ledger.bills import BillSerialsExhaustedError
@@ -74,10 +75,21 @@ def resume_command(campaign_id: int) -> str:
     return f"`hongbao campaign resume {campaign_id}`"
 
 
-def new_bill_params(payout: Payout, bill: str) -> dict[str, object]:
+def new_bill_params(
+    payout: Payout, bill: str, builder: BaseClient | None
+) -> dict[str, str | int]:
     """The frozen parameters of `payout` under a new bill number (and a new nonce), for the
-    new linked payout that replaces it (`LedgerStore.reissue`)."""
-    return {**payout.params, "mch_billno": bill, "nonce_str": new_nonce()}
+    new linked payout that replaces it (`LedgerStore.reissue`). A WeCom packet's `workwx_sign`
+    covers both, so it is made again by `builder` (the merchant's client), which it needs."""
+    changes: dict[str, str | int] = {"mch_billno": bill, "nonce_str": new_nonce()}
+    if builder is None:
+        if payout.api is SendApi.SENDWORKWXREDPACK:
+            raise ConfigurationError(
+                f"payout {payout.id} is a WeCom packet: a new bill number needs its merchant's "
+                "WeCom secret (run with the merchant's configuration)"
+            )
+        return {**payout.params, **changes}
+    return builder.changed_params(payout.api.value, payout.params, changes)
 
 
 def _pause_message(reason: str, campaign_id: int) -> str:
@@ -168,7 +180,8 @@ class PayoutDriver:
             )
             return None
         try:
-            return await self.db(self.store.reissue, payout.id, new_bill_params(payout, bill))
+            params = new_bill_params(payout, bill, self.client)
+            return await self.db(self.store.reissue, payout.id, params)
         except ReissueError:
             return None
 
@@ -257,9 +270,11 @@ class PayoutDriver:
         await pacer.acquire()
         answer: RedpackInfo | HongbaoError
         try:
-            # gethbinfo's appid is the Official Account's (docs/protocol.md §3.5): the client's
-            # default.
-            answer = await self.client.query_redpack(payout.mch_billno, pace=pacer.acquire)
+            # gethbinfo with the Official Account's appid (docs/protocol.md §3.5), or
+            # queryworkwxredpack with the corpid for a WeCom packet (§15.5).
+            answer = await self.client.query_for(
+                payout.api.value, payout.mch_billno, pace=pacer.acquire
+            )
         except HongbaoError as exc:
             answer = exc
             if isinstance(exc, FrequencyLimitError):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hongbao.api import BaseClient
 from hongbao.clock import Clock, SystemClock
 from hongbao.engine.campaign import CampaignError
 from hongbao.engine.outcomes import never_issued
@@ -72,11 +73,13 @@ def retry_payouts(
     state: PayoutState = PayoutState.FAILED,
     err_code: str | None = None,
     clock: Clock | None = None,
+    builder: BaseClient | None = None,
 ) -> RetryReport:
     """Record a new payout, with a new bill number, for each of the campaign's payouts in
     `state` (and with `err_code`) that was never issued and never replaced; nothing is sent.
 
     Raises `CampaignError` for a state other than FAILED or SKIPPED, or a cancelled campaign.
+    `builder` (the merchant's client) makes a WeCom packet's signature under its new bill.
     """
     if state not in RETRYABLE_STATES:
         raise CampaignError(
@@ -99,7 +102,7 @@ def retry_payouts(
         bills = store.reserve_bill_numbers(campaign.mch_id, now, len(safe))
         for payout, bill in zip(safe, bills, strict=False):
             try:
-                store.reissue(payout.id, new_bill_params(payout, bill), retry=True)
+                store.reissue(payout.id, new_bill_params(payout, bill, builder), retry=True)
             except ReissueError:
                 report.already += 1
                 continue

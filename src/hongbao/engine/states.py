@@ -95,7 +95,8 @@ class SendResult(StrEnum):
     BILL_CONFLICT ← FATAL_ERROR;
     FREQUENCY_LIMITED ← FREQ_LIMIT, SECOND_OVER_LIMITED;
     SETUP_ERROR ← CA_ERROR, SIGN_ERROR, XML_ERROR, API_METHOD_CLOSED, PRODUCT_AUTHORITY_UNOPEN,
-    PAYER_ACCOUNT_ABNORMAL, ACCEPTMODE_ERROR, MSGAPPID_ERROR, DAY_OVER_LIMITED, PARAM_ERROR
+    PAYER_ACCOUNT_ABNORMAL, ACCEPTMODE_ERROR, MSGAPPID_ERROR, DAY_OVER_LIMITED, NO_COMPETENCE
+    (WeCom: the merchant not bound to the corp, docs/protocol.md §15.7), PARAM_ERROR
     about the merchant (scene not enabled, appid not bound), and NO_AUTH: one code for both the
     IP whitelist (before the bill check) and risk control (after it), told apart only by
     err_code_des, which automation must not read (docs/protocol.md §5.1). As SETUP_ERROR it pauses

@@ -10,6 +10,9 @@ WeChat's own records.
   resolved yet, and ledger states WeChat contradicts. gethbinfo only finds bill numbers it is
   asked about, so a packet sent under a bill number the ledger never minted cannot show up.
 
+"gethbinfo" here means the query of the payout's own API: a WeCom packet is asked about with
+queryworkwxredpack (docs/protocol.md §15.5), which reports the same statuses.
+
 >>> summary = asyncio.run(track(store, profile, campaign_id=7))  # doctest: +SKIP
 >>> report = asyncio.run(reconcile(store, profile, campaign_id=7))  # doctest: +SKIP
 >>> report.mismatches
@@ -104,8 +107,8 @@ class _Asker:
             for _ in range(attempts):
                 await self.pacer.acquire()
                 try:
-                    return await self.client.query_redpack(
-                        payout.mch_billno, pace=self.pacer.acquire
+                    return await self.client.query_for(
+                        payout.api.value, payout.mch_billno, pace=self.pacer.acquire
                     )
                 except HongbaoError as exc:
                     answer = exc

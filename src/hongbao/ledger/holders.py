@@ -18,10 +18,13 @@ import os
 import socket
 from pathlib import Path
 
-__all__ = ["HOLDER_MAX", "is_gone", "this_holder"]
+__all__ = ["HOLDER_MAX", "RESEND_GAP", "is_gone", "this_holder"]
 
 HOLDER_MAX = 128
 """The longest holder name the ledger keeps."""
+RESEND_GAP = 1.0
+"""Seconds between two sends of one bill at least (docs/protocol.md §1.4): a lease of a gone
+holder is taken over no sooner after it was last taken or renewed."""
 
 
 @functools.cache

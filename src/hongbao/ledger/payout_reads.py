@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
-from datetime import UTC, datetime
+from collections.abc import Collection, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
 
 from hongbao.ledger.db import read_transaction
-from hongbao.ledger.holders import this_holder
+from hongbao.ledger.holders import RESEND_GAP, is_gone, this_holder
 from hongbao.ledger.records import LedgerLookupError, OpenGroup, Payout, PayoutEvent, Scope
 from hongbao.ledger.rows import event_from_row, payout_from_row
 from hongbao.ledger.schema import payout_events, payouts
@@ -261,6 +261,19 @@ class PayoutReads(StoreBase):
             ).first()
             if unscheduled is not None:
                 found.append(now)
+            gone = gone_holders(conn, mine, params, now)
+            if gone:
+                # A gone holder's leases are taken over RESEND_GAP after they were taken.
+                taken = conn.execute(
+                    select(func.min(payouts.c.updated_at)).where(
+                        mine,
+                        state.in_((P.SENDING, P.UNKNOWN)),
+                        payouts.c.lease_holder.in_(gone),
+                    ),
+                    params,
+                ).scalar()
+                if taken is not None:
+                    found.append(_aware(taken) + timedelta(seconds=RESEND_GAP))
             return min(found) if found else None
 
         return read_transaction(self._engine, work)
@@ -314,3 +327,21 @@ class PayoutReads(StoreBase):
             ]
 
         return read_transaction(self._engine, work)
+
+
+def gone_holders(
+    conn: Connection, chosen: ColumnElement[bool], params: Mapping[str, Any], now: datetime
+) -> list[str]:
+    """Holders of live leases among the `chosen` payouts that are provably gone (processes of
+    this host that have ended, `hongbao.ledger.holders`): recovery need not wait for them."""
+    live = (
+        select(payouts.c.lease_holder)
+        .distinct()
+        .where(
+            chosen,
+            payouts.c.state.in_([PayoutState.SENDING.value, PayoutState.UNKNOWN.value]),
+            payouts.c.lease_until > now,
+            payouts.c.lease_holder.is_not(None),
+        )
+    )
+    return [holder for holder in conn.execute(live, params).scalars() if is_gone(holder)]

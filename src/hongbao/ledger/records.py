@@ -48,18 +48,22 @@ __all__ = [
 FrozenParams = dict[str, str | int]
 """Wire parameters of one send call: name → value, in wire order."""
 
-_REQUIRED = ("mch_id", "mch_billno", "re_openid", "total_amount", "total_num", "nonce_str")
+_REQUIRED = ("mch_id", "mch_billno", "re_openid", "total_amount", "nonce_str")
 # Never stored: a signature is derived from the key and must be recomputed, not replayed, and
-# the key itself has no business in a database.
-_FORBIDDEN = frozenset({"sign", "key", "api_key", "paySign"})
+# the key itself has no business in a database. (A WeCom packet's `workwx_sign` is a request
+# field like any other and is kept, so a resend is the same request; the secret it is made
+# with never is: docs/protocol.md §15.3.)
+_FORBIDDEN = frozenset({"sign", "key", "api_key", "paySign", "secret", "wecom_secret"})
 
 
 class SendApi(StrEnum):
-    """The three send calls; the payout's bill number belongs to exactly one of them."""
+    """The four send calls; the payout's bill number belongs to exactly one of them."""
 
     SENDREDPACK = "sendredpack"
     SENDGROUPREDPACK = "sendgroupredpack"
     SENDMINIPROGRAMHB = "sendminiprogramhb"
+    SENDWORKWXREDPACK = "sendworkwxredpack"
+    """A WeCom red packet (docs/protocol.md §15): it has no `total_num` (always 1)."""
 
 
 class Origin(StrEnum):
@@ -167,6 +171,8 @@ def freeze_params(params: Mapping[str, object]) -> FrozenParams:
     if not _FORBIDDEN.isdisjoint(frozen):
         raise ValueError(f"frozen parameters must not contain {sorted(_FORBIDDEN & set(frozen))}")
     missing = [name for name in _REQUIRED if frozen.get(name) in (None, "")]
+    if "total_num" in frozen and frozen["total_num"] in (None, ""):
+        missing.append("total_num")  # optional (a WeCom packet has none), never empty
     if missing:
         raise ValueError(f"frozen parameters lack {missing}")
     for name, value in frozen.items():
@@ -176,7 +182,7 @@ def freeze_params(params: Mapping[str, object]) -> FrozenParams:
             raise ValueError(f"parameter {name} must be str or int, not {kind.__name__}")
     validate_bill_no(str(frozen["mch_billno"]))
     for name in ("total_amount", "total_num"):
-        if int(frozen[name]) <= 0:
+        if int(frozen.get(name, 1)) <= 0:
             raise ValueError(f"{name} must be positive")
     return frozen
 

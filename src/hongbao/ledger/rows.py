@@ -65,7 +65,7 @@ def payout_values(new: NewPayout, now: datetime) -> dict[str, Any]:
         "params": to_json(params),
         "re_openid": str(params["re_openid"]),
         "total_amount": int(params["total_amount"]),
-        "total_num": int(params["total_num"]),
+        "total_num": int(params.get("total_num", 1)),  # a WeCom packet sends none
         "state": new.state.value,
         "reason": new.reason,
         "bill_dead": False,

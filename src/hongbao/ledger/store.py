@@ -30,15 +30,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hongbao.clock import CST, beijing_day
 from hongbao.ledger.accounting import release, reserve, reserve_all
 from hongbao.ledger.campaign_records import CampaignRecords
 from hongbao.ledger.db import write_transaction
-from hongbao.ledger.holders import is_gone, this_holder
-from hongbao.ledger.payout_reads import LATEST, PayoutReads
+from hongbao.ledger.holders import RESEND_GAP, this_holder
+from hongbao.ledger.payout_reads import LATEST, PayoutReads, gone_holders
 from hongbao.ledger.records import (
     AddResult,
     CapPolicy,
@@ -96,9 +96,6 @@ TRANSITION_FIELDS = frozenset(
 """Columns a transition may set; identity, amounts and frozen parameters never change."""
 
 _IN_FLIGHT = frozenset({P.SENDING, P.UNKNOWN})
-RESEND_GAP = 1.0
-"""Seconds between two sends of one bill at least (docs/protocol.md §1.4): a lease of a gone
-holder is taken over no sooner after it was last taken or renewed."""
 _ISSUED = frozenset({P.SENT, P.RECEIVED, P.REFUNDED})
 _NEVER_SENT = frozenset({P.FAILED, P.SKIPPED})
 """Terminal states an operator's retry may replace (whether the money left is the engine's
@@ -308,7 +305,7 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
                 ("total_amount", old.total_amount),
                 ("total_num", old.total_num),
             ):
-                if str(frozen[name]) != str(before):
+                if str(frozen.get(name, 1)) != str(before):
                     raise ReissueError(f"a re-issue must keep {name} ({before!r})")
             if frozen["mch_billno"] == old.mch_billno:
                 raise ReissueError("a re-issue needs a new bill number")
@@ -526,7 +523,7 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
         def work(conn: Connection) -> list[Payout]:
             now = self._clock.now()
             lease_over = or_(payouts.c.lease_until.is_(None), payouts.c.lease_until <= now)
-            gone = self._gone_holders(conn, chosen, chosen_params, now)
+            gone = gone_holders(conn, chosen, chosen_params, now)
             if gone:
                 lease_over = or_(
                     lease_over,
@@ -579,23 +576,6 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
             return taken
 
         return write_transaction(self._engine, work)
-
-    @staticmethod
-    def _gone_holders(
-        conn: Connection, chosen: ColumnElement[bool], params: Mapping[str, Any], now: datetime
-    ) -> list[str]:
-        """Holders of live leases in the scope that are provably gone (see `claim_stale`)."""
-        live = (
-            select(payouts.c.lease_holder)
-            .distinct()
-            .where(
-                chosen,
-                payouts.c.state.in_([P.SENDING.value, P.UNKNOWN.value]),
-                payouts.c.lease_until > now,
-                payouts.c.lease_holder.is_not(None),
-            )
-        )
-        return [holder for holder in conn.execute(live, params).scalars() if is_gone(holder)]
 
     def extend_lease(self, payout_id: int, state: PayoutState, lease_seconds: float) -> bool:
         """Renew the lease of an in-flight payout still in `state` (a long resend, a slow query).

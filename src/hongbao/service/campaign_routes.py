@@ -100,7 +100,8 @@ async def _read_request(request: Request) -> tuple[CampaignCreate, bytes] | Resp
                 if name not in _FORM_FIELDS or not isinstance(value, str):
                     return problem(422, f"unknown form field {name!r}", errors=[
                         {"field": name, "rule": "extra_forbidden", "message": "not a field"}])
-                fields[name] = int(value) if name in {"amount_fen", "total_num", "budget_fen"} \
+                fields[name] = int(value) if name in {"amount_fen", "total_num", "budget_fen",
+                                                      "agentid"} \
                     and value.lstrip("-").isdigit() else value
             body = CampaignCreate.model_validate({**fields, "openids": ["-"]})
             return body, content
@@ -122,7 +123,8 @@ def _same(campaign: Campaign, template: Template, body: CampaignCreate, digest: 
         differ.append("budget_fen")
     recorded = Template.from_dict(campaign.template)
     for name in ("amount_fen", "send_name", "wishing", "act_name", "remark", "api",
-                 "total_num", "scene_id", "risk_info"):
+                 "total_num", "scene_id", "risk_info", "sender_name", "agentid",
+                 "sender_header_media_id"):
         if getattr(recorded, name) != getattr(template, name):
             differ.append("kind" if name == "api" else name)
     return differ
@@ -160,6 +162,8 @@ async def create(
         amount_fen=body.amount_fen, send_name=body.send_name, wishing=body.wishing,
         act_name=body.act_name, remark=body.remark, api=KINDS[body.kind],
         total_num=body.total_num or 1, scene_id=body.scene_id, risk_info=body.risk_info,
+        sender_name=body.sender_name, agentid=body.agentid,
+        sender_header_media_id=body.sender_header_media_id,
     )
     # The file is named by the key: the same key finds its campaign again.
     name = hashlib.sha256(f"{profile.mch_id}:{idempotency_key}".encode()).hexdigest()[:32]

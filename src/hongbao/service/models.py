@@ -34,6 +34,7 @@ __all__ = [
 _KIND_OF: dict[SendApi, Kind] = {api: kind for kind, api in KINDS.items()}
 _SETTLED_OK = frozenset({PayoutState.SENT, PayoutState.RECEIVED, PayoutState.REFUNDED})
 Text = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+MediaId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
 MAX_ID = 2**63 - 1
 """The largest id a ledger row can have (a signed 64-bit integer)."""
 KEY_PATTERN = r"^[!-~]+$"
@@ -62,10 +63,19 @@ class PayoutCreate(_Strict):
     total_num: Annotated[StrictInt, Field(ge=1, le=20)] | None = Field(
         None, description="Group (fission) packets only: the shares, 3 to 20."
     )
-    send_name: Text
+    send_name: Text | None = Field(None, description="Required but for `workwx`.")
     wishing: Text
     act_name: Text
     remark: Text
+    sender_name: Text | None = Field(
+        None, description="`workwx` only: the sender's name shown (or `agentid`)."
+    )
+    agentid: Annotated[StrictInt, Field(ge=0)] | None = Field(
+        None, description="`workwx` only: the WeCom app paying (or `sender_name`)."
+    )
+    sender_header_media_id: MediaId | None = Field(
+        None, description="`workwx` only, with `sender_name`: the sender's avatar."
+    )
     scene_id: StrictStr | None = None
     risk_info: Annotated[StrictStr, Field(max_length=128)] | None = None
     metadata: dict[StrictStr, StrictStr] | None = Field(
@@ -125,10 +135,19 @@ class CampaignCreate(_Strict):
     amount_fen: Annotated[StrictInt, Field(gt=0)]
     kind: Kind = "normal"
     total_num: Annotated[StrictInt, Field(ge=1, le=20)] | None = None
-    send_name: Text
+    send_name: Text | None = Field(None, description="Required but for `workwx`.")
     wishing: Text
     act_name: Text
     remark: Text
+    sender_name: Text | None = Field(
+        None, description="`workwx` only: the sender's name shown (or `agentid`)."
+    )
+    agentid: Annotated[StrictInt, Field(ge=0)] | None = Field(
+        None, description="`workwx` only: the WeCom app paying (or `sender_name`)."
+    )
+    sender_header_media_id: MediaId | None = Field(
+        None, description="`workwx` only, with `sender_name`: the sender's avatar."
+    )
     scene_id: StrictStr | None = None
     risk_info: Annotated[StrictStr, Field(max_length=128)] | None = None
     budget_fen: Annotated[StrictInt, Field(ge=0)] | None = None

@@ -30,7 +30,7 @@ from hongbao.clock import Clock, FrozenClock
 from hongbao.errors import TransportError
 from hongbao.sim.ca import SimCA, der_of, fingerprint
 from hongbao.sim.control import control_routes
-from hongbao.sim.entities import Api, AppKind
+from hongbao.sim.entities import QUERIES, Api, AppKind
 from hongbao.sim.exceptions import InvalidStateError, SimError, injected_error
 from hongbao.sim.faults import FaultAction, FaultTable
 from hongbao.sim.notify import PaymentDesk
@@ -62,6 +62,10 @@ class MerchantCredentials:
     key_pem: bytes = field(repr=False)
     p12: bytes = field(repr=False)
     wecom_appid: str | None = None
+    """The WeCom corp's id (corpid), when the merchant was created with `wecom=True`."""
+    wecom_secret: str | None = field(default=None, repr=False)
+    """The corp's 企业支付 app secret, for `workwx_sign`."""
+    wecom_agentid: int | None = None
 
     @property
     def cert_der(self) -> bytes:
@@ -81,7 +85,9 @@ class MerchantCredentials:
             "p12_base64": base64.b64encode(self.p12).decode("ascii"),
         }
         if self.wecom_appid is not None:
-            doc["wecom_appid"] = self.wecom_appid
+            doc["wecom_appid"] = doc["wecom_corpid"] = self.wecom_appid
+            doc["wecom_secret"] = self.wecom_secret
+            doc["wecom_agentid"] = self.wecom_agentid
         return doc
 
 
@@ -166,6 +172,7 @@ class Simulator:
             certify=certify,
         )
         cert_pem, key_pem = issued[merchant.mch_id]
+        corp = self.state.corp(appids[AppKind.WECOM]) if AppKind.WECOM in appids else None
         return MerchantCredentials(
             mch_id=merchant.mch_id,
             api_key=merchant.api_key,
@@ -173,6 +180,8 @@ class Simulator:
             mini_appid=appids[AppKind.MINI],
             app_appid=appids[AppKind.APP],
             wecom_appid=appids.get(AppKind.WECOM),
+            wecom_secret=corp.secret if corp is not None else None,
+            wecom_agentid=min(corp.agents) if corp is not None else None,
             cert_pem=cert_pem,
             key_pem=key_pem,
             p12=self.ca.p12_for(cert_pem, key_pem),
@@ -231,7 +240,7 @@ class Simulator:
             seconds = fault.seconds or _HANG_SECONDS
             return Exchange(504, b"simulated hang\n", after=action, seconds=seconds)
         processing = None
-        if action is FaultAction.PROCESSING and api is not Api.QUERY:
+        if action is FaultAction.PROCESSING and api not in QUERIES:
             processing = (
                 timedelta(seconds=fault.seconds)
                 if fault.seconds
@@ -338,7 +347,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 
 def create_app(sim: Simulator) -> Starlette:
-    """The Starlette app: the four endpoints under `/mmpaymkttransfers/` and `/__sim/*`.
+    """The Starlette app: the endpoints under `/mmpaymkttransfers/` and `/__sim/*`.
 
     >>> app = create_app(Simulator())
     """

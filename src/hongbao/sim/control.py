@@ -17,12 +17,19 @@
   delivered in the background (see `hongbao.sim.payments`); `GET /__sim/pay/{transaction_id}`
   → the same view, deliveries so far
 - `POST /__sim/reset`; `GET /__sim/ca.pem`
+- WeCom (docs/protocol.md §15.8): `POST /__sim/wecom/corps` `{mch_id}` → a new corp bound to
+  the merchant `{corpid, mch_id, secret, agents: {agentid: secret}, bound,
+  agent_secret_accepted}`; `GET`/`PATCH /__sim/wecom/corps/{corpid}` `{bound?,
+  agent_secret_accepted?}` → the same (`bound: false` makes its sends NO_COMPETENCE);
+  `POST /__sim/wecom/users` `{corpid, count?, openids?}` → `{openids}` (members, by their
+  openid under the corpid)
 
 Merchant settings (all optional): `balance_fen, rate_per_minute, query_rate_per_minute,
 per_user_count, per_user_amount, merchant_amount, legacy_minute_cap, legacy_day_cap` (0 = off),
 `ip_whitelist` (list), `scenes` (`{"PRODUCT_1": [min_fen, max_fen]}`, replaces all),
 `product_enabled, api_enabled, restricted, sign_responses` (bool), `sub_mch_ids` (list);
-at creation also `mch_id`, `api_key`, `wecom` (bool: add a WeCom corp id as `wecom_appid`).
+at creation also `mch_id`, `api_key`, `wecom` (bool: add a WeCom corp, answered as
+`wecom_corpid` (also `wecom_appid`), `wecom_secret` and `wecom_agentid`).
 
 The ledger lists every record the merchant sent or paid for, failed ones included: `status`
 says which were really paid (SENT, RECEIVED, RFUND_ING, REFUND). Errors answer
@@ -173,6 +180,18 @@ def _merchant_view(sim: Simulator, mch_id: str) -> dict[str, Any]:
         "sign_responses": m.sign_responses,
         "sub_mch_ids": m.sub_mch_ids,
         "appids": {appid: kind.value for appid, kind in sim.state.appids_of(mch_id).items()},
+    }
+
+
+def _corp_view(sim: Simulator, corpid: str) -> dict[str, Any]:
+    corp = sim.state.corp(corpid)
+    return {
+        "corpid": corp.appid,
+        "mch_id": corp.mch_id,
+        "secret": corp.secret,
+        "agents": {str(agentid): secret for agentid, secret in corp.agents.items()},
+        "bound": corp.bound,
+        "agent_secret_accepted": corp.agent_secret_accepted,
     }
 
 
@@ -351,6 +370,35 @@ def control_routes(sim: Simulator) -> list[BaseRoute]:
     async def payment(request: Request) -> Response:
         return JSONResponse(sim.payments.get(request.path_params["transaction_id"]).to_json())
 
+    async def wecom_corps(request: Request) -> Response:
+        doc = await _json(request)
+        _only(doc, {"mch_id"})
+        corp = sim.state.create_corp(_required(doc, "mch_id"))
+        return JSONResponse(_corp_view(sim, corp.appid), status_code=201)
+
+    async def wecom_corp(request: Request) -> Response:
+        corpid = request.path_params["corpid"]
+        if request.method == "PATCH":
+            doc = await _json(request)
+            _only(doc, {"bound", "agent_secret_accepted"})
+            sim.state.update_corp(
+                corpid,
+                bound=_bool(doc, "bound"),
+                agent_secret_accepted=_bool(doc, "agent_secret_accepted"),
+            )
+        return JSONResponse(_corp_view(sim, corpid))
+
+    async def wecom_users(request: Request) -> Response:
+        doc = await _json(request)
+        _only(doc, {"corpid", "count", "openids"})
+        corpid = _required(doc, "corpid")
+        sim.state.corp(corpid)  # 404 unless it is a WeCom corp
+        count = _int(doc, "count") or 0
+        if count > 100_000:
+            raise BadRequest("count must be at most 100000 per call")
+        openids = sim.state.add_users(corpid, count, _str_list(doc, "openids"))
+        return JSONResponse({"openids": openids}, status_code=201)
+
     async def reset(request: Request) -> Response:
         sim.reset()
         return JSONResponse({"ok": True})
@@ -369,5 +417,8 @@ def control_routes(sim: Simulator) -> list[BaseRoute]:
         ("/__sim/pay", pay, ["POST"]),
         ("/__sim/pay/{transaction_id}", payment, ["GET"]),
         ("/__sim/reset", reset, ["POST"]),
+        ("/__sim/wecom/corps", wecom_corps, ["POST"]),
+        ("/__sim/wecom/corps/{corpid}", wecom_corp, ["GET", "PATCH"]),
+        ("/__sim/wecom/users", wecom_users, ["POST"]),
     ]
     return [Route(path, _guarded(handler), methods=methods) for path, handler, methods in table]

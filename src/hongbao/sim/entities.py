@@ -12,6 +12,7 @@ from enum import StrEnum
 
 __all__ = [
     "ISSUED",
+    "QUERIES",
     "Api",
     "AppId",
     "AppKind",
@@ -26,12 +27,19 @@ __all__ = [
 
 
 class Api(StrEnum):
-    """The four endpoints under `/mmpaymkttransfers/`."""
+    """The endpoints under `/mmpaymkttransfers/`."""
 
     SEND = "sendredpack"
     GROUP = "sendgroupredpack"
     MINI = "sendminiprogramhb"
     QUERY = "gethbinfo"
+    WORKWX = "sendworkwxredpack"
+    """WeCom red packets (docs/protocol.md §15)."""
+    WORKWX_QUERY = "queryworkwxredpack"
+
+
+QUERIES = frozenset({Api.QUERY, Api.WORKWX_QUERY})
+"""The endpoints that look a record up rather than send one."""
 
 
 class AppKind(StrEnum):
@@ -102,11 +110,21 @@ class Merchant:
 
 @dataclass(slots=True)
 class AppId:
-    """An appid and the merchant it is bound to."""
+    """An appid and the merchant it is bound to.
+
+    A WeCom corp (kind WECOM, its corpid) also holds what sendworkwxredpack checks
+    (docs/protocol.md §15.8): the secret of its 企业支付 app, its apps (`agentid` → the app's
+    own secret), whether the merchant's binding is confirmed, and whether an app's own secret
+    is accepted for `workwx_sign` when that `agentid` is sent (unconfirmed: off by default).
+    """
 
     appid: str
     kind: AppKind
     mch_id: str
+    secret: str | None = field(default=None, repr=False)
+    agents: dict[int, str] = field(default_factory=dict, repr=False)
+    bound: bool = True
+    agent_secret_accepted: bool = False
 
 
 @dataclass(slots=True)
@@ -158,6 +176,10 @@ class Record:
     refund_amount: int | None = None
     shares: list[Share] = field(default_factory=list)
     package: str | None = None
+    sender_name: str | None = None
+    """WeCom packets: the person it is sent in the name of, or `agentid` (the app)."""
+    agentid: int | None = None
+    sender_header_media_id: str | None = None
 
     @property
     def hb_type(self) -> HbType:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from hongbao.sim.entities import Api
+from hongbao.sim.entities import QUERIES, Api
 
 __all__ = ["InvalidStateError", "SimError", "UnknownObjectError", "injected_error"]
 
@@ -78,6 +78,15 @@ P_AMT_TYPE: Final = "参数错误:amt_type必须为ALL_RAND"
 P_NOTIFY_WAY: Final = "参数错误:notify_way必须为MINI_PROGRAM_JSAPI"
 P_BILL_TYPE: Final = "参数错误:bill_type必须为MCHT"
 
+# §15.7 sendworkwxredpack (WeCom)
+WORKWX_SIGN_ERROR: Final = "企业微信签名校验失败"
+NO_COMPETENCE: Final = "商户号错误"
+P_WORKWX_AMOUNT: Final = "请求参数错误，重试时请保持原单金额"
+P_SENDER: Final = "参数错误:sender_name和agentid必须且只能填一个"
+P_SENDER_NAME: Final = "sender_name字段最长为128个字符"
+P_MEDIA_ID: Final = "sender_header_media_id字段最长为128个字符"
+P_AGENTID: Final = "参数错误:agentid不是该企业的应用"
+
 # §5.4 gethbinfo
 QUERY_OK: Final = "OK"
 NOT_FOUND: Final = "指定单号数据不存在"
@@ -108,6 +117,7 @@ _SEND_TEXTS: Final[dict[str, str]] = {
     "PAYER_ACCOUNT_ABNORMAL": PAYER_ACCOUNT_ABNORMAL,
     "SECOND_OVER_LIMITED": SECOND_OVER_LIMITED,
     "DAY_OVER_LIMITED": DAY_OVER_LIMITED,
+    "NO_COMPETENCE": NO_COMPETENCE,
 }
 _QUERY_TEXTS: Final[dict[str, str]] = {
     "CA_ERROR": CA_MISSING,
@@ -140,7 +150,7 @@ def injected_error(api: Api, err_code: str) -> SimError:
     """
     if err_code.isascii() and err_code.isdigit():
         return SimError(err_code, GATEWAY_BUSY, return_code="FAIL")
-    texts = _QUERY_TEXTS if api is Api.QUERY else _SEND_TEXTS
+    texts = _QUERY_TEXTS if api in QUERIES else _SEND_TEXTS
     des = texts.get(err_code, GATEWAY_BUSY)
     return_code = "FAIL" if err_code == "XML_ERROR" else "SUCCESS"
     return SimError(err_code, des, return_code=return_code)

@@ -41,11 +41,11 @@ class IdGenerator:
         """A 10-digit merchant number starting with 19, like the documentation's examples."""
         return f"19{self._rng.randrange(10**8):08d}"
 
-    def api_key(self) -> str:
-        """A 32-character APIv2 key."""
+    def api_key(self, length: int = 32) -> str:
+        """A 32-character APIv2 key (or a WeCom secret: 43 characters)."""
         if self._seeded:
-            return self._choice(_ALNUM, 32)
-        return "".join(secrets.choice(_ALNUM) for _ in range(32))
+            return self._choice(_ALNUM, length)
+        return "".join(secrets.choice(_ALNUM) for _ in range(length))
 
     def appid(self, prefix: str = "wx") -> str:
         """An 18-character appid (`wx…`; WeCom corp ids use `ww…`)."""

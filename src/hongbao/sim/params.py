@@ -26,11 +26,18 @@ __all__ = [
     "check_mch_id",
     "parse_query",
     "parse_send",
+    "parse_workwx",
 ]
 
 _SEND_FIELDS = (
     "nonce_str", "mch_billno", "mch_id", "sub_mch_id", "wxappid", "msgappid", "send_name",
     "re_openid", "total_amount", "total_num", "wishing", "act_name", "remark", "scene_id",
+)  # fmt: skip
+# docs/protocol.md §15.3: no send_name, total_num, client_ip, sign_type or SP mode.
+_WORKWX_FIELDS = (
+    "nonce_str", "mch_billno", "mch_id", "wxappid", "sender_name", "agentid",
+    "sender_header_media_id", "re_openid", "total_amount", "wishing", "act_name", "remark",
+    "scene_id", "workwx_sign",
 )  # fmt: skip
 RECOGNISED: dict[Api, frozenset[str]] = {
     Api.SEND: frozenset(_SEND_FIELDS) | {"client_ip", "risk_info", "consume_mch_id"},
@@ -38,6 +45,8 @@ RECOGNISED: dict[Api, frozenset[str]] = {
     Api.GROUP: frozenset(_SEND_FIELDS) | {"amt_type", "risk_info", "consume_mch_id", "client_ip"},
     Api.MINI: frozenset(_SEND_FIELDS) - {"sub_mch_id", "msgappid"} | {"notify_way", "client_ip"},
     Api.QUERY: frozenset({"nonce_str", "mch_billno", "mch_id", "appid", "bill_type"}),
+    Api.WORKWX: frozenset(_WORKWX_FIELDS),
+    Api.WORKWX_QUERY: frozenset({"nonce_str", "mch_billno", "mch_id", "appid"}),
 }
 """Parameters each API signs (docs/protocol.md §2.3); anything else is ignored, and so unsigned."""
 
@@ -70,6 +79,9 @@ class SendRequest:
     sub_mch_id: str | None = None
     msgappid: str | None = None
     consume_mch_id: str | None = None
+    sender_name: str | None = None
+    agentid: int | None = None
+    sender_header_media_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,10 +194,56 @@ def parse_send(api: Api, params: Mapping[str, str]) -> SendRequest:
     )
 
 
-def parse_query(params: Mapping[str, str]) -> QueryRequest:
-    """Check the format rules of gethbinfo."""
+def parse_query(params: Mapping[str, str], *, workwx: bool = False) -> QueryRequest:
+    """Check the format rules of gethbinfo (queryworkwxredpack: no `bill_type`)."""
     mch_id, billno = _common(params)
     appid = _text(params, "appid", 32, msg.P_APPID)
-    if params.get("bill_type") != "MCHT":
+    if not workwx and params.get("bill_type") != "MCHT":
         raise SimError("PARAM_ERROR", msg.P_BILL_TYPE)
     return QueryRequest(mch_id=mch_id, mch_billno=billno, appid=appid)
+
+
+def parse_workwx(params: Mapping[str, str]) -> SendRequest:
+    """The format rules of sendworkwxredpack (docs/protocol.md §15.8 step 8), in a fixed order.
+
+    Exactly one of `sender_name` and `agentid` (both or neither: PARAM_ERROR, the strict reading
+    of an unconfirmed rule); whether `agentid` is an app of the corp is the registry's check.
+    """
+    mch_id, billno = _common(params)
+    wxappid = _text(params, "wxappid", 32, msg.P_APPID)
+    sender_name = _optional(params, "sender_name")
+    agent_text = _optional(params, "agentid")
+    if (sender_name is None) == (agent_text is None):
+        raise SimError("PARAM_ERROR", msg.P_SENDER)
+    if sender_name is not None and len(sender_name) > 128:
+        raise SimError("PARAM_ERROR", msg.P_SENDER_NAME)
+    if agent_text is not None and not _AMOUNT.fullmatch(agent_text):
+        raise SimError("PARAM_ERROR", msg.P_AGENTID)
+    media = _optional(params, "sender_header_media_id")
+    if media is not None and len(media) > 128:
+        raise SimError("PARAM_ERROR", msg.P_MEDIA_ID)
+    re_openid = _text(params, "re_openid", 32, msg.P_RE_OPENID)
+    total_amount = _amount(params)
+    wishing = _text(params, "wishing", 128, msg.P_WISHING)
+    act_name = _text(params, "act_name", 32, msg.P_ACT_NAME)
+    remark = _text(params, "remark", 256, msg.P_REMARK)
+    scene_id = _optional(params, "scene_id")
+    if scene_id is not None and scene_id not in SCENES:
+        raise SimError("PARAM_ERROR", msg.P_SCENE)
+    return SendRequest(
+        api=Api.WORKWX,
+        mch_id=mch_id,
+        mch_billno=billno,
+        wxappid=wxappid,
+        re_openid=re_openid,
+        send_name="",
+        wishing=wishing,
+        act_name=act_name,
+        remark=remark,
+        total_amount=total_amount,
+        total_num=1,
+        scene_id=scene_id,
+        sender_name=sender_name,
+        agentid=None if agent_text is None else int(agent_text),
+        sender_header_media_id=media,
+    )

@@ -111,12 +111,14 @@ def _record_doc(r: Record) -> dict[str, Any]:
         "refund_amount": r.refund_amount,
         "shares": [[s.amount, s.openid, _time(s.rcv_time)] for s in r.shares],
         "package": r.package,
+        "sender": [r.sender_name, r.agentid, r.sender_header_media_id],
     }
 
 
 def _record(mch_id: str, mch_billno: str, doc: dict[str, Any]) -> Record:
     send_time = _parse_time(doc["send_time"])
     assert send_time is not None
+    sender = doc.get("sender") or [None, None, None]
     return Record(
         mch_id=mch_id,
         mch_billno=mch_billno,
@@ -143,7 +145,34 @@ def _record(mch_id: str, mch_billno: str, doc: dict[str, Any]) -> Record:
         refund_amount=doc["refund_amount"],
         shares=[Share(amount, openid, _parse_time(rcv)) for amount, openid, rcv in doc["shares"]],
         package=doc["package"],
+        # Records written before WeCom packets existed have no sender.
+        sender_name=sender[0],
+        agentid=sender[1],
+        sender_header_media_id=sender[2],
     )
+
+
+def _appid_doc(a: AppId) -> dict[str, Any]:
+    doc: dict[str, Any] = {"kind": a.kind.value, "mch_id": a.mch_id}
+    if a.kind is AppKind.WECOM:
+        doc["corp"] = [
+            a.secret,
+            {str(agentid): secret for agentid, secret in a.agents.items()},
+            a.bound,
+            a.agent_secret_accepted,
+        ]
+    return doc
+
+
+def _appid(appid: str, doc: dict[str, Any]) -> AppId:
+    app = AppId(appid=appid, kind=AppKind(doc["kind"]), mch_id=doc["mch_id"])
+    if "corp" in doc:
+        secret, agents, bound, accepted = doc["corp"]
+        app.secret = secret
+        app.agents = {int(agentid): own for agentid, own in agents.items()}
+        app.bound = bound
+        app.agent_secret_accepted = accepted
+    return app
 
 
 def _dumps(doc: dict[str, Any]) -> str:
@@ -188,10 +217,8 @@ class SqliteStore:
                 for mch_id, doc in db.execute("SELECT mch_id, doc FROM merchants")
             ],
             appids=[
-                AppId(appid=appid, kind=AppKind(d["kind"]), mch_id=d["mch_id"])
-                for appid, d in (
-                    (a, json.loads(doc)) for a, doc in db.execute("SELECT appid, doc FROM appids")
-                )
+                _appid(appid, json.loads(doc))
+                for appid, doc in db.execute("SELECT appid, doc FROM appids")
             ],
             users=[
                 User(appid=appid, openid=openid, risk_blocked=json.loads(doc)["risk_blocked"])
@@ -221,10 +248,7 @@ class SqliteStore:
             if changes.appids:
                 db.executemany(
                     "INSERT OR REPLACE INTO appids VALUES (?, ?)",
-                    [
-                        (a.appid, _dumps({"kind": a.kind.value, "mch_id": a.mch_id}))
-                        for a in changes.appids
-                    ],
+                    [(a.appid, _dumps(_appid_doc(a))) for a in changes.appids],
                 )
             if changes.users:
                 db.executemany(

@@ -1,8 +1,9 @@
-"""The wire side of the four endpoints: parse the `<xml>` body, call one registry action, render.
+"""The wire side of the endpoints: parse the `<xml>` body, call one registry action, render.
 
 Responses follow docs/protocol.md §3: strings in CDATA, integers bare, `return_msg` equal to
 `err_code_des`, send failures echo `mch_billno, mch_id, wxappid, re_openid, total_amount`, and no
-`sign` unless the merchant switched signed responses on.
+`sign` unless the merchant switched signed responses on. WeCom failures echo nothing, and a WeCom
+query answers the receipt flat (docs/protocol.md §15.4, §15.5).
 
 >>> parse_request(b"<xml><mch_id>1900000109</mch_id></xml>")
 {'mch_id': '1900000109'}
@@ -29,6 +30,7 @@ __all__ = [
     "query_body",
     "render",
     "send_body",
+    "workwx_query_body",
 ]
 
 Value = str | int | Sequence[Mapping[str, str | int]] | None
@@ -89,8 +91,8 @@ def parse_request(body: bytes) -> dict[str, str]:
 
 
 def _echo(api: Api, params: Mapping[str, str] | None) -> dict[str, Value]:
-    if not params:
-        return {}
+    if not params or api in (Api.WORKWX, Api.WORKWX_QUERY):
+        return {}  # live WeCom failures carry the five envelope fields only (§15.4)
     names = _QUERY_ECHO if api is Api.QUERY else _SEND_ECHO
     echo: dict[str, Value] = {}
     for name in names:
@@ -137,6 +139,8 @@ def send_body(result: SendResult) -> bytes:
             "total_amount": result.total_amount,
             "send_listid": result.send_listid,
             "package": result.package,
+            "sender_name": result.sender_name,
+            "sender_header_media_id": result.sender_header_media_id,
         },
         result.sign_key,
     )
@@ -191,6 +195,41 @@ def query_body(result: QueryResult) -> bytes:
     )
 
 
+def workwx_query_body(result: QueryResult) -> bytes:
+    """The success answer of queryworkwxredpack: gethbinfo's fields without `hb_type` and
+    `total_num`, the receipt flat once received, the sender (docs/protocol.md §15.5)."""
+    r = result.record
+    share = r.shares[0] if r.shares and r.shares[0].openid is not None else None
+    return render(
+        {
+            "return_code": "SUCCESS",
+            "return_msg": msg.QUERY_OK,
+            "result_code": "SUCCESS",
+            "err_code": "SUCCESS",
+            "err_code_des": msg.QUERY_OK,
+            "mch_billno": r.mch_billno,
+            "mch_id": r.mch_id,
+            "detail_id": r.detail_id,
+            "status": r.status.value,
+            "send_type": "API",
+            "total_amount": r.total_amount,
+            "reason": r.reason,
+            "send_time": _time(r.send_time),
+            "refund_time": _time(r.refund_time),
+            "refund_amount": r.refund_amount,
+            "wishing": r.wishing or None,
+            "remark": r.remark or None,
+            "act_name": r.act_name or None,
+            "openid": share.openid if share else None,
+            "amount": share.amount if share else None,
+            "rcv_time": _time(share.rcv_time) if share else None,
+            "sender_name": r.sender_name,
+            "sender_header_media_id": r.sender_header_media_id,
+        },
+        result.sign_key,
+    )
+
+
 def handle_api(
     registry: Registry,
     api: Api,
@@ -207,6 +246,10 @@ def handle_api(
     try:
         if api is Api.QUERY:
             return query_body(registry.query(params, caller))
+        if api is Api.WORKWX_QUERY:
+            return workwx_query_body(registry.query(params, caller, api=api))
+        if api is Api.WORKWX:
+            return send_body(registry.send_workwx(params, caller, processing=processing))
         return send_body(registry.send(api, params, caller, processing=processing))
     except SimError as error:
         return error_body(api, error, params)

@@ -34,6 +34,7 @@ from hongbao.clock import Clock, beijing_day
 from hongbao.sim import exceptions as msg
 from hongbao.sim.entities import (
     ISSUED,
+    QUERIES,
     Api,
     AppId,
     AppKind,
@@ -53,9 +54,10 @@ from hongbao.sim.params import (
     check_mch_id,
     parse_query,
     parse_send,
+    parse_workwx,
 )
 from hongbao.sim.split import MIN_SHARE, SHARE_CAP, split_shares
-from hongbao.wire.sign import verify
+from hongbao.wire.sign import verify, verify_workwx
 
 __all__ = [
     "BOOL_SETTINGS",
@@ -83,6 +85,9 @@ _MINI_BAD_SIGN = "签名失败"
 _MINI_ALREADY = "已经绑定过红包"
 _MINI_EXPIRED = "已经过期"
 _MINI_FAIL = -1  # the JSAPI page documents the texts but no failure numbers
+WECOM_AGENTID = 1000002
+"""The app every new WeCom corp has (the first id WeCom gives a self-built app)."""
+_WECOM_SECRET_LENGTH = 43
 
 CertCheck = Callable[[bytes | None, str, datetime], str | None]
 """(certificate DER or None, mch_id, now) → None when fine, else the CA_ERROR text."""
@@ -163,6 +168,8 @@ class SendResult:
     package: str | None
     sign_key: str | None = field(default=None, repr=False)
     """The merchant's key when it switched on signed responses."""
+    sender_name: str | None = None
+    sender_header_media_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +402,9 @@ class Registry:
             wishing=req.wishing,
             act_name=req.act_name,
             remark=req.remark,
+            sender_name=req.sender_name,
+            agentid=req.agentid,
+            sender_header_media_id=req.sender_header_media_id,
         )
         self._records[record.key] = record
         return record
@@ -531,13 +541,56 @@ class Registry:
                 kinds.append(AppKind.WECOM)
             appids: dict[AppKind, str] = {}
             for kind in kinds:
-                appid = self._ids.appid("ww" if kind is AppKind.WECOM else "wx")
-                while appid in self._appids:
-                    appid = self._ids.appid("ww" if kind is AppKind.WECOM else "wx")
-                self._appids[appid] = AppId(appid=appid, kind=kind, mch_id=mch_id)
-                self._dirty_appids.add(appid)
-                appids[kind] = appid
+                appids[kind] = self._new_appid(kind, mch_id).appid
             return copy.deepcopy(merchant), appids
+
+    def _new_appid(self, kind: AppKind, mch_id: str) -> AppId:
+        prefix = "ww" if kind is AppKind.WECOM else "wx"
+        appid = self._ids.appid(prefix)
+        while appid in self._appids:
+            appid = self._ids.appid(prefix)
+        app = AppId(appid=appid, kind=kind, mch_id=mch_id)
+        if kind is AppKind.WECOM:
+            # A corp's 企业支付 app secret, and one app of its own with its own secret.
+            app.secret = self._ids.api_key(_WECOM_SECRET_LENGTH)
+            app.agents = {WECOM_AGENTID: self._ids.api_key(_WECOM_SECRET_LENGTH)}
+        self._appids[appid] = app
+        self._dirty_appids.add(appid)
+        return app
+
+    def create_corp(self, mch_id: str) -> AppId:
+        """A new WeCom corp bound to merchant `mch_id` (its corpid, secrets and one app)."""
+        with self._action():
+            self._merchant_or_raise(mch_id)
+            return copy.deepcopy(self._new_appid(AppKind.WECOM, mch_id))
+
+    def update_corp(
+        self,
+        corpid: str,
+        *,
+        bound: bool | None = None,
+        agent_secret_accepted: bool | None = None,
+    ) -> AppId:
+        """Confirm or undo the merchant's binding, or accept the apps' own secrets."""
+        with self._action():
+            corp = self._corp_or_raise(corpid)
+            if bound is not None:
+                corp.bound = bound
+            if agent_secret_accepted is not None:
+                corp.agent_secret_accepted = agent_secret_accepted
+            self._dirty_appids.add(corpid)
+            return copy.deepcopy(corp)
+
+    def corp(self, corpid: str) -> AppId:
+        """A copy of a WeCom corp, secrets included (the control API's business)."""
+        with self._lock:
+            return copy.deepcopy(self._corp_or_raise(corpid))
+
+    def _corp_or_raise(self, corpid: str) -> AppId:
+        corp = self._appids.get(corpid)
+        if corp is None or corp.kind is not AppKind.WECOM:
+            raise UnknownObjectError(f"no WeCom corp {corpid!r}")
+        return corp
 
     def update_merchant(self, mch_id: str, settings: MerchantSettings) -> Merchant:
         """Change a merchant's balance, limits, scenes, whitelist or switches."""
@@ -754,8 +807,8 @@ class Registry:
         `processing` (an injected fault): instead of issuing, leave the record SENDING and
         resolve it that much later.
         """
-        if api is Api.QUERY:
-            raise ValueError("send() takes a send API")
+        if api in QUERIES or api is Api.WORKWX:
+            raise ValueError("send() takes a cash red packet send API")
         with self._action() as now:
             merchant = self._authenticate(api, params, caller, now)
             stamp = now.timestamp()
@@ -785,6 +838,72 @@ class Registry:
                     raise SimError("PROCESSING", msg.PROCESSING)
                 # A soft failure still SENDING is evaluated again (§6.5): a top-up may fix it.
             return self._settle(req, record, payer, user, now, processing)
+
+    def send_workwx(
+        self,
+        params: Mapping[str, str],
+        caller: Caller,
+        *,
+        processing: timedelta | None = None,
+    ) -> SendResult:
+        """sendworkwxredpack, in the order of docs/protocol.md §15.8 (its step numbers below)."""
+        with self._action() as now:
+            merchant = self._authenticate(Api.WORKWX, params, caller, now)  # steps 2–4
+            corp = self._bound_corp(merchant, params.get("wxappid", ""))  # step 5
+            if not self._workwx_signed(corp, params):  # step 6
+                raise SimError("SIGN_ERROR", msg.WORKWX_SIGN_ERROR)
+            stamp = now.timestamp()
+            # One rate window with the merchant's cash red packets: same merchant, same backend.
+            calls = self._window(self._send_calls, merchant.mch_id, stamp)
+            calls.append(stamp)
+            if not merchant.api_enabled:  # step 7
+                raise SimError("API_METHOD_CLOSED", msg.API_METHOD_CLOSED)
+            self._check_ip(merchant, caller)
+            if len(calls) > merchant.limits.rate_per_minute:
+                raise SimError("FREQ_LIMIT", msg.FREQ_LIMIT)
+            req = parse_workwx(params)  # step 8
+            if req.scene_id is not None and req.scene_id not in merchant.scenes:
+                raise SimError("PARAM_ERROR", msg.P_SCENE)
+            if req.agentid is not None and req.agentid not in corp.agents:
+                raise SimError("PARAM_ERROR", msg.P_AGENTID)
+            user = self._users.get((corp.appid, req.re_openid))
+            if user is None:
+                raise SimError("OPENID_ERROR", msg.OPENID_ERROR)
+            self._check_amount(merchant, req)  # step 9
+            record = self._records.get((req.mch_id, req.mch_billno))  # step 10
+            if record is not None:
+                self._check_same(record, req)
+                if record.status in ISSUED:
+                    return self._send_result(record)
+                if record.status is Status.FAILED:
+                    raise SimError("SEND_FAILED", msg.SEND_FAILED)
+                if record.processing:
+                    raise SimError("PROCESSING", msg.PROCESSING)
+            return self._settle(req, record, merchant, user, now, processing)  # steps 11–12
+
+    def _bound_corp(self, merchant: Merchant, wxappid: str) -> AppId:
+        app = self._appids.get(wxappid)
+        if app is not None and app.kind is AppKind.APP:
+            # A mobile app has no WeCom secret to check step 6 against: answered here (§15.8).
+            raise SimError("ILLEGAL_APPID", msg.ILLEGAL_APPID)
+        if (
+            app is None
+            or app.kind is not AppKind.WECOM
+            or app.mch_id != merchant.mch_id
+            or not app.bound
+        ):
+            raise SimError("NO_COMPETENCE", msg.NO_COMPETENCE)
+        return app
+
+    @staticmethod
+    def _workwx_signed(corp: AppId, params: Mapping[str, str]) -> bool:
+        secrets = [corp.secret] if corp.secret else []
+        agent = params.get("agentid", "")
+        if corp.agent_secret_accepted and agent.isascii() and agent.isdigit():
+            own = corp.agents.get(int(agent))
+            if own:
+                secrets.append(own)
+        return any(verify_workwx(params, secret) for secret in secrets)
 
     def _check_parties(self, merchant: Merchant, req: SendRequest) -> tuple[Merchant, User]:
         if req.scene_id is not None and req.scene_id not in merchant.scenes:
@@ -835,6 +954,9 @@ class Registry:
         if record.re_openid != req.re_openid:
             raise SimError("FATAL_ERROR", msg.FATAL_OPENID)
         if record.total_amount != req.total_amount:
+            if record.api is req.api is Api.WORKWX:
+                # The WeCom doc's remedy: "keep the original amount when retrying" (§15.7).
+                raise SimError("PARAM_ERROR", msg.P_WORKWX_AMOUNT)
             raise SimError("FATAL_ERROR", msg.FATAL_AMOUNT)
         # Another API, appid, count or sub-merchant on the same bill number is just as much a
         # different packet; the spec leaves it open (§6.5) and refusing is what keeps money safe.
@@ -945,25 +1067,38 @@ class Registry:
             send_listid=record.detail_id,
             package=record.package,
             sign_key=merchant.api_key if merchant.sign_responses else None,
+            sender_name=record.sender_name,
+            sender_header_media_id=record.sender_header_media_id,
         )
 
     # ------------------------------------------------------------------ API: gethbinfo
 
-    def query(self, params: Mapping[str, str], caller: Caller) -> QueryResult:
-        """gethbinfo: the record of a bill number sent in the last 30 days."""
+    def query(
+        self, params: Mapping[str, str], caller: Caller, *, api: Api = Api.QUERY
+    ) -> QueryResult:
+        """gethbinfo (or queryworkwxredpack): the record of a bill number sent in the last 30
+        days. Each finds only its own family's records: a WeCom bill is NOT_FOUND by gethbinfo
+        and a cash one by queryworkwxredpack (docs/protocol.md §15.8)."""
+        if api not in QUERIES:
+            raise ValueError("query() takes a query API")
+        workwx = api is Api.WORKWX_QUERY
         with self._action() as now:
-            merchant = self._authenticate(Api.QUERY, params, caller, now)
+            merchant = self._authenticate(api, params, caller, now)
             self._check_ip(merchant, caller)
             stamp = now.timestamp()
             calls = self._window(self._query_calls, merchant.mch_id, stamp)
             calls.append(stamp)
             if len(calls) > merchant.limits.query_rate_per_minute:
                 raise SimError("FREQ_LIMIT", msg.FREQ_LIMIT)
-            req = parse_query(params)
+            req = parse_query(params, workwx=workwx)
             app = self._appids.get(req.appid)
             if app is None or app.mch_id != merchant.mch_id or app.kind is AppKind.APP:
                 raise SimError("PARAM_ERROR", msg.P_APPID_MISMATCH)
+            if workwx and app.kind is not AppKind.WECOM:
+                raise SimError("PARAM_ERROR", msg.P_APPID_MISMATCH)
             record = self._records.get((req.mch_id, req.mch_billno))
+            if record is not None and (record.api is Api.WORKWX) != workwx:
+                record = None
             if record is None or now - record.send_time > self.config.query_window:
                 raise SimError("NOT_FOUND", msg.NOT_FOUND)
             return QueryResult(
