@@ -139,6 +139,21 @@ def test_pausing_resuming_and_cancelling_from_the_page(filled: Filled) -> None:
     assert "only a RUNNING one can pause" in again.text
 
 
+def test_an_interrupted_campaign_shows_the_command_that_runs_it_again(filled: Filled) -> None:
+    bench = filled.bench
+    campaign = bench.campaign(bench.sim.add_users(bench.creds.appid, 3), name="autumn")
+    bench.store.set_campaign_state(campaign.id, CampaignState.PLANNED, CampaignState.RUNNING)
+    bench.store.set_campaign_state(campaign.id, CampaignState.RUNNING, CampaignState.INTERRUPTED)
+    with dashboard(bench) as client:
+        page = client.get(f"/campaigns/{campaign.id}").text
+        listed = client.get("/").text
+
+    hint = f"run again to continue: <code>hongbao campaign run {campaign.id}</code>"
+    assert hint in page
+    assert hint in listed
+    assert f"<code>hongbao campaign run {filled.campaign.id}</code>" not in page + listed
+
+
 def test_retrying_the_failed_payouts_from_the_page(filled: Filled) -> None:
     bench, campaign_id = filled.bench, filled.campaign.id
     with dashboard(bench) as client:
