@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -208,3 +209,53 @@ def test_rules_serve_acknowledges_and_pays_then_stops_on_sigterm(ruled: Configur
     _, records = ruled.sim.state.ledger(ruled.mch_id)
     assert [(r.re_openid, r.total_amount) for r in records] == [(ruled.openid, 188)]
     assert code == 0
+
+
+def test_rules_serve_saves_verified_notifications_for_rules_test(
+    ruled: Configured, tmp_path: Path
+) -> None:
+    samples = tmp_path / "samples"
+    process = subprocess.Popen(
+        [
+            *CLI_COMMAND, "rules", "serve", "--port", "0", "-c", str(ruled.config),
+            "--save-notifications", str(samples),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.endswith(NOTIFY_PATH), process.stderr.read() if process.stderr else ""
+        forged = _notification(ruled, 12_000).replace(b">12000<", b">99000<")
+        assert httpx.post(url, content=forged, timeout=10).status_code == 400
+        paid = httpx.post(
+            f"{ruled.server.url}/__sim/pay",
+            json={
+                "mch_id": ruled.mch_id,
+                "notify_url": url,
+                "appid": ruled.appid,
+                "openid": ruled.openid,
+                "total_fee": 12_000,
+            },
+            verify=ssl.create_default_context(cafile=str(ruled.server.ca_path)),
+            timeout=10,
+        )
+        assert paid.status_code == 201, paid.text
+        saved = samples / f"{paid.json()['transaction_id']}.xml"
+        deadline = time.monotonic() + 20
+        while not saved.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(20)
+        logs = process.stderr.read() if process.stderr else ""
+    assert [p.name for p in samples.iterdir()] == [saved.name]  # the forged one is not kept
+    assert samples.stat().st_mode & 0o777 == 0o700
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert b"<sign>" in saved.read_bytes()
+    assert ruled.openid not in logs
+    tested = run("rules", "test", str(saved), "-c", str(ruled.config))
+    assert tested.exit_code == 0, tested.stderr
+    assert "big: FIRES — sendredpack 1.88 yuan" in tested.stdout

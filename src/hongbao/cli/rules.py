@@ -45,18 +45,34 @@ def serve_command(
     log_level: Annotated[
         str, typer.Option(help="debug, info (every payment and packet), warning or error.")
     ] = "warning",
+    save_notifications: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-notifications",
+            metavar="DIR",
+            file_okay=False,
+            help="Save each verified notification as received, as DIR/<transaction_id>.xml "
+            "(samples for `rules test`). Private: they hold WeChat's signature and openids.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Receive payment notifications at POST /wechatpay/notify and send the packets they earn.
 
     Answers SUCCESS only once the payment and its payouts are committed to the ledger; sends
     from the ledger (after a crash, what was in flight is recovered first). Once listening it
-    prints the notify URL. Stop with Ctrl-C or SIGTERM. Example:
-    `hongbao rules serve --host 127.0.0.1 --port 8000 -c hongbao.toml`
+    prints the notify URL. What its payouts wait for (WeChat's rate limit, an unreachable
+    host) is logged at least every 10 s (`[run] status_every`). With `--save-notifications
+    DIR`, each notification whose signature verifies is kept, byte for byte, in DIR (made
+    0700, files 0600): `hongbao rules test DIR/<transaction_id>.xml` then judges it. Stop
+    with Ctrl-C or SIGTERM. Example: `hongbao rules serve --host 127.0.0.1 --port 8000 -c
+    hongbao.toml`
     """
     import uvicorn
 
     from hongbao.engine.notify import NOTIFY_PATH, RuleService
     from hongbao.engine.notify import create_app as create_notify_app
+    from hongbao.engine.notify_samples import NotificationSamples
     from hongbao.serving import ListeningServer
 
     level = log_level.upper()
@@ -66,7 +82,8 @@ def serve_command(
     with guard(as_json=False):
         settings = load(config)
         open_ledger(settings.ledger_url, create=True).close()
-        service = RuleService.from_config(settings)
+        samples = None if save_notifications is None else NotificationSamples(save_notifications)
+        service = RuleService.from_config(settings, samples=samples)
         try:
             sock = socket.create_server((host, port), reuse_port=False)
         except OSError as exc:

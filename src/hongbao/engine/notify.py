@@ -47,6 +47,7 @@ from starlette.routing import Route
 from hongbao.api import AsyncClient, BaseClient, Merchant
 from hongbao.clock import Clock, SystemClock
 from hongbao.engine.config import HongbaoConfig
+from hongbao.engine.notify_samples import NotificationSamples
 from hongbao.engine.notify_verify import (
     SUCCESS_REPLY,
     NotificationError,
@@ -378,8 +379,10 @@ class RuleService:
         *,
         executor: ThreadPoolExecutor,
         store: LedgerStore | None = None,
+        samples: NotificationSamples | None = None,
     ) -> None:
         self.handler = handler
+        self.samples = samples
         self.dispatchers = dict(dispatchers)
         self.executor = executor
         self._owned_store = store
@@ -398,12 +401,14 @@ class RuleService:
         clients: Mapping[str, AsyncClient] | None = None,
         send: bool = True,
         order_check: OrderCheck | None = None,
+        samples: NotificationSamples | None = None,
     ) -> RuleService:
         """Everything for the rules of `config`: its ledger, merchants, profiles, dispatchers.
 
         `store` defaults to the configured ledger (opened and closed by the service);
         `clients` (by merchant name) replace the AsyncClients the dispatchers would make;
-        `send=False` records without sending (no dispatcher).
+        `send=False` records without sending (no dispatcher); `samples` keeps each verified
+        notification's body (`hongbao rules serve --save-notifications`).
 
         >>> async with RuleService.from_config(config) as service:  # doctest: +SKIP
         ...     receipt = await service.receive(body)
@@ -444,7 +449,7 @@ class RuleService:
                 for name, profile in profiles.items()
             }
         handler = NotifyHandler(ledger, merchants, order_check=order_check)
-        return cls(handler, dispatchers, executor=executor, store=owned)
+        return cls(handler, dispatchers, executor=executor, store=owned, samples=samples)
 
     def _recorded(self, merchant: str, payout_ids: list[int]) -> None:
         dispatcher = self.dispatchers.get(merchant)
@@ -452,9 +457,16 @@ class RuleService:
             dispatcher.wake()
 
     async def receive(self, xml_bytes: bytes) -> Receipt:
-        """`NotifyHandler.receive` off the event loop (the ledger's commit blocks)."""
+        """`NotifyHandler.receive` off the event loop (the ledger's commit blocks); a verified
+        notification is saved to `samples`, if any."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.handler.receive, xml_bytes)
+        return await loop.run_in_executor(self.executor, self._receive, xml_bytes)
+
+    def _receive(self, xml_bytes: bytes) -> Receipt:
+        receipt = self.handler.receive(xml_bytes)
+        if self.samples is not None and receipt.payment is not None:
+            self.samples.save(receipt.payment.transaction_id, xml_bytes)
+        return receipt
 
     async def __aenter__(self) -> Self:
         self._tasks = [
