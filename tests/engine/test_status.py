@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hongbao.engine.status import describe_tracking, describe_wait, seconds_text
+from hongbao.engine.job_queries import JobCounts
+from hongbao.engine.status import describe_jobs, describe_tracking, describe_wait, seconds_text
 from hongbao.ledger import OpenGroup, PayoutState
 
 P = PayoutState
@@ -96,3 +97,18 @@ def test_waits_read_as_people_say_them() -> None:
     assert [seconds_text(s) for s in (0, 0.4, 1.2, 59, 119.5, 600)] == [
         "now", "now", "in 2 s", "in 59 s", "in 120 s", "in 10 min",
     ]  # fmt: skip
+
+
+def test_jobs_without_a_live_worker_say_to_start_one() -> None:
+    assert describe_jobs(JobCounts(running=0, ready=0, later=0, workers=0)) is None
+    assert describe_jobs(JobCounts(running=2, ready=3, later=0, workers=1)) == (
+        "jobs: 2 running, 3 waiting for a worker"
+    )
+    assert describe_jobs(JobCounts(running=0, ready=1, later=0, workers=0)) == (
+        "job: 1 waiting for a worker; no worker is running: start `hongbao worker` "
+        "(docs/scale-out.md)"
+    )
+    # Jobs deferred to a later day need no worker now.
+    assert describe_jobs(JobCounts(running=0, ready=0, later=4, workers=0)) == (
+        "jobs: 4 scheduled for later"
+    )

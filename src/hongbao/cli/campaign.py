@@ -280,7 +280,8 @@ def run_command(
     ledger says. Exit codes: 0 when the campaign completed, or waits for a later day (daily
     caps: run it again then); 3 when it stopped with payouts unsent (paused, by hand or for a
     lack of balance, or cancelled). With `--distributed`, the workers send and this command
-    defers their jobs and follows them (see docs/scale-out.md). Example: `hongbao campaign run 1`
+    defers their jobs and follows them, saying where the jobs are (is a worker running?) and
+    what they wait for (see docs/scale-out.md). Example: `hongbao campaign run 1`
     """
     from hongbao.engine.runner import CampaignRunner
     from hongbao.ledger import CampaignState
@@ -300,7 +301,11 @@ def run_command(
                         from hongbao.engine.distributed import run_distributed
 
                         running = run_distributed(
-                            store, campaign_id, settings=settings.run, progress=display.update
+                            store,
+                            campaign_id,
+                            settings=settings.run,
+                            progress=display.update,
+                            on_status=display.status,
                         )
                         summary = eventloop.run(running)
                     else:

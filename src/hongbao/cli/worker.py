@@ -46,12 +46,19 @@ def worker_command(
             "(use the same on every worker).",
         ),
     ] = 30.0,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="Also log procrastinate's own INFO lines (each job's start and end)."
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Run a scale-out worker: take campaign jobs from the ledger's PostgreSQL and send them.
 
     Needs `[ledger] url` on PostgreSQL (after `hongbao db upgrade`) and the merchants'
-    configuration. Runs until Ctrl-C or SIGTERM. While its jobs wait (WeChat's rate limit, an
+    configuration. Runs until Ctrl-C or SIGTERM. Logs one line per job, what it achieved
+    (`--verbose` adds procrastinate's own lines). While its jobs wait (WeChat's rate limit, an
     unreachable host, packets of a dead worker, daily caps) it logs why, at least every 10 s
     (`[run] status_every`). Example: `hongbao worker --concurrency 16`
     """
@@ -67,7 +74,12 @@ def worker_command(
             settings=settings.run,
             on_demand=tuple(settings.merchants),
         )
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        # procrastinate says INFO for each job's start and end, and each periodic check:
+        # hongbao's one line per job says what it achieved.
+        logging.getLogger("procrastinate").setLevel(logging.INFO if verbose else logging.WARNING)
         eventloop.run(run_worker(settings.ledger_url, settings.profile, options))
 
 

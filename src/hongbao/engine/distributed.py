@@ -60,12 +60,13 @@ from hongbao.engine.job_queries import (
     active_jobs,
     campaign_jobs,
     held_payout_ids,
+    job_counts,
     worker_progress,
 )
 from hongbao.engine.payout import PayoutDriver
 from hongbao.engine.runner import RunProgress, RunSummary, paused_message
 from hongbao.engine.settings import MerchantProfile, RunSettings
-from hongbao.engine.status import describe_wait, report_every
+from hongbao.engine.status import describe_jobs, describe_wait, report_every
 from hongbao.errors import ConfigurationError
 from hongbao.ledger import CampaignState, LedgerStore, Scope
 from hongbao.ledger.db import display_url, normalise_url, read_transaction, write_transaction
@@ -89,6 +90,7 @@ __all__ = [
     "conninfo",
     "defer_campaign",
     "follow_campaign",
+    "follow_status",
     "install_schema",
     "make_app",
     "ran_distributed",
@@ -431,7 +433,21 @@ async def _drive_payouts(context: JobContext, campaign_id: int, payout_ids: list
         except AlreadyEnqueued:
             logger.info("job %s: its successor was deferred before", job.id)
 
-    return await _runtime(context).drive(campaign_id, payout_ids, defer_later=defer_later)
+    count = len(payout_ids)
+    what = f"job {job.id} (campaign {campaign_id}, {count} payout{'' if count == 1 else 's'})"
+    started = asyncio.get_running_loop().time()
+    try:
+        result = await _runtime(context).drive(campaign_id, payout_ids, defer_later=defer_later)
+    except asyncio.CancelledError:
+        logger.warning("%s: cut short (the worker stops)", what)
+        raise
+    except Exception as exc:
+        failed = printable(f"{type(exc).__name__}: {exc}")
+        logger.warning("%s failed (procrastinate runs it again): %s", what, failed)
+        raise
+    took = asyncio.get_running_loop().time() - started
+    logger.info("%s in %.1f s: %s", what, took, printable(result))
+    return result
 
 
 async def _retry_stalled_jobs(context: JobContext, timestamp: int) -> int:
@@ -596,14 +612,47 @@ async def follow_campaign(
     settings: RunSettings | None = None,
     progress: Callable[[RunProgress], None] | None = None,
     clock: Clock | None = None,
+    on_status: Callable[[str | None], None] | None = None,
 ) -> RunSummary:
     """Watch the workers send a campaign, until it completes, stops, or waits for a later day.
 
     When open payouts are left that no job holds (a job gave up after its retries), their jobs
-    are deferred again.
+    are deferred again. Every `status_every` seconds `on_status` hears what the campaign waits
+    for (`follow_status`).
     """
     settings = settings or RunSettings()
     clock = clock or SystemClock()
+    reporter = None
+    if on_status is not None:
+        status = functools.partial(follow_status, store, campaign_id, clock=clock)
+        reporter = asyncio.create_task(report_every(settings.status_every, status, on_status))
+    try:
+        return await _follow(store, campaign_id, settings, progress, clock)
+    finally:
+        if reporter is not None:
+            reporter.cancel()
+
+
+async def follow_status(store: LedgerStore, campaign_id: int, *, clock: Clock) -> str | None:
+    """What a distributed campaign waits for, in one line: its jobs (is a worker there to take
+    them?) and its open payouts not in flight at a worker (None: nothing)."""
+    loop = asyncio.get_running_loop()
+    campaign = await loop.run_in_executor(None, store.get_campaign, campaign_id)
+    scope = Scope.campaign(campaign.mch_id, campaign_id)
+    groups = await loop.run_in_executor(None, store.open_groups, scope)
+    jobs = await loop.run_in_executor(None, job_counts, store.engine, TASK_NAME, campaign_id)
+    # Payouts a worker holds in flight are its progress, not a wait.
+    waits = describe_wait([g for g in groups if not g.leased], clock.now())
+    return "; ".join(line for line in (describe_jobs(jobs), waits) if line) or None
+
+
+async def _follow(
+    store: LedgerStore,
+    campaign_id: int,
+    settings: RunSettings,
+    progress: Callable[[RunProgress], None] | None,
+    clock: Clock,
+) -> RunSummary:
     loop = asyncio.get_running_loop()
 
     async def db(work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
@@ -653,8 +702,10 @@ async def run_distributed(
     settings: RunSettings | None = None,
     progress: Callable[[RunProgress], None] | None = None,
     clock: Clock | None = None,
+    on_status: Callable[[str | None], None] | None = None,
 ) -> RunSummary:
-    """`hongbao campaign run ID --distributed`: defer the campaign's jobs, then follow them."""
+    """`hongbao campaign run ID --distributed`: defer the campaign's jobs, then follow them
+    (saying every `status_every` seconds what they wait for to `on_status`)."""
     if store.engine.dialect.name != "postgresql":
         raise ConfigurationError(
             "--distributed needs the ledger on PostgreSQL; this one is "
@@ -664,5 +715,5 @@ async def run_distributed(
     deferral = defer_campaign(store, campaign_id, clock=clock)
     logger.info("campaign %s: %d jobs deferred", campaign_id, deferral.jobs)
     return await follow_campaign(
-        store, campaign_id, settings=settings, progress=progress, clock=clock
+        store, campaign_id, settings=settings, progress=progress, clock=clock, on_status=on_status
     )

@@ -7,6 +7,7 @@ queries that read them live here, beside the dispatcher, and not in `hongbao.led
 * `held_payout_ids` — inside the caller's transaction (the outbox): the payouts a waiting or
   running job already holds.
 * `active_jobs` — how many jobs of a campaign are waiting or running.
+* `job_counts` — a campaign's jobs running, ready and scheduled later, and the live workers.
 * `campaign_jobs` — how many jobs a campaign ever had (was it run `--distributed`?).
 * `worker_progress` — per worker, the campaign's jobs it ran and how far their payouts got.
 * `jobs_installed` — whether procrastinate's tables exist in this database.
@@ -29,10 +30,12 @@ from sqlalchemy import Connection, Engine, text
 from hongbao.ledger.db import read_transaction
 
 __all__ = [
+    "JobCounts",
     "WorkerProgress",
     "active_jobs",
     "campaign_jobs",
     "held_payout_ids",
+    "job_counts",
     "jobs_installed",
     "worker_progress",
 ]
@@ -64,6 +67,38 @@ def active_jobs(engine: Engine, task_name: str, campaign_id: int) -> int:
     )
     params = {"task": task_name, "campaign_id": campaign_id}
     return int(read_transaction(engine, lambda conn: conn.execute(query, params).scalar_one()))
+
+
+@dataclass(frozen=True, slots=True)
+class JobCounts:
+    """Where a campaign's open jobs are, and how many workers could take them."""
+
+    running: int
+    ready: int
+    """Waiting for a worker now."""
+    later: int
+    """Scheduled for later (a successor deferred to when its payouts are due)."""
+    workers: int
+    """Workers that heartbeat within `alive_within` seconds, whatever their campaign."""
+
+
+def job_counts(
+    engine: Engine, task_name: str, campaign_id: int, *, alive_within: float = 60.0
+) -> JobCounts:
+    """The campaign's waiting and running jobs, and the live workers."""
+    query = text(
+        "SELECT count(*) FILTER (WHERE status = 'doing'),"
+        " count(*) FILTER (WHERE status = 'todo' AND (scheduled_at IS NULL"
+        "  OR scheduled_at <= now())),"
+        " count(*) FILTER (WHERE status = 'todo' AND scheduled_at > now()),"
+        " (SELECT count(*) FROM procrastinate_workers"
+        "  WHERE last_heartbeat > now() - make_interval(secs => :alive))"
+        " FROM procrastinate_jobs WHERE task_name = :task AND status IN ('todo', 'doing')"
+        " AND (args->>'campaign_id')::bigint = :campaign_id"
+    )
+    params = {"task": task_name, "campaign_id": campaign_id, "alive": alive_within}
+    row = read_transaction(engine, lambda conn: conn.execute(query, params).one())
+    return JobCounts(*(int(value) for value in row))
 
 
 def campaign_jobs(engine: Engine, task_name: str, campaign_id: int) -> int:

@@ -11,7 +11,8 @@ pipe or a log as a plain line. `describe_wait` reads the ledger's view of a scop
 * daily caps, and the day they wait for;
 * other deferred payouts (a balance, a setup error) and unknown outcomes still to be asked about.
 
-`report_every` calls a status source on a timer and hands each line to its consumer.
+`describe_jobs` says where the jobs of a campaign run `--distributed` are (is a worker there to
+take them?). `report_every` calls a status source on a timer and hands each line to its consumer.
 
 >>> describe_wait(store.open_groups(scope), clock.now())  # doctest: +SKIP
 'WeChat answers FREQ_LIMIT; next try in 12 s'
@@ -25,11 +26,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from hongbao.clock import CST
+from hongbao.engine.job_queries import JobCounts
 from hongbao.ledger import OpenGroup, PayoutState
 
 __all__ = [
     "CAP_CODES",
     "FREQUENCY_CODES",
+    "describe_jobs",
     "describe_tracking",
     "describe_wait",
     "report_every",
@@ -156,6 +159,26 @@ def describe_tracking(
             f"next check {_when(_first(sent), now)}"
         )
     return "; ".join(parts) or None
+
+
+def describe_jobs(jobs: JobCounts) -> str | None:
+    """Where a distributed campaign's jobs are, and whether a worker is there to run them."""
+    parts = [
+        f"{count} {what}"
+        for count, what in (
+            (jobs.running, "running"),
+            (jobs.ready, "waiting for a worker"),
+            (jobs.later, "scheduled for later"),
+        )
+        if count
+    ]
+    if not parts:
+        return None
+    line = f"job{'' if sum((jobs.running, jobs.ready, jobs.later)) == 1 else 's'}: "
+    line += ", ".join(parts)
+    if not jobs.workers and (jobs.ready or jobs.running):
+        line += "; no worker is running: start `hongbao worker` (docs/scale-out.md)"
+    return line
 
 
 def _when(when: datetime | None, now: datetime) -> str:
