@@ -70,6 +70,16 @@ class Child:
             assert time.monotonic() < deadline, f"never saw {seen!r}:\n{self.output}"
             self.pump()
 
+    def wait_for_times(self, seen: str, times: int, timeout: float = 60) -> None:
+        """Collect output until `seen` appears in it `times` times (fails after `timeout` s)."""
+        deadline = time.monotonic() + timeout
+        while self.output.count(seen) < times:
+            assert self.process.poll() is None or self._more(), f"ended first:\n{self.output}"
+            assert time.monotonic() < deadline, (
+                f"saw {seen!r} fewer than {times} times:\n{self.output}"
+            )
+            self.pump()
+
     def _more(self) -> bool:
         before = len(self.chunks)
         self.pump(0.2)

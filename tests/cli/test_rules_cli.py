@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -21,6 +22,7 @@ from hongbao.ledger.store import LedgerStore
 from hongbao.sim.entities import AppKind
 from hongbao.sim.server import CLI_COMMAND
 from tests.cli.conftest import Configured, run
+from tests.cli.livekit import configure, spawn
 from tests.engine.ruleskit import notification_fields, signed, transaction_id
 
 RULES = """
@@ -181,7 +183,13 @@ def test_rules_list_shows_hits_and_budget_used_from_the_ledger(ruled: Configured
     ]  # fmt: skip
     min_fee = config.rules["big"].conditions.min_total_fee
     assert big_line.split("\t")[2:] == [
-        "1.88", str(min_fee), "2", "0", "3.76", "100.00", "below_threshold 1"
+        "1.88",
+        str(min_fee),
+        "2",
+        "0",
+        "3.76",
+        "100.00",
+        "below_threshold 1",
     ]
 
 
@@ -259,3 +267,27 @@ def test_rules_serve_saves_verified_notifications_for_rules_test(
     tested = run("rules", "test", str(saved), "-c", str(ruled.config))
     assert tested.exit_code == 0, tested.stderr
     assert "big: FIRES — sendredpack 1.88 yuan" in tested.stdout
+
+
+def test_rules_serve_logs_that_it_cannot_reach_wechat_every_status_every(
+    ruled: Configured,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"https://127.0.0.1:{sock.getsockname()[1]}"
+    configure(ruled.config, run={"status_every": 0.5}, base_url=closed)
+    child = spawn("rules", "serve", "--port", "0", "-c", str(ruled.config), terminal=False)
+    try:
+        child.wait_for(NOTIFY_PATH)
+        [url] = [line for line in child.output.splitlines() if line.endswith(NOTIFY_PATH)]
+        answer = httpx.post(url, content=_notification(ruled, 12_000), timeout=10)
+        assert b"SUCCESS" in answer.content  # recorded; the packet waits for WeChat
+        said = (
+            f"rule payouts of shop wait: could not reach {closed}/mmpaymkttransfers/sendredpack: "
+            "connection refused; "
+            "1 payout DEFERRED, retrying in"
+        )
+        child.wait_for_times(said, 2)  # and again, every status_every
+    finally:
+        child.process.terminate()
+        child.finish()

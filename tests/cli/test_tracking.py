@@ -8,6 +8,7 @@ import pytest
 
 from hongbao.sim.faults import parse_fault
 from tests.cli.conftest import Configured, run
+from tests.cli.livekit import configure, spawn
 
 pytestmark = pytest.mark.served
 
@@ -69,3 +70,19 @@ def test_reconcile_exits_1_when_wechat_cannot_confirm(configured: Configured) ->
     assert result.exit_code == 1
     kinds = {m["kind"] for m in json.loads(result.stdout)["mismatches"]}
     assert kinds == {"unchecked"}
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["pipe", "terminal"])
+def test_track_follow_says_what_it_waits_for_and_when_it_checks_next(
+    configured: Configured, terminal: bool
+) -> None:
+    cid = _sent_campaign(configured, 2)
+    configure(configured.config, run={"status_every": 0.5})
+    child = spawn("track", str(cid), "--follow", "-c", str(configured.config), terminal=terminal)
+    # Just sent: nothing is due for an hour, and it says so rather than sitting silent.
+    child.wait_for("2 packets waiting to be opened or refunded; next check in 60 min")
+    if not terminal:
+        said = "tracking: 0 of 2; 2 packets waiting to be opened or refunded; next check in"
+        child.wait_for_times(said, 2)  # again, every status_every
+    child.interrupt()
+    assert child.finish() == 130, child.output

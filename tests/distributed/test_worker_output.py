@@ -104,10 +104,7 @@ def test_a_distributed_run_and_its_worker_say_what_the_jobs_wait_for(
         # No worker yet: the run says so, in a progress line, again and again.
         following.wait_for("no worker is running: start `hongbao worker`")
         nobody = f"campaign {cid}: 0 of 3; job"
-        following.wait_for(nobody)
-        seen = following.output.count(nobody)
-        while following.output.count(nobody) == seen:
-            following.pump()
+        following.wait_for_times(nobody, 2)
         worker = _worker(world)
         worker.wait_for(
             f"WARNING hongbao.engine: waiting: campaign {cid}: WeChat answers FREQ_LIMIT"

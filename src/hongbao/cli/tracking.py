@@ -64,6 +64,7 @@ def track_command(
             profile = _profile(settings, store, campaign_id, merchant)
             waiting = _waiting(store, campaign_id)
             with RunDisplay("tracking", enabled=not as_json) as display:
+                display.show(0, waiting)
                 summary = eventloop.run(
                     track(
                         store,
