@@ -36,7 +36,6 @@ successor at that time and ends. The campaign is COMPLETED by whichever job find
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
@@ -67,6 +66,7 @@ from hongbao.engine.runner import RunProgress, RunSummary, paused_message
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.engine.status import describe_wait, report_every
 from hongbao.errors import ConfigurationError
+from hongbao.eventloop import in_thread
 from hongbao.ledger import CampaignState, LedgerStore, Scope
 from hongbao.ledger.db import display_url, normalise_url, read_transaction, write_transaction
 from hongbao.ledger.dispatch import (
@@ -297,8 +297,7 @@ class ChunkDriver:
 
     async def db(self, work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
         """Run a blocking ledger call off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(work, *args, **kwargs))
+        return await in_thread(self.executor, work, *args, **kwargs)
 
     def driver(self, merchant: str) -> PayoutDriver:
         """The `PayoutDriver` of a merchant (by configuration name), made on first use."""
@@ -604,10 +603,8 @@ async def follow_campaign(
     """
     settings = settings or RunSettings()
     clock = clock or SystemClock()
-    loop = asyncio.get_running_loop()
-
     async def db(work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
-        return await loop.run_in_executor(None, functools.partial(work, *args, **kwargs))
+        return await in_thread(None, work, *args, **kwargs)
 
     while True:
         totals = await db(store.totals_by_state, campaign_id)
