@@ -48,8 +48,9 @@ class Service:
         return await in_thread(None, work, *args, **kwargs)
 
 
-def service_of(request: Request) -> Service:
-    """The route's dependency: the app's `Service`."""
+async def service_of(request: Request) -> Service:
+    """The route's dependency: the app's `Service` (async: FastAPI would run a plain function
+    in its thread pool, a hand-off per request)."""
     found = request.app.state.service
     assert isinstance(found, Service)
     return found
