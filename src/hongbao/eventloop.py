@@ -8,16 +8,19 @@ scheduling in C; a campaign then costs about a tenth less CPU per payout. Settin
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from concurrent.futures import Executor
+from typing import Any, ParamSpec, TypeVar
 
 from hongbao.errors import ConfigurationError
 
-__all__ = ["ENV_VAR", "Interrupted", "loop_factory", "run"]
+__all__ = ["ENV_VAR", "Interrupted", "in_thread", "loop_factory", "run"]
 
 T = TypeVar("T")
+A = ParamSpec("A")
 
 ENV_VAR = "HONGBAO_EVENT_LOOP"
 _CHOICES = ("uvloop", "asyncio")
@@ -84,3 +87,12 @@ async def _interruptible(main: Coroutine[Any, Any, T], on_interrupt: Callable[[]
         raise
     finally:
         loop.remove_signal_handler(signal.SIGINT)
+
+
+async def in_thread(
+    executor: Executor | None, work: Callable[A, T], *args: A.args, **kwargs: A.kwargs
+) -> T:
+    """Run a blocking call (a ledger transaction) on `executor` (None: the loop's default) and
+    wait for it without blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor, functools.partial(work, *args, **kwargs))

@@ -46,7 +46,7 @@ COMMAND_SECONDS = 180
 EXAMPLE_POSTGRES = re.compile(r"postgresql\+psycopg://[^\s'\"]*@db\.internal/hongbao")
 _OPENID = re.compile(r"(?<![\w-])o[A-Za-z0-9_-]{27}(?![\w-])")
 _BILL = re.compile(r"(?<!\d)\d{28}(?!\d)")
-_PLACEHOLDER = re.compile(r"\b(APPID|MCH_ID|OPENID|ID|BILL)\b")
+_PLACEHOLDER = re.compile(r"\b(APPID|MCH_ID|CORPID|OPENID|ID|BILL)\b")
 _RUNNER = """set -o pipefail
 . "$DOCS_STATE/env.sh"
 cd "$(cat "$DOCS_STATE/cwd")" || exit 99
@@ -137,7 +137,7 @@ class Session:
         path.write_text(tomlkit.dumps(document))
 
     def _remember(self, command: str, stdout: str) -> None:
-        for name, key in (("APPID", "appid"), ("MCH_ID", "mch_id")):
+        for name, key in (("APPID", "appid"), ("MCH_ID", "mch_id"), ("CORPID", "wecom_corpid")):
             if found := re.search(rf"^\s*\"?{key}\"?[\s:]+\"?(\w+)", stdout, re.M):
                 self.seen[name] = found[1]
         if openids := _OPENID.findall(stdout):

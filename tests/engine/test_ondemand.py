@@ -77,6 +77,7 @@ async def test_the_same_key_again_returns_the_same_payout_and_sends_nothing(
     again = await payouts.pay("signup:42", openid, 100, **PACKET)
 
     assert (again.id, again.bill_no, again.state) == (first.id, first.bill_no, P.SENT)
+    assert (first.replayed, again.replayed) == (False, True)
     assert any_bench.issued() == Counter({openid: 1})
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
 from hongbao.clock import CST, FrozenClock
@@ -32,7 +33,7 @@ from hongbao.ledger import (
     export_rows,
 )
 from hongbao.ledger.holders import this_holder
-from hongbao.ledger.schema import payouts
+from hongbao.ledger.schema import UTCDateTime, payouts
 from hongbao.ledger.states import COMMITTING
 from hongbao.wire.xmlcodec import dumps
 from tests.ledgerkit import daily_usage
@@ -111,6 +112,26 @@ def test_times_come_back_aware_in_utc(store: LedgerStore, make_payout: PayoutFac
     payout, _ = store.add_payout(make_payout("oT"))
     assert payout.created_at == datetime(2024, 3, 15, 2, 0, tzinfo=UTC)
     assert payout.created_at.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2024, 3, 15, 10, 0, tzinfo=CST),  # whole seconds: microseconds still written
+        datetime(2024, 3, 15, 2, 0, 0, 5, tzinfo=UTC),
+        datetime(999, 1, 1, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+def test_sqlite_times_are_the_text_sqlalchemy_writes_in_utc(when: datetime) -> None:
+    # Claims compare these texts (`next_attempt_at <= :now`): one format, UTC, sorts in time.
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    theirs = sqlite.DATETIME().bind_processor(dialect)  # type: ignore[no-untyped-call]
+    assert ours is not None
+    assert theirs is not None
+    assert ours(when) == theirs(when.astimezone(UTC).replace(tzinfo=None))
+    with pytest.raises(ValueError, match="aware"):
+        ours(when.replace(tzinfo=None))
 
 
 # -- claiming ----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MERCHANT = "shop"
 TOKEN = "tok_" + "a1b2c3d4" * 4
 SECRET = "whsec_" + "0f1e2d3c" * 4
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PACKET: dict[str, Any] = {
     "send_name": "天虹百货",
     "wishing": "感谢您的好评",

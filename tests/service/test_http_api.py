@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from hongbao.sim.entities import ISSUED
 from hongbao.sim.faults import parse_fault
 from hongbao.sim.server import SimServer
 from tests.service.servicekit import (
+    AUTH,
     PACKET,
     ROOT,
     TOKEN,
@@ -31,17 +31,10 @@ from tests.service.servicekit import (
     wait_for,
     write_config,
 )
-from tests.sim_served.servedkit import wall_clock_server
 
 pytestmark = pytest.mark.served
 
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
-
-@pytest.fixture
-def served() -> Iterator[SimServer]:
-    with wall_clock_server(20261205) as server:
-        yield server
 
 
 def _issued(merchant: Merchant) -> Counter[tuple[str, int]]:

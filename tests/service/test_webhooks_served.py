@@ -5,7 +5,6 @@ had."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,25 +14,18 @@ from hongbao.ledger import LedgerStore
 from hongbao.sim.server import SimServer
 from hongbao.webhooks import verify
 from tests.service.servicekit import (
+    AUTH,
     PACKET,
     SECRET,
-    TOKEN,
     receiving,
     serving,
     wait_for,
     write_config,
 )
-from tests.sim_served.servedkit import wall_clock_server
 
 pytestmark = pytest.mark.served
 
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
-
-@pytest.fixture
-def served() -> Iterator[SimServer]:
-    with wall_clock_server(7) as server:
-        yield server
 
 
 def test_every_event_is_delivered_signed_through_failures_and_a_kill(

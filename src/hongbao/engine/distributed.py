@@ -36,7 +36,6 @@ successor at that time and ends. The campaign is COMPLETED by whichever job find
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
@@ -68,6 +67,7 @@ from hongbao.engine.runner import RunProgress, RunSummary, paused_message
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.engine.status import describe_jobs, describe_wait, report_every
 from hongbao.errors import ConfigurationError
+from hongbao.eventloop import in_thread
 from hongbao.ledger import CampaignState, LedgerStore, Scope
 from hongbao.ledger.db import display_url, normalise_url, read_transaction, write_transaction
 from hongbao.ledger.dispatch import (
@@ -299,8 +299,7 @@ class ChunkDriver:
 
     async def db(self, work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
         """Run a blocking ledger call off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(work, *args, **kwargs))
+        return await in_thread(self.executor, work, *args, **kwargs)
 
     def driver(self, merchant: str) -> PayoutDriver:
         """The `PayoutDriver` of a merchant (by configuration name), made on first use."""
@@ -624,7 +623,10 @@ async def follow_campaign(
     clock = clock or SystemClock()
     reporter = None
     if on_status is not None:
-        status = functools.partial(follow_status, store, campaign_id, clock=clock)
+
+        async def status() -> str | None:
+            return await follow_status(store, campaign_id, clock=clock)
+
         reporter = asyncio.create_task(report_every(settings.status_every, status, on_status))
     try:
         return await _follow(store, campaign_id, settings, progress, clock)
@@ -636,11 +638,10 @@ async def follow_campaign(
 async def follow_status(store: LedgerStore, campaign_id: int, *, clock: Clock) -> str | None:
     """What a distributed campaign waits for, in one line: its jobs (is a worker there to take
     them?) and its open payouts not in flight at a worker (None: nothing)."""
-    loop = asyncio.get_running_loop()
-    campaign = await loop.run_in_executor(None, store.get_campaign, campaign_id)
+    campaign = await in_thread(None, store.get_campaign, campaign_id)
     scope = Scope.campaign(campaign.mch_id, campaign_id)
-    groups = await loop.run_in_executor(None, store.open_groups, scope)
-    jobs = await loop.run_in_executor(None, job_counts, store.engine, TASK_NAME, campaign_id)
+    groups = await in_thread(None, store.open_groups, scope)
+    jobs = await in_thread(None, job_counts, store.engine, TASK_NAME, campaign_id)
     # Payouts a worker holds in flight are its progress, not a wait.
     waits = describe_wait([g for g in groups if not g.leased], clock.now())
     return "; ".join(line for line in (describe_jobs(jobs), waits) if line) or None
@@ -653,10 +654,8 @@ async def _follow(
     progress: Callable[[RunProgress], None] | None,
     clock: Clock,
 ) -> RunSummary:
-    loop = asyncio.get_running_loop()
-
     async def db(work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
-        return await loop.run_in_executor(None, functools.partial(work, *args, **kwargs))
+        return await in_thread(None, work, *args, **kwargs)
 
     while True:
         totals = await db(store.totals_by_state, campaign_id)

@@ -29,13 +29,12 @@ pace is a database row that every process shares.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import string
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, Self, TypeVar
@@ -51,6 +50,7 @@ from hongbao.engine.rounds import Rounds
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.errors import ConfigurationError, IdempotencyConflict, ValidationError
 from hongbao.errors import Outcome as ErrorOutcome
+from hongbao.eventloop import in_thread
 from hongbao.ledger import (
     LedgerStore,
     NewPayout,
@@ -214,6 +214,9 @@ class PayoutView:
     refund_amount_fen: int | None
     metadata: Mapping[str, str]
     """The caller's labels, as recorded."""
+    replayed: bool = field(default=False, compare=False)
+    """`pay` found the key paid before: this call recorded nothing and sent nothing new (not
+    part of the payout: two views of one payout in one state are equal)."""
 
     @classmethod
     def of(cls, payout: Payout) -> PayoutView:
@@ -405,7 +408,8 @@ class AsyncPayouts:
         `IdempotencyConflict` when `key` was paid with other parameters. With `wait`, returns
         once the payout is settled or `timeout` seconds passed (then in its current state).
         `metadata` (up to 20 string pairs) is kept with the payout and never sent to WeChat.
-        `on_recorded` sees the payout once it is in the ledger, before anything is sent.
+        `on_recorded` sees the payout once it is in the ledger, before anything is sent. The
+        view's `replayed` says whether the key was paid before (this call recorded nothing).
         `kind="workwx"` pays a member of the merchant's WeCom corp (`openid` under the corpid),
         in the name of `sender_name` (optional avatar `sender_header_media_id`) or of the app
         `agentid`, instead of `send_name`.
@@ -413,54 +417,6 @@ class AsyncPayouts:
         >>> view = await payouts.pay("signup:42", "oXYZ", 188, send_name="Acme",
         ...     wishing="Welcome", act_name="Signup", remark="Enjoy")  # doctest: +SKIP
         """
-        view, _ = await self.submit(
-            key,
-            openid,
-            amount_fen,
-            send_name=send_name,
-            wishing=wishing,
-            act_name=act_name,
-            remark=remark,
-            scene_id=scene_id,
-            risk_info=risk_info,
-            kind=kind,
-            total_num=total_num,
-            sender_name=sender_name,
-            agentid=agentid,
-            sender_header_media_id=sender_header_media_id,
-            merchant=merchant,
-            metadata=metadata,
-            wait=wait,
-            timeout=timeout,
-            on_recorded=on_recorded,
-        )
-        return view
-
-    async def submit(
-        self,
-        key: str,
-        openid: str,
-        amount_fen: int,
-        *,
-        send_name: str | None = None,
-        wishing: str,
-        act_name: str,
-        remark: str,
-        scene_id: str | None = None,
-        risk_info: str | None = None,
-        kind: Kind = "normal",
-        total_num: int | None = None,
-        sender_name: str | None = None,
-        agentid: int | None = None,
-        sender_header_media_id: str | None = None,
-        merchant: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        wait: bool = True,
-        timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (past it, the drive goes on)
-        on_recorded: Callable[[PayoutView], None] | None = None,
-    ) -> tuple[PayoutView, bool]:
-        """`pay`, and whether this call recorded the payout (False: the key's payout was
-        recorded before — a replay). Raises as `pay` does."""
         check_key(key)
         labels = check_metadata(metadata)
         api = KINDS.get(kind)  # a caller without a type checker may pass anything
@@ -527,7 +483,7 @@ class AsyncPayouts:
                 payout = await self._settle(entry, payout, claimed=True, within=timeout)
             elif self._dispatch:
                 await self.start(entry.profile.name)
-        return PayoutView.of(payout), True
+        return PayoutView.of(payout)
 
     async def _check_same(
         self,
@@ -557,14 +513,14 @@ class AsyncPayouts:
 
     async def _replayed(
         self, entry: _Merchant, payout: Payout, *, wait: bool, within: float
-    ) -> tuple[PayoutView, bool]:
+    ) -> PayoutView:
         """A key paid before: its payout as it stands, driven to an outcome with `wait`."""
         if payout.state in OPEN_STATES:
             if wait:
                 payout = await self._settle(entry, payout, claimed=False, within=within)
             elif self._dispatch:
                 await self.start(entry.profile.name)
-        return PayoutView.of(payout), False
+        return replace(PayoutView.of(payout), replayed=True)
 
     async def _settle(
         self, entry: _Merchant, payout: Payout, *, claimed: bool, within: float
@@ -854,8 +810,7 @@ class AsyncPayouts:
             return bill
 
     async def _db(self, work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(work, *args, **kwargs))
+        return await in_thread(self._executor, work, *args, **kwargs)
 
 
 def _nonce(payout: Payout) -> str:

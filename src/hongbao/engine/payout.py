@@ -27,7 +27,6 @@ linked to the old one (`LedgerStore.reissue`).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -43,6 +42,7 @@ from hongbao.engine.outcomes import answer_record, query_exchange, send_outcome,
 from hongbao.engine.settings import MerchantProfile
 from hongbao.engine.states import Decision, Policy, SendResult, decide_query, decide_send
 from hongbao.errors import ConfigurationError, ConnectError, FrequencyLimitError, HongbaoError
+from hongbao.eventloop import in_thread
 from hongbao.ids import new_nonce
 from hongbao.ledger import (
     CampaignState,
@@ -152,8 +152,7 @@ class PayoutDriver:
 
     async def db(self, work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
         """Run a blocking store call off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(work, *args, **kwargs))
+        return await in_thread(self.executor, work, *args, **kwargs)
 
     async def reissue(self, payout: Payout) -> Payout | None:
         """A new payout with a new bill number for a payout whose bill WeChat reported FAILED.

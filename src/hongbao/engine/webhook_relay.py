@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import random
@@ -35,6 +34,7 @@ import httpx
 from hongbao.clock import Clock, SystemClock
 from hongbao.engine.campaign import campaign_status
 from hongbao.engine.config import WebhookEndpoint
+from hongbao.eventloop import in_thread
 from hongbao.ledger import LedgerStore, PayoutState
 from hongbao.ledger import deliveries as ledger
 from hongbao.ledger.deliveries import Delivery, OutboxEvent
@@ -270,5 +270,4 @@ class WebhookRelay:
         return self._http
 
     async def _db(self, work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(work, *args, **kwargs))
+        return await in_thread(self.executor, work, *args, **kwargs)

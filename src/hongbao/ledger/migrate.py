@@ -50,9 +50,7 @@ def _declared() -> dict[str, str | None]:
     """Each shipped revision → the one it follows, as the migration files declare them."""
     found: dict[str, str | None] = {}
     for path in (MIGRATIONS / "versions").glob("v*.py"):
-        names = dict(
-            (match[1], match[2]) for match in _DECLARED.finditer(path.read_text("utf-8"))
-        )
+        names = dict((match[1], match[2]) for match in _DECLARED.finditer(path.read_text("utf-8")))
         revision = names.get("revision")
         assert revision is not None, f"{path.name} declares no revision"
         found[revision] = names.get("down_revision")

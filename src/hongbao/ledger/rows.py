@@ -6,10 +6,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import fields
 from datetime import datetime
+from importlib import import_module
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Table
-from sqlalchemy.dialects import postgresql, sqlite
 
 from hongbao.ledger.records import (
     Campaign,
@@ -25,6 +25,7 @@ from hongbao.ledger.states import CampaignState, PayoutState
 __all__ = [
     "PAYOUT_COLUMNS",
     "campaign_from_row",
+    "dialect_insert",
     "event_from_row",
     "payout_from_row",
     "payout_from_values",
@@ -124,6 +125,16 @@ def event_from_row(row: Row[Any]) -> PayoutEvent:
     return PayoutEvent(**values)
 
 
+def dialect_insert(dialect: str, table: Table) -> Any:
+    """The INSERT of `dialect` ("sqlite" or "postgresql") that has ON CONFLICT.
+
+    The dialect's module is imported here, when first needed: a SQLite ledger never loads
+    PostgreSQL's (some 20 ms of every command's start-up).
+    """
+    module = import_module(f"sqlalchemy.dialects.{dialect}")
+    return module.insert(table)
+
+
 def upsert(
     dialect: str,
     table: Table,
@@ -136,8 +147,7 @@ def upsert(
 
     Both SQLite and PostgreSQL spell it the same way; only the statement class differs.
     """
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table).values(**values)
+    stmt = dialect_insert(dialect, table).values(**values)
     if set_ is None:
         return stmt.on_conflict_do_nothing(index_elements=keys)
     return stmt.on_conflict_do_update(index_elements=keys, set_=dict(set_), where=where)

@@ -48,13 +48,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from hongbao.clock import Clock, SystemClock, beijing_day
 from hongbao.ledger.bills import BillSerials
 from hongbao.ledger.db import read_transaction, write_transaction
 from hongbao.ledger.records import NewPayout, StateTotal
-from hongbao.ledger.rows import payout_values, upsert
+from hongbao.ledger.rows import dialect_insert, payout_values, upsert
 from hongbao.ledger.schema import (
     payouts,
     rule_budgets,
@@ -223,13 +222,12 @@ class _Statements:
             .order_by(b.rule)
             .with_for_update()
         )
-        module: Any = postgresql if dialect == "postgresql" else sqlite
         self.add_payment = (
-            module.insert(rule_payments)
+            dialect_insert(dialect, rule_payments)
             .on_conflict_do_nothing(index_elements=["transaction_id"])
             .returning(c.id)
         )
-        self.add_budget = module.insert(rule_budgets).on_conflict_do_nothing(
+        self.add_budget = dialect_insert(dialect, rule_budgets).on_conflict_do_nothing(
             index_elements=["rule"]
         )
         amount: BindParameter[int] = bindparam("b_amount", type_=BigInteger())

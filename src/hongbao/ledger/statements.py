@@ -30,13 +30,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import ReturnsRows, UpdateBase
 
 from hongbao.ledger.outbox import payout_outbox_rows
 from hongbao.ledger.records import Origin, Scope
-from hongbao.ledger.rows import PAYOUT_COLUMNS
+from hongbao.ledger.rows import PAYOUT_COLUMNS, dialect_insert
 from hongbao.ledger.schema import (
     UTCDateTime,
     campaigns,
@@ -354,9 +353,9 @@ INSERT_PAYOUT_IDS = insert(payouts).returning(payouts.c.id, sort_by_parameter_or
 """New payouts that must all be new (a rule's), returning their ids in the rows' order."""
 
 INSERT_PAYOUTS = ManyRows(
-    lambda dialect: (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-        payouts
-    ).on_conflict_do_nothing(index_elements=["natural_key", "generation"])
+    lambda dialect: dialect_insert(dialect, payouts).on_conflict_do_nothing(
+        index_elements=["natural_key", "generation"]
+    )
 )
 """New payouts; a natural key already recorded is left alone (the row count says which)."""
 
@@ -472,18 +471,19 @@ def charge_counters(*, max_count: bool, max_amount: bool) -> ManyRows:
 
     def build(dialect: str) -> UpdateBase:
         c = daily_counters.c
-        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(daily_counters)
+        stmt = dialect_insert(dialect, daily_counters)
         added = stmt.excluded
         limits = []
         if max_count:
             limits.append(c.count + added["count"] <= bindparam("max_count"))
         if max_amount:
             limits.append(c.amount_fen + added.amount_fen <= bindparam("max_amount"))
-        return stmt.on_conflict_do_update(
+        upsert: UpdateBase = stmt.on_conflict_do_update(
             index_elements=["mch_id", "openid", "day"],
             set_={"count": c.count + added["count"], "amount_fen": c.amount_fen + added.amount_fen},
             where=and_(*limits) if limits else None,
         )
+        return upsert
 
     return ManyRows(build)
 

@@ -51,13 +51,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PayoutCreate(_Strict):
-    """`POST /v1/payouts`: one red packet (amounts in fen; texts as WeChat limits them)."""
+class _Packet(_Strict):
+    """What a payout and a campaign's template have in common (texts as WeChat limits them)."""
 
     merchant: StrictStr | None = Field(
         None, description="The merchant's name in the configuration; optional when it has one."
     )
-    openid: Annotated[StrictStr, Field(min_length=1, max_length=32)]
     amount_fen: Annotated[StrictInt, Field(gt=0, description="The amount in fen (1 yuan = 100).")]
     kind: Kind = "normal"
     total_num: Annotated[StrictInt, Field(ge=1, le=20)] | None = Field(
@@ -78,6 +77,12 @@ class PayoutCreate(_Strict):
     )
     scene_id: StrictStr | None = None
     risk_info: Annotated[StrictStr, Field(max_length=128)] | None = None
+
+
+class PayoutCreate(_Packet):
+    """`POST /v1/payouts`: one red packet."""
+
+    openid: Annotated[StrictStr, Field(min_length=1, max_length=32)]
     metadata: dict[StrictStr, StrictStr] | None = Field(
         None, description="Up to 20 labels of your own; kept and returned, never sent to WeChat."
     )
@@ -124,32 +129,14 @@ class PayoutList(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
 
 
-class CampaignCreate(_Strict):
+class CampaignCreate(_Packet):
     """`POST /v1/campaigns` as JSON: the template and the receivers' openids."""
 
     name: Annotated[StrictStr, Field(min_length=1, max_length=128)]
-    merchant: StrictStr | None = None
-    openids: Annotated[list[Annotated[StrictStr, Field(min_length=1, max_length=64)]], Field(
-        min_length=1, max_length=100_000
-    )]
-    amount_fen: Annotated[StrictInt, Field(gt=0)]
-    kind: Kind = "normal"
-    total_num: Annotated[StrictInt, Field(ge=1, le=20)] | None = None
-    send_name: Text | None = Field(None, description="Required but for `workwx`.")
-    wishing: Text
-    act_name: Text
-    remark: Text
-    sender_name: Text | None = Field(
-        None, description="`workwx` only: the sender's name shown (or `agentid`)."
-    )
-    agentid: Annotated[StrictInt, Field(ge=0)] | None = Field(
-        None, description="`workwx` only: the WeCom app paying (or `sender_name`)."
-    )
-    sender_header_media_id: MediaId | None = Field(
-        None, description="`workwx` only, with `sender_name`: the sender's avatar."
-    )
-    scene_id: StrictStr | None = None
-    risk_info: Annotated[StrictStr, Field(max_length=128)] | None = None
+    openids: Annotated[
+        list[Annotated[StrictStr, Field(min_length=1, max_length=64)]],
+        Field(min_length=1, max_length=100_000),
+    ]
     budget_fen: Annotated[StrictInt, Field(ge=0)] | None = None
 
 

@@ -81,7 +81,7 @@ async def create_payout(
     The same key with the same body answers 200 with the payout as it is now; with another
     body, 409 naming the fields that differ.
     """
-    view, created = await service.payouts.submit(
+    view = await service.payouts.pay(
         idempotency_key,
         body.openid,
         body.amount_fen,
@@ -101,7 +101,7 @@ async def create_payout(
         wait=wait > 0,
         timeout=wait,
     )
-    return _json(payout_object(view), 201 if created else 200, replayed=not created)
+    return _json(payout_object(view), 200 if view.replayed else 201, replayed=view.replayed)
 
 
 @router.get(

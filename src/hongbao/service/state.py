@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from fastapi import Request
 from hongbao.engine.config import HongbaoConfig
 from hongbao.engine.ondemand import AsyncPayouts
 from hongbao.engine.webhook_relay import WebhookRelay
+from hongbao.eventloop import in_thread
 from hongbao.ledger import LedgerStore
 from hongbao.service.metrics import Metrics
 
@@ -45,12 +45,12 @@ class Service:
 
     async def db(self, work: Callable[A, T], *args: A.args, **kwargs: A.kwargs) -> T:
         """Run a blocking ledger call off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(work, *args, **kwargs))
+        return await in_thread(None, work, *args, **kwargs)
 
 
-def service_of(request: Request) -> Service:
-    """The route's dependency: the app's `Service`."""
+async def service_of(request: Request) -> Service:
+    """The route's dependency: the app's `Service` (async: FastAPI would run a plain function
+    in its thread pool, a hand-off per request)."""
     found = request.app.state.service
     assert isinstance(found, Service)
     return found
