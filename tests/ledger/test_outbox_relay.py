@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from hongbao.clock import FrozenClock
 from hongbao.engine.config import WebhookEndpoint
-from hongbao.engine.webhook_relay import HORIZON, PER_ENDPOINT, WebhookRelay, backoff
 from hongbao.ledger import LedgerStore, PayoutState
 from hongbao.ledger.outbox import EVENT_TYPES
 from hongbao.ledger.schema import webhook_deliveries
+from hongbao.service.webhook_relay import HORIZON, PER_ENDPOINT, WebhookRelay, backoff
 from hongbao.webhooks import verify
 from tests.ledger.conftest import MCH_ID, PayoutFactory
 

@@ -1,6 +1,6 @@
 """The webhook relay's side of the ledger: queueing events per endpoint and their attempts.
 
-`webhook_deliveries` has one writer, the relay (`hongbao.engine.webhook_relay`), through the
+`webhook_deliveries` has one writer, the relay (`hongbao.service.webhook_relay`), through the
 functions here; `webhook_outbox` is only read. Every function is one short transaction.
 """
 

@@ -5,7 +5,7 @@ about are also appended to `webhook_outbox` by the same statement batch, in the 
 transaction (`hongbao.ledger.statements.insert_events`), so an event exists exactly when its
 state change was committed: never one for a state the payout never had, never a change without
 its event. Campaigns report their completion and pauses the same way. The relay
-(`hongbao.engine.webhook_relay`) delivers them; nothing here does I/O.
+(`hongbao.service.webhook_relay`) delivers them; nothing here does I/O.
 """
 
 from __future__ import annotations

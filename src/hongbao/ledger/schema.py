@@ -358,5 +358,5 @@ webhook_deliveries = Table(
     UniqueConstraint("outbox_id", "endpoint"),
     Index(None, "next_attempt_at"),
 )
-"""Webhooks: one row per event and endpoint, written only by the relay (`engine/webhook_relay`):
+"""Webhooks: one row per event and endpoint, written only by the relay (`service/webhook_relay`):
 the event's JSON body, frozen when first queued, and how its delivery went."""

@@ -28,7 +28,6 @@ from hongbao.clock import Clock
 from hongbao.engine.config import HongbaoConfig
 from hongbao.engine.ondemand import AsyncPayouts
 from hongbao.engine.settings import RunSettings
-from hongbao.engine.webhook_relay import WebhookRelay
 from hongbao.ledger import LedgerStore, deliveries, schema_status
 from hongbao.service import campaign_routes, payout_routes
 from hongbao.service.auth import Tokens
@@ -36,6 +35,7 @@ from hongbao.service.metrics import LedgerCollector, MeteredTransport, Metrics
 from hongbao.service.models import Problem
 from hongbao.service.problems import PROBLEM_JSON, install_handlers, known_query, problem
 from hongbao.service.state import Service
+from hongbao.service.webhook_relay import WebhookRelay
 
 __all__ = ["create_app"]
 

@@ -12,10 +12,10 @@ from fastapi import Request
 
 from hongbao.engine.config import HongbaoConfig
 from hongbao.engine.ondemand import AsyncPayouts
-from hongbao.engine.webhook_relay import WebhookRelay
 from hongbao.eventloop import in_thread
 from hongbao.ledger import LedgerStore
 from hongbao.service.metrics import Metrics
+from hongbao.service.webhook_relay import WebhookRelay
 
 __all__ = ["Service", "service_of"]
 

@@ -38,6 +38,7 @@ from hongbao.eventloop import in_thread
 from hongbao.ledger import LedgerStore, PayoutState
 from hongbao.ledger import deliveries as ledger
 from hongbao.ledger.deliveries import Delivery, OutboxEvent
+from hongbao.service.models import campaign_object, payout_object
 from hongbao.webhooks import SIGNATURE_HEADER, signature_header
 
 __all__ = ["HORIZON", "PER_ENDPOINT", "RelayStats", "WebhookRelay", "backoff", "event_body"]
@@ -66,8 +67,6 @@ def backoff(attempts: int, rng: random.Random | None = None) -> float:
 
 def event_body(store: LedgerStore, event: OutboxEvent) -> str:
     """The JSON body of an outbox event: `{"id", "type", "created", "data"}`."""
-    from hongbao.service.models import campaign_object, payout_object
-
     if event.payout_id is not None:
         payout = store.get_payout(event.payout_id)
         data = payout_object(payout, PayoutState(event.state)).model_dump(mode="json")
