@@ -152,6 +152,8 @@ class Receiver:
     fail_first: int = 0
     received: list[tuple[bytes, str | None]] = field(default_factory=list)
     answered: list[int] = field(default_factory=list)
+    cut: int = 0
+    """Deliveries whose body was cut short (answered 400, so sent again)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
 
@@ -169,9 +171,14 @@ def receiving(fail_first: int = 0) -> Iterator[Receiver]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length)
             with receiver.lock:
                 status = 500 if len(receiver.received) < receiver.fail_first else 200
+                if len(body) < length:
+                    # The sender died in the middle of the body (a SIGKILL): not a delivery.
+                    status = 400
+                    receiver.cut += 1
                 receiver.received.append((body, self.headers.get("Hongbao-Signature")))
                 receiver.answered.append(status)
             self.send_response(status)
