@@ -174,9 +174,11 @@ def receiving(fail_first: int = 0) -> Iterator[Receiver]:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             with receiver.lock:
-                status = 500 if len(receiver.received) < receiver.fail_first else 200
+                whole = len(receiver.received) - receiver.cut
+                status = 500 if whole < receiver.fail_first else 200
                 if len(body) < length:
-                    # The sender died in the middle of the body (a SIGKILL): not a delivery.
+                    # The sender died in the middle of the body (a SIGKILL): not a delivery,
+                    # and not one of the deliveries the receiver was told to fail.
                     status = 400
                     receiver.cut += 1
                 receiver.received.append((body, self.headers.get("Hongbao-Signature")))

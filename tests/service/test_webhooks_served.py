@@ -26,15 +26,11 @@ from tests.service.servicekit import (
 pytestmark = pytest.mark.served
 
 
-
-
 def test_every_event_is_delivered_signed_through_failures_and_a_kill(
     served: SimServer, ledger_url: str, tmp_path: Path
 ) -> None:
     with receiving(fail_first=4) as receiver:
-        merchant = write_config(
-            served, tmp_path, ledger_url, users=6, webhooks=[receiver.url]
-        )
+        merchant = write_config(served, tmp_path, ledger_url, users=6, webhooks=[receiver.url])
         log = tmp_path / "serve.log"
         keys = [f"order-{n}" for n in range(3)]
         with serving(merchant.config, log, "--send") as first:
@@ -63,7 +59,8 @@ def test_every_event_is_delivered_signed_through_failures_and_a_kill(
             wait_for(lambda: len({e["id"] for e in receiver.events()}) == 7, timeout=60)
 
     assert delivered_before_restart < 7
-    assert receiver.answered[:4] == [500, 500, 500, 500]
+    # The SIGKILL may cut a body short at any point, even the first delivery's.
+    assert [status for status in receiver.answered if status != 400][:4] == [500] * 4
     # Every whole delivery is signed; one cut short by the SIGKILL was refused and sent again.
     whole = [(b, h) for (b, h), status in zip(receiver.received, receiver.answered, strict=True)
              if status != 400]  # fmt: skip
