@@ -8,10 +8,10 @@ Prints figures; asserts nothing but the bookkeeping each figure rests on. Four p
     (`SimServerProcess`, uvicorn over mutual TLS), so it shares neither the event loop nor the
     GIL with the runner. hongbao: one ledger for the part (a SQLite file with WAL and
     synchronous=FULL, or PostgreSQL with `--ledger-url`), per repetition one campaign of
-    `--payouts` lines planned beforehand (not timed), then `run_campaign` (its own aiohttp
-    client, `--concurrency` sends in flight, on the commands' event loop: `hongbao.eventloop`)
-    timed from call to return; afterwards the ledger must hold that many SENT payouts and the
-    simulator that many paid bills, or the bench stops. Beside it, the same
+    `--payouts` lines planned beforehand (not timed), then `run_campaign` (its own
+    `AsyncClient`, `--concurrency` sends in flight, on the commands' event loop:
+    `hongbao.eventloop`) timed from call to return; afterwards the ledger must hold that many
+    SENT payouts and the simulator that many paid bills, or the bench stops. Beside it, the same
     `AsyncClient` alone (`send_redpack`, `--concurrency` in flight, no ledger at all) on the
     same simulator, which shows what the durable bookkeeping costs and the most a runner could
     reach here: their ratio (campaign run ÷ client alone, per repetition) is goal 1 (≥ 0.8).
@@ -82,7 +82,7 @@ from hongbao.engine.runner import run_campaign
 from hongbao.engine.settings import MerchantProfile, RunSettings
 from hongbao.ids import mint_bill_no
 from hongbao.ledger import LedgerStore, PayoutState, upgrade
-from hongbao.wire.http_async import AiohttpTransport
+from hongbao.wire.http_async import AsyncioTransport
 from hongbao.wire.transport import AsyncTransport, WireRequest, WireResponse
 
 if TYPE_CHECKING:
@@ -197,7 +197,7 @@ def served(scratch: Path, settings: dict[str, Any], *, wall_clock: bool) -> Iter
 
 
 class CountingTransport(AsyncTransport):
-    """The aiohttp transport, counting the FREQ_LIMIT answers that come back."""
+    """The asyncio transport, counting the FREQ_LIMIT answers that come back."""
 
     def __init__(self, inner: AsyncTransport) -> None:
         self.inner = inner
@@ -254,7 +254,7 @@ def run_hongbao(
         if count_freq_limits:
             merchant = profile.merchant
             counter = CountingTransport(
-                AiohttpTransport(
+                AsyncioTransport(
                     base_url=merchant.base_url,
                     backup_url=None,
                     certificate=merchant.certificate,

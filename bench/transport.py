@@ -19,11 +19,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import httpx
 import trustme
 
 from hongbao.wire.certs import ClientCertificate, make_ssl_context
-from hongbao.wire.http_async import AiohttpTransport
+from hongbao.wire.http_async import AsyncioTransport
 from hongbao.wire.http_sync import HttpxTransport
 from hongbao.wire.transport import WireRequest
 
@@ -100,12 +101,27 @@ async def _drive(call: Callable[[], Awaitable[object]], concurrency: int, second
     return done
 
 
+async def _asyncio(
+    url: str, certificate: ClientCertificate, ca: Path, concurrency: int, seconds: float
+) -> int:
+    async with AsyncioTransport(base_url=url, certificate=certificate, ca_bundle=ca) as transport:
+        await transport.handle_async_request(REQUEST)  # warm up: the first handshake
+        return await _drive(lambda: transport.handle_async_request(REQUEST), concurrency, seconds)
+
+
 async def _aiohttp(
     url: str, certificate: ClientCertificate, ca: Path, concurrency: int, seconds: float
 ) -> int:
-    async with AiohttpTransport(base_url=url, certificate=certificate, ca_bundle=ca) as transport:
-        await transport.handle_async_request(REQUEST)  # warm up: session and first handshake
-        return await _drive(lambda: transport.handle_async_request(REQUEST), concurrency, seconds)
+    connector = aiohttp.TCPConnector(ssl=make_ssl_context(certificate, ca))
+    async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+
+        async def call() -> None:
+            async with session.post(url + REQUEST.path, data=REQUEST.body) as response:
+                response.raise_for_status()
+                await response.read()
+
+        await call()
+        return await _drive(call, concurrency, seconds)
 
 
 async def _httpx_async(
@@ -173,7 +189,11 @@ def main() -> None:
 
         cases: list[tuple[str, Callable[[], int]]] = [
             (
-                f"AiohttpTransport, {concurrency} in flight",
+                f"AsyncioTransport, {concurrency} in flight",
+                lambda: asyncio.run(_asyncio(url, certificate, ca_file, concurrency, seconds)),
+            ),
+            (
+                f"aiohttp.ClientSession (reference), {concurrency} in flight",
                 lambda: asyncio.run(_aiohttp(url, certificate, ca_file, concurrency, seconds)),
             ),
             (
@@ -195,7 +215,7 @@ def main() -> None:
                 started = time.perf_counter()
                 count = run()
                 elapsed = time.perf_counter() - started
-                print(f"{name:<44} {count / elapsed:>9,.0f} req/s  ({count} requests)")
+                print(f"{name:<52} {count / elapsed:>9,.0f} req/s  ({count} requests)")
         finally:
             server.terminate()
             server.join()

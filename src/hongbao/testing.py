@@ -112,7 +112,7 @@ class SimClients:
         credentials: MerchantCredentials | None = None,
         settings: MerchantSettings | None = None,
     ) -> AsyncClient:
-        """An `AsyncClient`: in-process transport, or aiohttp over mutual TLS when `served`."""
+        """An `AsyncClient`: in-process transport, or over mutual TLS when `served`."""
         from hongbao.api import AsyncClient
         from hongbao.wire.local import AsyncLocalTransport, PeerInfo
 

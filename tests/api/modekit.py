@@ -2,7 +2,7 @@
 
 A `Bench` is one mode of one test: in-process (a fresh `Simulator` per test, the in-process
 transport carrying the merchant's certificate as a TLS peer would) or served (the module's
-`SimServer` over mutual TLS: httpx for `Client`, aiohttp for `AsyncClient`, and the control API
+`SimServer` over mutual TLS: httpx for `Client`, asyncio for `AsyncClient`, and the control API
 over HTTPS for what a user or WeChat itself does). A `Shop` is a new merchant of that simulator
 with users, and makes clients for it; tests stay independent because each makes its own shop.
 """
@@ -139,7 +139,7 @@ class Bench:
         )
 
     def async_client(self, merchant: Merchant) -> AsyncClient:
-        """An `AsyncClient` for `merchant` (aiohttp when served); use it with `async with`."""
+        """An `AsyncClient` for `merchant` (mutual TLS when served); use it with `async with`."""
 
         async def sleep(seconds: float) -> None:
             self.sleeps.append(seconds)

@@ -509,15 +509,15 @@ async def test_without_a_transport_the_certificate_is_required() -> None:
         AsyncClient(merchant())
 
 
-async def test_without_a_transport_an_aiohttp_transport_is_built_from_the_merchant() -> None:
-    from hongbao.wire.http_async import AiohttpTransport
+async def test_without_a_transport_an_asyncio_transport_is_built_from_the_merchant() -> None:
+    from hongbao.wire.http_async import AsyncioTransport
 
     issued = trustme.CA().issue_cert("merchant.invalid", common_name=MCH_ID)
     certificate = ClientCertificate.from_pem(
         issued.cert_chain_pems[0].bytes(), issued.private_key_pem.bytes()
     )
     async with AsyncClient(merchant(certificate=certificate)) as client:
-        assert isinstance(client.transport, AiohttpTransport)
+        assert isinstance(client.transport, AsyncioTransport)
         assert client.transport.certificate is certificate
 
 

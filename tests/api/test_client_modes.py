@@ -1,7 +1,7 @@
 """The four APIs through `Client` and `AsyncClient`, against the simulator in-process and served.
 
 Every test runs in both modes (see `tests.api.modekit`): in-process, and over mutual TLS with the
-merchant's certificate (httpx for `Client`, aiohttp for `AsyncClient`). The simulator's ledger is
+merchant's certificate (httpx for `Client`, asyncio for `AsyncClient`). The simulator's ledger is
 the ground truth of what was paid. The async tests mirror the sync ones.
 """
 

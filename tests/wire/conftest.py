@@ -82,7 +82,7 @@ def refused_url() -> Iterator[str]:
         yield f"https://127.0.0.1:{sock.getsockname()[1]}"
 
 
-@pytest.fixture(params=["httpx", "aiohttp"])
+@pytest.fixture(params=["httpx", "asyncio"])
 def exchange(request: pytest.FixtureRequest) -> Exchange:
     """Both real transports, one per parametrisation, behind one calling convention."""
     return make_exchange(request.param)

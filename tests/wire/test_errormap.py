@@ -8,17 +8,15 @@ import ssl
 import subprocess
 import sys
 
-import aiohttp
 import httpx
 import pytest
-from aiohttp.client_reqrep import ConnectionKey
 
 from hongbao.errors import ConnectError, Outcome, TransportError
-from hongbao.wire.errormap import map_exception, rules
+from hongbao.wire.errormap import connect_failed, map_exception, rules
 from hongbao.wire.failover import HostOutcome
+from hongbao.wire.http11 import ProtocolViolation
 
 URL = "https://api.mch.weixin.qq.com/mmpaymkttransfers/sendredpack"
-KEY = ConnectionKey("api.mch.weixin.qq.com", 443, True, True, None, None, None)
 CONNECT = HostOutcome.CONNECT_TIMEOUT
 DNS = HostOutcome.DNS_ERROR
 OTHER = HostOutcome.OTHER_ERROR
@@ -34,9 +32,9 @@ def _subclasses(base: type[BaseException]) -> set[type[BaseException]]:
 DRIVER_CLASSES = sorted(
     (
         klass
-        for base in (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, aiohttp.ClientError)
+        for base in (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
         for klass in _subclasses(base)
-        if klass.__module__.split(".")[0] in ("httpx", "aiohttp")
+        if klass.__module__.split(".")[0] == "httpx"
     ),
     key=lambda klass: f"{klass.__module__}.{klass.__qualname__}",
 )
@@ -78,24 +76,7 @@ def _chained(exc: Exception, cause: BaseException) -> Exception:
         (httpx.ReadError("reset"), TransportError, OTHER),
         (httpx.WriteError("broken pipe"), TransportError, OTHER),
         (httpx.RemoteProtocolError("disconnected"), TransportError, OTHER),
-        (
-            aiohttp.ClientConnectorError(KEY, ConnectionRefusedError(111, "refused")),
-            ConnectError,
-            CONNECT,
-        ),
-        (aiohttp.ClientConnectorError(KEY, socket.gaierror(-2, "unknown")), ConnectError, DNS),
-        (aiohttp.ClientConnectorDNSError(KEY, OSError("unknown")), ConnectError, DNS),
-        (
-            aiohttp.ClientConnectorCertificateError(KEY, ssl.SSLCertVerificationError()),
-            ConnectError,
-            OTHER,
-        ),
-        (aiohttp.ClientConnectorSSLError(KEY, ssl.SSLError()), ConnectError, OTHER),
-        (aiohttp.ConnectionTimeoutError("connect"), ConnectError, CONNECT),
-        (aiohttp.SocketTimeoutError("read"), TransportError, OTHER),
-        (aiohttp.ServerDisconnectedError(), TransportError, OTHER),
-        (aiohttp.ClientOSError(104, "reset"), TransportError, OTHER),
-        (aiohttp.ClientPayloadError("truncated"), TransportError, OTHER),
+        (ProtocolViolation("not HTTP"), TransportError, OTHER),
         (socket.gaierror(-2, "unknown host"), ConnectError, DNS),
         (ConnectionRefusedError(111, "refused"), ConnectError, CONNECT),
         (ssl.SSLCertVerificationError("bad"), ConnectError, OTHER),
@@ -136,9 +117,40 @@ def test_foreign_exceptions_are_left_alone(exc: BaseException) -> None:
 
 @pytest.mark.parametrize(
     ("module", "other_driver"),
-    [("hongbao.wire.http_async", "httpx"), ("hongbao.wire.http_sync", "aiohttp")],
+    [("hongbao.wire.http_async", "httpx"), ("hongbao.wire.http_async", "aiohttp")],
 )
 def test_each_transport_imports_only_its_own_driver(module: str, other_driver: str) -> None:
     code = f"import sys, {module}; sys.exit({other_driver!r} in sys.modules)"
 
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("exc", "failure", "words"),
+    [
+        (ConnectionRefusedError(111, "refused"), CONNECT, "connection refused"),
+        (socket.gaierror(-2, "unknown host"), DNS, "host name not found"),
+        (ssl.SSLCertVerificationError("bad"), OTHER, "server certificate not trusted"),
+        (ssl.SSLError("handshake failure"), OTHER, "SSLError"),
+        (TimeoutError(), CONNECT, "no connection within 5 s"),
+        (OSError(113, "no route to host"), CONNECT, "no route to host"),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
+)
+def test_whatever_fails_while_connecting_is_not_sent(
+    exc: BaseException, failure: HostOutcome, words: str
+) -> None:
+    # The asyncio transport connects before it writes a byte: an SSL error or a timeout there
+    # is "not sent", where the same class after writing is an unknown outcome.
+    mapped = connect_failed(exc, URL, 5.0)
+
+    assert mapped is not None
+    assert type(mapped.error) is ConnectError
+    assert mapped.error.outcome is Outcome.NOT_SENT
+    assert (mapped.failure, mapped.error.failure) == (failure, failure)
+    assert words in str(mapped.error)
+
+
+@pytest.mark.parametrize("exc", [ValueError("bug"), asyncio.CancelledError()])
+def test_a_foreign_exception_while_connecting_is_left_alone(exc: BaseException) -> None:
+    assert connect_failed(exc, URL, 5.0) is None

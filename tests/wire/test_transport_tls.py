@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from hongbao.clock import FrozenClock
-from hongbao.errors import ConnectError, TransportError
+from hongbao.errors import ConnectError, Outcome, TransportError
 from hongbao.wire.certs import ClientCertificate
 from hongbao.wire.failover import HostOutcome
-from hongbao.wire.http_async import AiohttpTransport
+from hongbao.wire.http_async import AsyncioTransport
 from hongbao.wire.http_sync import HttpxTransport
 from hongbao.wire.transport import (
     DEFAULT_BACKUP_URL,
@@ -90,6 +90,77 @@ def test_calls_reuse_one_kept_alive_connection(
 
     assert all(isinstance(response, WireResponse) for response in responses)
     assert len({seen.client_port for seen in server.received}) == 1
+
+
+def test_an_idle_connection_the_server_ended_is_not_used_again(
+    exchange: Exchange, server: TlsServer, pki: Pki
+) -> None:
+    # Servers end idle kept-alive connections on their own schedule, without a word: the next
+    # call must go out on a new connection, never fail as an unknown outcome.
+    server.behaviour = "quiet_close"
+
+    responses = exchange(
+        [REQUEST] * 3,
+        pause=0.2,
+        base_url=server.url,
+        certificate=pki.merchant_certificate,
+        ca_bundle=pki.ca_file,
+    )
+
+    assert [getattr(response, "status", response) for response in responses] == [200] * 3
+    assert len({seen.client_port for seen in server.received}) == 3
+
+
+CHUNKED_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    b"5\r\n<xml>\r\n6\r\n</xml>\r\n0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "body"),
+    [
+        (CHUNKED_ANSWER, b"<xml></xml>"),
+        (b"HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\n\r\n<xml>until the end</xml>",
+         b"<xml>until the end</xml>"),
+    ],
+    ids=["chunked", "until-the-connection-ends"],
+)  # fmt: skip
+def test_answers_framed_otherwise_than_by_length_are_read_whole(
+    exchange: Exchange, server: TlsServer, pki: Pki, raw: bytes, body: bytes
+) -> None:
+    server.behaviour, server.reply = "raw", raw
+
+    responses = exchange(
+        [REQUEST] * 2,
+        base_url=server.url,
+        certificate=pki.merchant_certificate,
+        ca_bundle=pki.ca_file,
+    )
+
+    assert [(r.status, r.body) for r in responses if isinstance(r, WireResponse)] == [
+        (200, body)
+    ] * 2
+    assert len({seen.client_port for seen in server.received}) == 2  # each closed after its answer
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"SSH-2.0-OpenSSH_9.6\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n<xml>"],
+    ids=["not-http", "cut-short"],
+)
+def test_an_answer_that_is_not_whole_http_is_an_unknown_outcome(
+    exchange: Exchange, server: TlsServer, pki: Pki, raw: bytes
+) -> None:
+    server.behaviour, server.reply = "raw", raw
+
+    [result] = exchange(
+        [REQUEST], base_url=server.url, certificate=pki.merchant_certificate, ca_bundle=pki.ca_file
+    )
+
+    assert isinstance(result, TransportError), result
+    assert result.outcome is Outcome.UNKNOWN
+    assert len(server.received) == 1
 
 
 def test_server_error_status_is_returned_not_raised(
@@ -252,9 +323,9 @@ def test_calls_move_to_the_backup_once_the_primary_refused_three_times(
     assert [seen.body for seen in server.received] == [BODY, BODY]
 
 
-@pytest.mark.parametrize("transport_class", [HttpxTransport, AiohttpTransport])
+@pytest.mark.parametrize("transport_class", [HttpxTransport, AsyncioTransport])
 def test_backup_host_defaults_to_wechats_only_for_wechats_primary(
-    transport_class: type[HttpxTransport] | type[AiohttpTransport],
+    transport_class: type[HttpxTransport] | type[AsyncioTransport],
 ) -> None:
     official = transport_class()
     custom = transport_class(base_url="https://sim.example:8443")
@@ -269,9 +340,9 @@ def test_backup_host_defaults_to_wechats_only_for_wechats_primary(
         _close(transport)
 
 
-@pytest.mark.parametrize("transport_class", [HttpxTransport, AiohttpTransport])
+@pytest.mark.parametrize("transport_class", [HttpxTransport, AsyncioTransport])
 def test_repr_shows_the_certificate_but_never_the_key(
-    transport_class: type[HttpxTransport] | type[AiohttpTransport], pki: Pki
+    transport_class: type[HttpxTransport] | type[AsyncioTransport], pki: Pki
 ) -> None:
     transport = transport_class(certificate=pki.merchant_certificate, ca_bundle=pki.ca_file)
 
@@ -284,10 +355,10 @@ def test_repr_shows_the_certificate_but_never_the_key(
     _close(transport)
 
 
-def test_aiohttp_transport_built_outside_a_loop_works_inside_one_until_closed(
+def test_asyncio_transport_built_outside_a_loop_works_inside_one_until_closed(
     server: TlsServer, pki: Pki
 ) -> None:
-    transport = AiohttpTransport(
+    transport = AsyncioTransport(
         base_url=server.url, certificate=pki.merchant_certificate, ca_bundle=pki.ca_file
     )
 
@@ -301,7 +372,7 @@ def test_aiohttp_transport_built_outside_a_loop_works_inside_one_until_closed(
     assert asyncio.run(use_then_close()).status == 200
 
 
-def _close(transport: HttpxTransport | AiohttpTransport) -> None:
+def _close(transport: HttpxTransport | AsyncioTransport) -> None:
     if isinstance(transport, HttpxTransport):
         transport.close()
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +17,7 @@ import trustme
 
 from hongbao.errors import HongbaoError
 from hongbao.wire.certs import ClientCertificate
-from hongbao.wire.http_async import AiohttpTransport
+from hongbao.wire.http_async import AsyncioTransport
 from hongbao.wire.http_sync import HttpxTransport
 from hongbao.wire.transport import WireRequest, WireResponse
 
@@ -43,7 +44,7 @@ class Pki:
 
 DEFAULT_REPLY = b"<xml><return_code><![CDATA[SUCCESS]]></return_code></xml>"
 
-Behaviour = Literal["reply", "hang", "drop", "truncate", "drip", "flood"]
+Behaviour = Literal["reply", "hang", "drop", "truncate", "drip", "flood", "raw", "quiet_close"]
 
 
 @dataclass
@@ -64,7 +65,9 @@ class TlsServer:
     `behaviour` says what it does after reading a request: `reply` with `status` and `reply`,
     `hang` until released (bounded), `drop` the connection, `truncate` the answer, `drip` the
     whole answer one byte every 50 ms (setting `dripped` if it got to the end), or `flood`:
-    answer 200 with `flood_bytes` of body (chunked, no length), as long as the client reads.
+    answer 200 with `flood_bytes` of body (chunked, no length), as long as the client reads;
+    `raw`: write `reply` as the whole answer, head included, then close; `quiet_close`: reply,
+    then close the connection without saying so (as a server ending an idle connection does).
     """
 
     context: ssl.SSLContext
@@ -168,6 +171,10 @@ class _Handler(BaseHTTPRequestHandler):
                     return
             owner.dripped.set()
             return
+        if owner.behaviour == "raw":
+            self.close_connection = True
+            self.wfile.write(owner.reply)
+            return
         if owner.behaviour == "flood":
             self.close_connection = True
             self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -190,6 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(owner.reply)))
         self.end_headers()
         self.wfile.write(owner.reply)
+        if owner.behaviour == "quiet_close":
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet."""
@@ -216,34 +225,44 @@ class StartServer(Protocol):
 
 
 class Exchange(Protocol):
-    """Send `requests` in order through one transport built from `options`."""
+    """Send `requests` in order through one transport built from `options`, `pause` s apart."""
 
-    kind: Literal["httpx", "aiohttp"]
+    kind: Literal["httpx", "asyncio"]
 
-    def __call__(self, requests: Sequence[WireRequest], **options: Any) -> list[Result]: ...
+    def __call__(
+        self, requests: Sequence[WireRequest], *, pause: float = 0.0, **options: Any
+    ) -> list[Result]: ...
 
 
 @dataclass
 class _Exchange:
-    kind: Literal["httpx", "aiohttp"]
+    kind: Literal["httpx", "asyncio"]
 
-    def __call__(self, requests: Sequence[WireRequest], **options: Any) -> list[Result]:
+    def __call__(
+        self, requests: Sequence[WireRequest], *, pause: float = 0.0, **options: Any
+    ) -> list[Result]:
         if self.kind == "httpx":
             results: list[Result] = []
             with HttpxTransport(**options) as transport:
-                for request in requests:
+                for n, request in enumerate(requests):
+                    if n:
+                        time.sleep(pause)
                     try:
                         results.append(transport.handle_request(request))
                     except HongbaoError as exc:
                         results.append(exc)
             return results
-        return asyncio.run(self._async(requests, options))
+        return asyncio.run(self._async(requests, pause, options))
 
     @staticmethod
-    async def _async(requests: Sequence[WireRequest], options: dict[str, Any]) -> list[Result]:
+    async def _async(
+        requests: Sequence[WireRequest], pause: float, options: dict[str, Any]
+    ) -> list[Result]:
         results: list[Result] = []
-        async with AiohttpTransport(**options) as transport:
-            for request in requests:
+        async with AsyncioTransport(**options) as transport:
+            for n, request in enumerate(requests):
+                if n:
+                    await asyncio.sleep(pause)
                 try:
                     results.append(await transport.handle_async_request(request))
                 except HongbaoError as exc:
@@ -251,6 +270,6 @@ class _Exchange:
         return results
 
 
-def make_exchange(kind: Literal["httpx", "aiohttp"]) -> Exchange:
-    """An `Exchange` over HttpxTransport or AiohttpTransport."""
+def make_exchange(kind: Literal["httpx", "asyncio"]) -> Exchange:
+    """An `Exchange` over HttpxTransport or AsyncioTransport."""
     return _Exchange(kind)

@@ -1,4 +1,4 @@
-"""`Client` (sync, on httpx) and `AsyncClient` (async, on aiohttp): the red packet calls.
+"""`Client` (sync, on httpx) and `AsyncClient` (async, on asyncio): the red packet calls.
 
 Both are thin I/O shells over `BaseClient`: the request is checked, signed and serialised once,
 then sent; transient failures (connection errors, timeouts, HTTP 5xx, SYSTEMERROR) are resent
@@ -67,11 +67,11 @@ def _http_transport(merchant: Merchant, clock: Clock) -> Transport:
     )
 
 
-def _aiohttp_transport(merchant: Merchant, clock: Clock) -> AsyncTransport:
+def _asyncio_transport(merchant: Merchant, clock: Clock) -> AsyncTransport:
     _require_certificate(merchant)
-    from hongbao.wire.http_async import AiohttpTransport
+    from hongbao.wire.http_async import AsyncioTransport
 
-    return AiohttpTransport(
+    return AsyncioTransport(
         base_url=merchant.base_url,
         backup_url=merchant.backup_url,
         certificate=merchant.certificate,
@@ -296,7 +296,7 @@ class Client(BaseClient):
 class AsyncClient(BaseClient):
     """Asynchronous client for one merchant; the twin of `Client`.
 
-    Without `transport`, an aiohttp transport with the merchant's certificate is created (its
+    Without `transport`, an asyncio transport with the merchant's certificate is created (its
     session opens lazily inside the running loop) and closed with the client.
 
     >>> async with AsyncClient(merchant) as client:  # doctest: +SKIP
@@ -314,7 +314,7 @@ class AsyncClient(BaseClient):
         super().__init__(merchant, clock=clock)
         self._owns_transport = transport is None
         self.transport = (
-            transport if transport is not None else _aiohttp_transport(merchant, self.clock)
+            transport if transport is not None else _asyncio_transport(merchant, self.clock)
         )
         self._sleep = sleep
 

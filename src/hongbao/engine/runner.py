@@ -107,7 +107,7 @@ def paused_message(campaign: Campaign) -> str:
 class CampaignRunner:
     """Runs one campaign on the dispatch core; see the module docstring for the order of work.
 
-    Without `client`, an `AsyncClient` (aiohttp, the merchant's certificate) is created and
+    Without `client`, an `AsyncClient` (the merchant's certificate) is created and
     closed by the run. `sleep` is how idle waits and the pacers wait (tests pass a fake clock's).
     `pace` shares the merchant's pacers with the other dispatchers of this process.
     """

@@ -1,4 +1,4 @@
-"""The one boundary where driver exceptions (httpx, aiohttp, ssl, OSError) become hongbao errors.
+"""The one boundary where driver exceptions (httpx, asyncio, ssl, OSError) become hongbao errors.
 
 Two kinds only, because the payout state machine lives on the difference:
 
@@ -26,8 +26,9 @@ from typing import NamedTuple
 
 from hongbao.errors import ConnectError, TransportError
 from hongbao.wire.failover import HostOutcome
+from hongbao.wire.http11 import ProtocolViolation
 
-__all__ = ["Mapped", "Rule", "map_exception", "rules"]
+__all__ = ["Mapped", "Rule", "connect_failed", "map_exception", "rules"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +55,10 @@ MAYBE_SENT = Rule(not_sent=False, failure=HostOutcome.OTHER_ERROR)
 
 Rules = dict[type[BaseException], Rule]
 
-# Bare stdlib errors that a driver let through: the phase is unknown unless the type itself can
-# only come from connecting.
+# Bare stdlib errors that a driver let through, and the asyncio transport's own: the phase is
+# unknown unless the type itself can only come from connecting.
 _STDLIB_RULES: Rules = {
+    ProtocolViolation: MAYBE_SENT,  # an answer came, but not one to trust
     socket.gaierror: NO_DNS,
     ConnectionRefusedError: NOT_CONNECTED,
     ssl.SSLCertVerificationError: NOT_SENT,  # only raised during the handshake
@@ -104,54 +106,15 @@ def _httpx_rules() -> Rules:
     }
 
 
-@functools.cache
-def _aiohttp_rules() -> Rules:
-    import aiohttp
-
-    return {
-        aiohttp.ClientError: MAYBE_SENT,
-        aiohttp.ClientResponseError: MAYBE_SENT,
-        aiohttp.ContentTypeError: MAYBE_SENT,
-        aiohttp.WSServerHandshakeError: MAYBE_SENT,
-        aiohttp.ClientHttpProxyError: NOT_SENT,  # the proxy refused the CONNECT
-        aiohttp.TooManyRedirects: MAYBE_SENT,
-        aiohttp.ClientConnectionError: MAYBE_SENT,
-        aiohttp.ClientConnectionResetError: MAYBE_SENT,
-        aiohttp.ClientOSError: MAYBE_SENT,  # raised while writing or reading the request
-        aiohttp.ClientConnectorError: CONNECT_BY_CAUSE,
-        aiohttp.ClientConnectorDNSError: NO_DNS,
-        aiohttp.ClientProxyConnectionError: NOT_SENT,
-        aiohttp.client_exceptions.UnixClientConnectorError: NOT_CONNECTED,
-        aiohttp.ClientSSLError: NOT_SENT,
-        aiohttp.ClientConnectorSSLError: NOT_SENT,
-        aiohttp.ClientConnectorCertificateError: NOT_SENT,
-        aiohttp.ServerConnectionError: MAYBE_SENT,
-        aiohttp.ServerDisconnectedError: MAYBE_SENT,
-        aiohttp.ServerTimeoutError: MAYBE_SENT,
-        aiohttp.ConnectionTimeoutError: NOT_CONNECTED,  # ClientTimeout.connect / sock_connect
-        aiohttp.SocketTimeoutError: MAYBE_SENT,  # ClientTimeout.sock_read
-        aiohttp.ServerFingerprintMismatch: NOT_SENT,  # checked before anything is written
-        aiohttp.ClientPayloadError: MAYBE_SENT,  # truncated or malformed answer
-        aiohttp.client_exceptions.UploadAbortedError: MAYBE_SENT,
-        aiohttp.InvalidURL: NOT_SENT,
-        aiohttp.InvalidUrlClientError: NOT_SENT,
-        aiohttp.NonHttpUrlClientError: NOT_SENT,
-        # A redirect is only seen once a response arrived: the request was delivered.
-        aiohttp.RedirectClientError: MAYBE_SENT,
-        aiohttp.InvalidUrlRedirectClientError: MAYBE_SENT,
-        aiohttp.NonHttpUrlRedirectClientError: MAYBE_SENT,
-    }
-
-
-_DRIVER_RULES: dict[str, Callable[[], Rules]] = {"httpx": _httpx_rules, "aiohttp": _aiohttp_rules}
+_DRIVER_RULES: dict[str, Callable[[], Rules]] = {"httpx": _httpx_rules}
 
 
 def rules() -> Mapping[type[BaseException], Rule]:
-    """Every exception class with an explicit decision (this imports both drivers).
+    """Every exception class with an explicit decision (this imports httpx).
 
     A subclass that is not listed uses the decision of its nearest listed base class.
     """
-    return {**_STDLIB_RULES, **_httpx_rules(), **_aiohttp_rules()}
+    return {**_STDLIB_RULES, **_httpx_rules()}
 
 
 def _rule_for(klass: type[BaseException]) -> Rule | None:
@@ -169,9 +132,6 @@ def _outcome_from_cause(exc: BaseException) -> HostOutcome:
             return HostOutcome.DNS_ERROR
         if isinstance(seen, ssl.SSLError | ssl.CertificateError):
             return HostOutcome.OTHER_ERROR
-        os_error = getattr(seen, "os_error", None)  # aiohttp keeps the cause there
-        if isinstance(os_error, socket.gaierror | ssl.SSLError):
-            return _outcome_from_cause(os_error)
         seen = seen.__cause__ or seen.__context__
     return HostOutcome.CONNECT_TIMEOUT
 
@@ -192,11 +152,6 @@ def _plain_cause(exc: BaseException) -> str | None:
         for klass, words in _PLAIN:
             if isinstance(seen, klass):
                 return words
-        os_error = getattr(seen, "os_error", None)  # aiohttp keeps the cause there
-        if isinstance(os_error, BaseException) and os_error is not seen:
-            found = _plain_cause(os_error)
-            if found:
-                return found
         seen = seen.__cause__ or seen.__context__
     return None
 
@@ -227,3 +182,19 @@ def map_exception(exc: BaseException, url: str) -> Mapped | None:
     else:
         error = TransportError(f"no usable answer from {url}: {detail}", failure=failure)
     return Mapped(error, failure)
+
+
+def connect_failed(exc: BaseException, url: str, seconds: float) -> Mapped | None:
+    """The `ConnectError` for an exception raised while connecting to `url`, or None if foreign.
+
+    Nothing was written yet, so every connection-phase failure (refused, unreachable, no DNS
+    answer, a failed TLS handshake, no connection within `seconds`) is "not sent".
+    """
+    if isinstance(exc, TimeoutError):
+        detail, failure = f"no connection within {seconds:g} s", HostOutcome.CONNECT_TIMEOUT
+    elif isinstance(exc, OSError):
+        detail = _plain_cause(exc) or f"{type(exc).__name__}: {exc}"
+        failure = _outcome_from_cause(exc)
+    else:
+        return None
+    return Mapped(ConnectError(f"could not reach {url}: {detail}", failure=failure), failure)

@@ -1,6 +1,6 @@
 """The transport contract: one request in, one response out, nothing about red packets.
 
-Implementations: `hongbao.wire.http_async.AiohttpTransport` (the throughput path),
+Implementations: `hongbao.wire.http_async.AsyncioTransport` (the throughput path),
 `hongbao.wire.http_sync.HttpxTransport`, and `hongbao.wire.local.LocalTransport` /
 `AsyncLocalTransport` (an in-process handler such as the simulator's).
 
