@@ -63,3 +63,30 @@ def test_help_and_version_need_no_engine() -> None:
     # Modules accumulate: the first run with a heavy module is the one that imported it.
     loaded = [(args, run["loaded"]) for args, run in shown.items() if run["loaded"]]
     assert not loaded, f"`hongbao {loaded[0][0]}` imported {loaded[0][1]}"
+
+
+# In a fresh interpreter: one command's `--help`, then which command modules are loaded.
+_ONE_COMMAND = """
+import json, sys
+from typer.testing import CliRunner
+from hongbao.cli.main import app
+
+result = CliRunner().invoke(app, sys.argv[1:])
+loaded = sorted(name for name in sys.modules if name.startswith("hongbao.cli."))
+print(json.dumps({"exit_code": result.exit_code, "output": result.output, "loaded": loaded}))
+"""
+
+
+def test_a_command_loads_only_its_own_module() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _ONE_COMMAND, "campaign", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["exit_code"] == 0
+    assert "Usage: hongbao campaign run" in run["output"]
+    others = {"send", "tracking", "payouts", "rules", "sim", "db", "demo", "dashboard", "serve"}
+    assert not {f"hongbao.cli.{name}" for name in others} & set(run["loaded"]), run["loaded"]

@@ -139,6 +139,38 @@ def test_direct_construction_checks_the_pair_too(pki: Pki) -> None:
         ClientCertificate(pki.merchant.cert_chain_pems[0].bytes(), stranger.private_key_pem.bytes())
 
 
+def _inconsistent_key_pem(pki: Pki) -> bytes:
+    """The merchant's RSA key with one CRT exponent wrong: it parses, yet signs wrongly."""
+    numbers = _key(pki).private_numbers()
+    broken = rsa.RSAPrivateNumbers(
+        p=numbers.p,
+        q=numbers.q,
+        d=numbers.d,
+        dmp1=numbers.dmp1 + 2,
+        dmq1=numbers.dmq1,
+        iqmp=numbers.iqmp,
+        public_numbers=numbers.public_numbers,
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    return broken.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def test_an_inconsistent_rsa_key_is_refused(pki: Pki, tmp_path: Path) -> None:
+    cert_pem = pki.merchant.cert_chain_pems[0].bytes()
+    key_file = tmp_path / "apiclient_key.pem"
+    key_file.write_bytes(_inconsistent_key_pem(pki))
+    cert_file = tmp_path / "apiclient_cert.pem"
+    cert_file.write_bytes(cert_pem)
+
+    with pytest.raises(ConfigurationError, match=str(key_file)):
+        ClientCertificate.from_pem_files(cert_file, key_file)
+    with pytest.raises(ConfigurationError, match="private key"):
+        ClientCertificate(cert_pem, key_file.read_bytes())
+
+
 def test_p12_from_bytes_and_from_path_with_the_mch_id_as_password(pki: Pki, tmp_path: Path) -> None:
     data = _p12(pki, MCH_ID)
     path = tmp_path / "apiclient_cert.p12"

@@ -411,7 +411,9 @@ class ApiRequest(BaseModel):
     """Base of the request models: the fields are the API's exact whitelist, named as on the
     wire (without `nonce_str` and `sign`, which signing adds)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    # Built on first use (defer_build): a process uses few of the models, and a campaign run
+    # none of the requests (its hot path calls `check` on a dict).
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True)
 
     api: ClassVar[str]
     """The API name, which is also the last part of its URL path."""
@@ -697,7 +699,9 @@ WireTime = Annotated[datetime | None, BeforeValidator(_time_or_none)]
 
 class _Lenient(BaseModel):
     # Unknown fields may appear at any time (docs/protocol.md §1.3): they are kept in `model_extra`.
-    model_config = ConfigDict(frozen=True, extra="allow", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="allow", hide_input_in_errors=True, defer_build=True
+    )
 
 
 class _Response(_Lenient):

@@ -1,49 +1,62 @@
-"""The root `hongbao` command; each noun is a sub-Typer registered here.
+"""The root `hongbao` command; each noun is a command or a sub-Typer listed in `COMMANDS`.
 
 Every command is thin: it parses its options, builds what it needs from the configuration and
 delegates. Exit codes (see `hongbao.cli.boundary`): 0 ok, 1 usage or other error,
 2 configuration error, 3 not sent (definitive), 4 outcome UNKNOWN (the money may have been sent).
 
-The command modules import the engine, the ledger, the API and the servers inside the commands,
-never at the top, so that `--help` and `--version` load none of them and answer at once
-(tests/cli/test_startup.py).
+A command's module is imported, and the command built, only when the command is looked up
+(`hongbao.cli.lazy`); the command modules import the engine, the ledger, the API and the servers
+inside the commands, never at the top, so that `--help` and `--version` load none of them and
+answer at once, and `hongbao campaign run` loads only what it runs (tests/cli/test_startup.py).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from hongbao import __version__
 from hongbao.cli.boundary import HongbaoGroup
-from hongbao.cli.campaign import campaign_app
-from hongbao.cli.dashboard import dashboard_command
-from hongbao.cli.db import db_app
-from hongbao.cli.demo import demo_command
-from hongbao.cli.payouts import payouts_app
-from hongbao.cli.rules import rules_app
-from hongbao.cli.send import (
-    query_command,
-    send_command,
-    send_group_command,
-    send_mini_command,
-    send_workwx_command,
-)
-from hongbao.cli.serve import serve_command
-from hongbao.cli.sim import sim_app
-from hongbao.cli.tracking import reconcile_command, track_command
-from hongbao.cli.worker import worker_command
+from hongbao.cli.lazy import LazyCommands
 
-app = typer.Typer(
-    name="hongbao",
-    cls=HongbaoGroup,
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="markdown",
+COMMANDS = {
+    "demo": "hongbao.cli.demo:demo_command",
+    "send": "hongbao.cli.send:send_command",
+    "send-group": "hongbao.cli.send:send_group_command",
+    "send-mini": "hongbao.cli.send:send_mini_command",
+    "send-workwx": "hongbao.cli.send:send_workwx_command",
+    "query": "hongbao.cli.send:query_command",
+    "track": "hongbao.cli.tracking:track_command",
+    "reconcile": "hongbao.cli.tracking:reconcile_command",
+    "worker": "hongbao.cli.worker:worker_command",
+    "dashboard": "hongbao.cli.dashboard:dashboard_command",
+    "serve": "hongbao.cli.serve:serve_command",
+    "payouts": "hongbao.cli.payouts:payouts_app",
+    "campaign": "hongbao.cli.campaign:campaign_app",
+    "rules": "hongbao.cli.rules:rules_app",
+    "sim": "hongbao.cli.sim:sim_app",
+    "db": "hongbao.cli.db:db_app",
+}
+"""Each command, in the order `--help` lists them → where it lives ("module:attribute")."""
+
+_SETTINGS: dict[str, Any] = {
+    "rich_markup_mode": "markdown",
+    "add_completion": False,
     # A traceback (a bug) must never print local variables: they may hold a key or a password.
-    pretty_exceptions_show_locals=False,
-)
+    "pretty_exceptions_show_locals": False,
+}
+
+
+class _RootGroup(HongbaoGroup):
+    """The root group, its commands built when looked up."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands = LazyCommands(COMMANDS, _SETTINGS)
+
+
+app = typer.Typer(name="hongbao", cls=_RootGroup, no_args_is_help=True, **_SETTINGS)
 
 
 def _version(value: bool) -> None:
@@ -65,21 +78,3 @@ def main(
     2 configuration error, 3 NOT sent (refused), 4 outcome UNKNOWN: the money may have been
     sent, query it (`hongbao query BILL`) or run the same `hongbao send` with the same --key.
     """
-
-
-app.command("demo")(demo_command)
-app.command("send")(send_command)
-app.command("send-group")(send_group_command)
-app.command("send-mini")(send_mini_command)
-app.command("send-workwx")(send_workwx_command)
-app.command("query")(query_command)
-app.add_typer(payouts_app, name="payouts")
-app.add_typer(campaign_app, name="campaign")
-app.command("track")(track_command)
-app.command("reconcile")(reconcile_command)
-app.add_typer(rules_app, name="rules")
-app.add_typer(sim_app, name="sim")
-app.add_typer(db_app, name="db")
-app.command("worker")(worker_command)
-app.command("dashboard")(dashboard_command)
-app.command("serve")(serve_command)

@@ -15,7 +15,7 @@ import os
 import secrets
 import ssl
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -41,11 +41,14 @@ class ClientCertificate:
 
     cert_pem: bytes
     key_pem: bytes = field(repr=False)
+    _loaded_key: InitVar[PrivateKeyTypes | None] = None
+    """`key_pem`'s key, when the caller has just loaded (and so validated) it: not loaded again.
+    An RSA key's validation is tens of milliseconds of every start."""
     _der: bytes = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, _loaded_key: PrivateKeyTypes | None) -> None:
         certificates = _load_certificates(self.cert_pem, "the certificate PEM")
-        key = _load_key(self.key_pem, None, "the key PEM")
+        key = _load_key(self.key_pem, None, "the key PEM") if _loaded_key is None else _loaded_key
         _check_pair(certificates[0], key, "the certificate PEM")
         object.__setattr__(self, "_der", certificates[0].public_bytes(serialization.Encoding.DER))
 
@@ -166,7 +169,10 @@ def _load_certificate(context: ssl.SSLContext, certificate: ClientCertificate) -
     # random password that exists only in this process's memory, and is deleted as soon as
     # OpenSSL has read it. A crash in between leaves nothing usable on disk.
     password = secrets.token_hex(32)
-    key = serialization.load_pem_private_key(certificate.key_pem, password=None)
+    # The key was validated when the certificate was made; an RSA key's check is not cheap.
+    key = serialization.load_pem_private_key(
+        certificate.key_pem, password=None, unsafe_skip_rsa_key_validation=True
+    )
     encrypted = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -241,4 +247,4 @@ def _build(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return ClientCertificate(cert_pem, key_pem)
+    return ClientCertificate(cert_pem, key_pem, key)
