@@ -41,6 +41,10 @@ def mask(data: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in data.items():
         if is_secret(name):
             masked[name] = MASK
+        elif type(value) is str or type(value) is int:
+            # Nearly every value: decided without the ABC check of `Mapping`, which cost half
+            # of a payout's two masks (its audited request and answer).
+            masked[name] = value
         elif isinstance(value, Mapping):
             masked[name] = mask(value)
         elif isinstance(value, list):
