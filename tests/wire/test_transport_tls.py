@@ -379,6 +379,40 @@ def _close(transport: HttpxTransport | AsyncioTransport) -> None:
         asyncio.run(transport.aclose())
 
 
+def test_a_call_waiting_for_a_free_connection_gives_up_unsent(
+    server: TlsServer, pki: Pki
+) -> None:
+    # One connection allowed, held by a call the server does not answer: the second call waits
+    # its connect timeout for a turn, then fails "not sent", having written nothing.
+    server.behaviour = "hang"
+    transport = AsyncioTransport(
+        base_url=server.url,
+        certificate=pki.merchant_certificate,
+        ca_bundle=pki.ca_file,
+        timeouts=Timeouts(connect=0.3, read=5.0),
+        max_connections=1,
+    )
+
+    async def two_calls() -> list[WireResponse | BaseException]:
+        first = asyncio.create_task(transport.handle_async_request(REQUEST))
+        await asyncio.sleep(0.1)
+        second = await asyncio.gather(
+            transport.handle_async_request(REQUEST), return_exceptions=True
+        )
+        server.release.set()
+        results = [*await asyncio.gather(first, return_exceptions=True), *second]
+        await transport.aclose()
+        return results
+
+    first, second = asyncio.run(two_calls())
+
+    assert isinstance(second, ConnectError), second
+    assert second.outcome is Outcome.NOT_SENT
+    assert "no free connection within 0.3 s" in second.message
+    assert isinstance(first, TransportError)  # the hung call: sent, no answer
+    assert len(server.received) == 1
+
+
 def test_a_server_dripping_its_answer_is_cut_off_at_the_deadline(
     exchange: Exchange, server: TlsServer, pki: Pki
 ) -> None:
