@@ -20,7 +20,7 @@ Installed with hongbao, so the fixtures are available in every test suite:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -54,35 +54,35 @@ class SimClients:
         served: bool = False,
         credentials: MerchantCredentials | None = None,
         settings: MerchantSettings | None = None,
+        wecom: bool = False,
     ) -> tuple[Merchant, MerchantCredentials]:
-        """A `Merchant` config for a (new) simulated merchant, and its credentials."""
+        """A `Merchant` config for a (new) simulated merchant, and its credentials.
+
+        With `wecom`, a new WeCom corp is bound to the merchant and the config carries its
+        corpid (`merchant.wecom_corpid`, to add members with `sim.add_users`) and its payment
+        secret, for `send_workwx_redpack`.
+        """
         from pydantic import SecretStr
 
         from hongbao.api import Merchant
         from hongbao.wire.certs import ClientCertificate
 
         creds = credentials if credentials is not None else self.sim.create_merchant(settings)
-        certificate = ClientCertificate.from_pem(creds.cert_pem, creds.key_pem)
-        if not served:
-            return Merchant(
-                mch_id=creds.mch_id,
-                api_key=SecretStr(creds.api_key),
-                appid=creds.appid,
-                mini_appid=creds.mini_appid,
-                certificate=certificate,
-            ), creds
-        server = self._served()
-        merchant = Merchant(
-            mch_id=creds.mch_id,
-            api_key=SecretStr(creds.api_key),
-            appid=creds.appid,
-            mini_appid=creds.mini_appid,
-            certificate=certificate,
-            base_url=server.url,
-            backup_url=None,
-            ca_bundle=server.ca_path,
-        )
-        return merchant, creds
+        options: dict[str, Any] = {
+            "mch_id": creds.mch_id,
+            "api_key": SecretStr(creds.api_key),
+            "appid": creds.appid,
+            "mini_appid": creds.mini_appid,
+            "certificate": ClientCertificate.from_pem(creds.cert_pem, creds.key_pem),
+        }
+        if wecom:
+            corp = self.sim.state.create_corp(creds.mch_id)
+            options["wecom_corpid"] = corp.appid
+            options["wecom_secret"] = SecretStr(corp.secret or "")
+        if served:
+            server = self._served()
+            options.update(base_url=server.url, backup_url=None, ca_bundle=server.ca_path)
+        return Merchant(**options), creds
 
     def __call__(
         self,
@@ -90,12 +90,16 @@ class SimClients:
         served: bool = False,
         credentials: MerchantCredentials | None = None,
         settings: MerchantSettings | None = None,
+        wecom: bool = False,
     ) -> Client:
-        """A `Client`: in-process transport, or httpx over mutual TLS when `served`."""
+        """A `Client`: in-process transport, or httpx over mutual TLS when `served`; with
+        `wecom`, also for WeCom red packets (see `merchant`)."""
         from hongbao.api import Client
         from hongbao.wire.local import LocalTransport, PeerInfo
 
-        merchant, creds = self.merchant(served=served, credentials=credentials, settings=settings)
+        merchant, creds = self.merchant(
+            served=served, credentials=credentials, settings=settings, wecom=wecom
+        )
         if served:
             client = Client(merchant, clock=self.sim.clock)
         else:
@@ -111,12 +115,16 @@ class SimClients:
         served: bool = False,
         credentials: MerchantCredentials | None = None,
         settings: MerchantSettings | None = None,
+        wecom: bool = False,
     ) -> AsyncClient:
-        """An `AsyncClient`: in-process transport, or over mutual TLS when `served`."""
+        """An `AsyncClient`: in-process transport, or over mutual TLS when `served`; with
+        `wecom`, also for WeCom red packets (see `merchant`)."""
         from hongbao.api import AsyncClient
         from hongbao.wire.local import AsyncLocalTransport, PeerInfo
 
-        merchant, creds = self.merchant(served=served, credentials=credentials, settings=settings)
+        merchant, creds = self.merchant(
+            served=served, credentials=credentials, settings=settings, wecom=wecom
+        )
         if served:
             return AsyncClient(merchant, clock=self.sim.clock)
         peer = PeerInfo(cert_der=creds.cert_der, read_timeout=merchant.timeouts.read)

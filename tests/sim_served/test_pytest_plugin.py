@@ -68,3 +68,28 @@ def test_both_modes_reach_the_same_simulator(
     bill = _bill(creds.mch_id, 4)
     local.send_redpack(mch_billno=bill, re_openid=openid, total_amount=100, **_TEXTS)
     assert remote.query_redpack(bill).status is RedpackStatus.SENT
+
+
+@pytest.mark.parametrize("served", [False, pytest.param(True, marks=pytest.mark.served)])
+def test_a_wecom_client_pays_a_member_of_its_corp(
+    hongbao_sim: Simulator, hongbao_client: SimClients, served: bool
+) -> None:
+    client = hongbao_client(served=served, wecom=True)
+    corpid = client.merchant.wecom_corpid
+    assert corpid is not None
+    [member] = hongbao_sim.add_users(corpid, 1)
+    bill = _bill(client.merchant.mch_id, 5 + served)
+    client.send_workwx_redpack(
+        mch_billno=bill,
+        re_openid=member,
+        total_amount=100,
+        sender_name="财务部",
+        wishing="新年快乐",
+        act_name="年会",
+        remark="无",
+    )
+    assert _statuses(hongbao_sim, client.merchant.mch_id) == {bill: "SENT"}
+    secret = hongbao_sim.state.corp(corpid).secret
+    assert secret
+    assert secret not in repr(client.merchant)
+    assert secret not in repr(client)
