@@ -37,7 +37,6 @@ import os
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -50,6 +49,7 @@ from typing import Any
 import aiohttp
 
 from campaign import UNLIMITED, SimMerchant, _median_spread, served
+from hongbao.sim.server import CLI_COMMAND
 
 TOKEN = "bench-token-" + "0123456789abcdef"
 PACKET = {"send_name": "Acme", "wishing": "Happy New Year", "act_name": "Spring", "remark": "Hi"}
@@ -109,10 +109,7 @@ class Server:
 @contextmanager
 def serving(config: Path, log: Path) -> Iterator[Server]:
     """`hongbao serve -c CONFIG --port 0` in its own process."""
-    command = [
-        sys.executable, "-c", "from hongbao.cli.main import app; app()",
-        "serve", "-c", str(config), "--port", "0",
-    ]  # fmt: skip
+    command = [*CLI_COMMAND, "serve", "-c", str(config), "--port", "0"]
     with log.open("w", encoding="utf-8") as errors:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
         assert process.stdout is not None

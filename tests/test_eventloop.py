@@ -1,8 +1,11 @@
-"""The commands' event loop: uvloop by default, asyncio on request, a typo refused."""
+"""The commands' event loop: uvloop by default, asyncio on request, a typo refused; the heap of a
+command's own process frozen, an in-process caller's left alone."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import pytest
 import uvloop
@@ -31,3 +34,36 @@ def test_an_unknown_loop_name_is_refused_by_name(monkeypatch: pytest.MonkeyPatch
         ConfigurationError, match="HONGBAO_EVENT_LOOP must be one of uvloop, asyncio"
     ):
         eventloop.run(_loop_type())
+
+
+_FREEZES = """
+import asyncio, gc
+from hongbao import eventloop
+eventloop.run(asyncio.sleep(0))
+in_process = gc.get_freeze_count()
+eventloop.command_process()
+eventloop.run(asyncio.sleep(0))
+print(in_process, gc.get_freeze_count() > 0)
+"""
+
+
+def test_only_a_commands_own_process_freezes_its_start_up_heap() -> None:
+    # In a fresh interpreter: frozen objects that become cyclic garbage are never freed, so a
+    # program calling hongbao in-process must keep its collector as it was.
+    done = subprocess.run(
+        [sys.executable, "-c", _FREEZES], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["0", "True"]
+
+
+def test_the_console_script_runs_the_cli_as_a_command_process() -> None:
+    # What the `hongbao` script does (pyproject's entry point), then a command's loop.
+    code = (
+        "import asyncio, gc, sys; sys.argv = ['hongbao', '--version']\n"
+        "from hongbao.cli.main import console\n"
+        "try:\n    console()\nexcept SystemExit:\n    pass\n"
+        "from hongbao import eventloop\n"
+        "eventloop.run(asyncio.sleep(0))\nprint(gc.get_freeze_count() > 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-1] == "True"

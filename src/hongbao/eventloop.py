@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import os
 import signal
 from collections.abc import Callable, Coroutine
@@ -17,13 +18,46 @@ from typing import Any, ParamSpec, TypeVar
 
 from hongbao.errors import ConfigurationError
 
-__all__ = ["ENV_VAR", "Interrupted", "in_thread", "loop_factory", "run"]
+__all__ = [
+    "ENV_VAR",
+    "Interrupted",
+    "command_process",
+    "freeze_heap",
+    "in_thread",
+    "loop_factory",
+    "run",
+]
 
 T = TypeVar("T")
 A = ParamSpec("A")
 
 ENV_VAR = "HONGBAO_EVENT_LOOP"
 _CHOICES = ("uvloop", "asyncio")
+
+
+_command_process = False
+
+
+def command_process() -> None:
+    """Mark this process as a `hongbao` command's own (the console script): from now on
+    `freeze_heap` freezes."""
+    global _command_process
+    _command_process = True
+
+
+def freeze_heap() -> None:
+    """In a command's own process, hide every object alive now from the garbage collector.
+
+    A command starts by importing and building some hundreds of thousands of objects (SQLAlchemy,
+    pydantic, the engine) that live as long as it does, and every full collection walked them
+    all: pauses of tens of milliseconds. In `hongbao serve` they made the p99 latency three
+    times the median (`bench/serve.py`: 66 ms, 23 ms frozen); a campaign run spent about 4 % of
+    its CPU on them (`bench/campaign.py`). Frozen objects that later become cyclic garbage are
+    never freed, which a command's start-up heap does not do; a program or a test suite calling
+    hongbao in-process keeps its collector as it is.
+    """
+    if _command_process:
+        gc.freeze()
 
 
 class Interrupted(Exception):
@@ -55,6 +89,7 @@ def run(main: Coroutine[Any, Any, T], *, on_interrupt: Callable[[], None] | None
     except ConfigurationError:
         main.close()  # never started: no "coroutine was never awaited" warning
         raise
+    freeze_heap()
     with asyncio.Runner(loop_factory=factory) as runner:
         if on_interrupt is None:
             return runner.run(main)

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hongbao.ledger import upgrade
-from hongbao.sim.server import SimServer
+from hongbao.sim.server import CLI_COMMAND, SimServer
 from hongbao.sim.state import MerchantSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,10 +120,7 @@ def serving(
     config: Path, log: Path, *extra: str, env: dict[str, str] | None = None
 ) -> Iterator[Served]:
     """`hongbao serve -c CONFIG --port 0 …` until the block ends (then SIGTERM)."""
-    command = [
-        sys.executable, "-c", "from hongbao.cli.main import app; app()",
-        "serve", "-c", str(config), "--port", "0", *extra,
-    ]  # fmt: skip
+    command = [*CLI_COMMAND, "serve", "-c", str(config), "--port", "0", *extra]
     out = log.open("a", encoding="utf-8")
     process = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=out, text=True,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +19,7 @@ import pytest
 
 from hongbao.sim.entities import ISSUED
 from hongbao.sim.faults import parse_fault
-from hongbao.sim.server import SimServer
+from hongbao.sim.server import CLI_COMMAND, SimServer
 from tests.service.servicekit import (
     AUTH,
     PACKET,
@@ -153,9 +152,8 @@ def test_serve_refuses_a_non_loopback_address_without_tokens(
     served: SimServer, tmp_path: Path
 ) -> None:
     merchant = write_config(served, tmp_path, f"sqlite:///{tmp_path / 'l.db'}", tokens=False)
-    command = [sys.executable, "-c", "from hongbao.cli.main import app; app()"]
     done = subprocess.run(
-        [*command, "serve", "-c", str(merchant.config), "--host", "0.0.0.0", "--port", "0"],  # noqa: S104
+        [*CLI_COMMAND, "serve", "-c", str(merchant.config), "--host", "0.0.0.0", "--port", "0"],  # noqa: S104
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -214,14 +212,13 @@ def test_scale_out_the_server_records_and_a_worker_sends(
     with LedgerStore.open(pg_url) as store:
         install_schema(store.engine)
     body = {"openid": merchant.users[0], "amount_fen": 666, **PACKET}
-    command = [sys.executable, "-c", "from hongbao.cli.main import app; app()"]
     with serving(merchant.config, tmp_path / "serve.log") as server:
         recorded = _pay(server.url, "scale-1", body).json()
         # Nobody sends it yet: this server only records.
         assert recorded["state"] == "PLANNED"
         assert sum(_issued(merchant).values()) == 0
         worker = subprocess.Popen(
-            [*command, "worker", "-c", str(merchant.config)],
+            [*CLI_COMMAND, "worker", "-c", str(merchant.config)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=(tmp_path / "worker.log").open("w"),

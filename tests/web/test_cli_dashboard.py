@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
 from hongbao.ledger import upgrade
+from hongbao.sim.server import CLI_COMMAND
 from tests.cli.conftest import run
 from tests.web.webkit import EVERY_ADDRESS, TOKEN
 
@@ -63,9 +63,8 @@ def test_with_a_token_it_serves_every_address_and_demands_the_token(tmp_path: Pa
     upgrade(ledger)
     env = {**os.environ, "HONGBAO_DASHBOARD_TOKEN": TOKEN, "HONGBAO_LEDGER_URL": ledger}
     env.pop("HONGBAO_CONFIG", None)
-    command = "from hongbao.cli.main import app; app()"
     server = subprocess.Popen(
-        [sys.executable, "-c", command, "dashboard", "--host", EVERY_ADDRESS, "--port", "0"],
+        [*CLI_COMMAND, "dashboard", "--host", EVERY_ADDRESS, "--port", "0"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,

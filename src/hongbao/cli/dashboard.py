@@ -27,6 +27,7 @@ from hongbao.cli.db import LedgerOption
 from hongbao.cli.options import ConfigOption, open_ledger
 from hongbao.defaults import DASHBOARD_TOKEN_ENV, DEFAULT_LEDGER_URL
 from hongbao.errors import ConfigurationError
+from hongbao.eventloop import freeze_heap
 
 if TYPE_CHECKING:
     from hongbao.engine.config import HongbaoConfig
@@ -114,6 +115,7 @@ def dashboard_command(
         )
     )
     try:
+        freeze_heap()
         server.run(sockets=[sock])
     finally:
         sock.close()

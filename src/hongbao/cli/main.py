@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hongbao import __version__
+from hongbao import __version__, eventloop
 from hongbao.cli.boundary import HongbaoGroup
 from hongbao.cli.lazy import LazyCommands
 
@@ -78,3 +78,9 @@ def main(
     2 configuration error, 3 NOT sent (refused), 4 outcome UNKNOWN: the money may have been
     sent, query it (`hongbao query BILL`) or run the same `hongbao send` with the same --key.
     """
+
+
+def console() -> None:
+    """The `hongbao` console script: `app` in a process of its own (see `eventloop.freeze_heap`)."""
+    eventloop.command_process()
+    app()

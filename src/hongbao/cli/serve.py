@@ -16,6 +16,7 @@ import typer
 from hongbao.cli.boundary import guard
 from hongbao.cli.options import ConfigOption, load, open_ledger
 from hongbao.errors import ConfigurationError
+from hongbao.eventloop import freeze_heap
 
 __all__ = ["serve_command"]
 
@@ -105,6 +106,7 @@ def serve_command(
         ),
     )
     try:
+        freeze_heap()
         server.run(sockets=[sock])
     finally:
         sock.close()

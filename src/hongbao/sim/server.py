@@ -44,7 +44,7 @@ STOP_TIMEOUT = 10.0
 """Seconds `stop()` waits for the server to finish; in-flight requests get most of it."""
 _GRACEFUL_SHUTDOWN = 3
 
-CLI_COMMAND = [sys.executable, "-c", "from hongbao.cli.main import app; app()"]
+CLI_COMMAND = [sys.executable, "-c", "from hongbao.cli.main import console; console()"]
 """How to run the `hongbao` command with this interpreter (no console script needed)."""
 
 _WILDCARDS = {"0.0.0.0", "::", ""}  # noqa: S104 - recognised, never chosen by default
