@@ -11,18 +11,15 @@ from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
 from hongbao.ledger.db import read_transaction
 from hongbao.ledger.holders import RESEND_GAP, is_gone, this_holder
 from hongbao.ledger.records import LedgerLookupError, OpenGroup, Payout, PayoutEvent, Scope
-from hongbao.ledger.rows import event_from_row, payout_from_row
+from hongbao.ledger.rows import event_from_row, payout_from_row, payout_from_values
 from hongbao.ledger.schema import payout_events, payouts
-from hongbao.ledger.statements import in_scope
+from hongbao.ledger.statements import LATEST, in_scope, latest_by_keys
 from hongbao.ledger.states import OPEN_STATES, PayoutState
 from hongbao.ledger.storebase import StoreBase
 
-__all__ = ["LATEST", "PayoutReads"]
+__all__ = ["PayoutReads"]
 
 P = PayoutState
-_SUCCESSOR = payouts.alias("successor")
-LATEST = ~select(_SUCCESSOR.c.id).where(_SUCCESSOR.c.previous_payout_id == payouts.c.id).exists()
-"""Payouts that are the latest bill of their intent (no re-issue follows them)."""
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -56,9 +53,10 @@ class PayoutReads(StoreBase):
 
     def latest_payouts(self, natural_keys: Collection[str]) -> dict[str, Payout]:
         """The latest generation of each intent among `natural_keys` that is recorded."""
-        query = select(payouts).where(payouts.c.natural_key.in_(sorted(natural_keys)), LATEST)
-        rows = read_transaction(self._engine, lambda conn: conn.execute(query).all())
-        return {row.natural_key: payout_from_row(row) for row in rows}
+        params = {"keys": sorted(natural_keys)}
+        rows = read_transaction(self._engine, lambda conn: latest_by_keys().rows(conn, params))
+        found = [payout_from_values(list(row)) for row in rows]
+        return {payout.natural_key: payout for payout in found}
 
     def find_payout_by_bill(self, mch_id: str, mch_billno: str) -> Payout | None:
         """The payout that owns a bill number."""

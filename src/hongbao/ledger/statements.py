@@ -52,6 +52,7 @@ __all__ = [
     "INSERT_OUTBOX",
     "INSERT_PAYOUTS",
     "INSERT_PAYOUT_IDS",
+    "LATEST",
     "ManyRows",
     "Prepared",
     "cas_update",
@@ -60,6 +61,7 @@ __all__ = [
     "claim_candidates",
     "in_scope",
     "insert_events",
+    "latest_by_keys",
     "lock_payouts",
     "savepoint",
     "scope_clause",
@@ -514,6 +516,26 @@ def take_payouts() -> Prepared:
             updated_at=now,
         )
         .returning(*PAYOUT_COLUMNS)
+    )
+
+
+_SUCCESSOR = payouts.alias("successor")
+LATEST = ~select(_SUCCESSOR.c.id).where(_SUCCESSOR.c.previous_payout_id == payouts.c.id).exists()
+"""Payouts that are the latest bill of their intent (no re-issue follows them)."""
+
+
+@functools.cache
+def latest_by_keys() -> Prepared:
+    """The latest bill of each intent among `:keys` (natural keys) that is recorded; the whole
+    rows (`PAYOUT_COLUMNS`, for `payout_from_values`).
+
+    What recording a payout on demand reads back, and what a replay reads first: once per
+    request of `hongbao serve`, where building the query each time cost more than running it.
+    """
+    return Prepared(
+        select(*PAYOUT_COLUMNS).where(
+            payouts.c.natural_key.in_(bindparam("keys", expanding=True)), LATEST
+        )
     )
 
 

@@ -38,7 +38,7 @@ from hongbao.ledger.accounting import release, reserve, reserve_all
 from hongbao.ledger.campaign_records import CampaignRecords
 from hongbao.ledger.db import write_transaction
 from hongbao.ledger.holders import RESEND_GAP, this_holder
-from hongbao.ledger.payout_reads import LATEST, PayoutReads, gone_holders
+from hongbao.ledger.payout_reads import PayoutReads, gone_holders
 from hongbao.ledger.records import (
     AddResult,
     CapPolicy,
@@ -63,6 +63,7 @@ from hongbao.ledger.statements import (
     claim_candidates,
     in_scope,
     insert_events,
+    latest_by_keys,
     lock_payouts,
     scope_params,
     scope_shape,
@@ -252,23 +253,20 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
     ) -> list[tuple[Payout, bool]]:
         keys = sorted({value["natural_key"] for value in values})
         INSERT_PAYOUTS.run(conn, values)
-        latest = select(payouts).where(payouts.c.natural_key.in_(keys), LATEST)
-        rows = {row.natural_key: row for row in conn.execute(latest)}
+        latest = latest_by_keys().rows(conn, {"keys": keys})
+        found = {p.natural_key: p for p in (payout_from_values(list(row)) for row in latest)}
         # A bill number is minted once: the rows carrying ours are the ones this call made.
-        mine = {
-            v["natural_key"] for v in values if rows[v["natural_key"]].mch_billno == v["mch_billno"]
-        }
-        found = {key: payout_from_row(row) for key, row in rows.items()}
+        bills = {key: payout.mch_billno for key, payout in found.items()}
+        mine = {v["natural_key"] for v in values if bills[v["natural_key"]] == v["mch_billno"]}
         if mine and claim is not None:
-            result = claim(conn, [rows[key].id for key in sorted(mine)])
+            result = claim(conn, [found[key].id for key in sorted(mine)])
             found.update({payout.natural_key: payout for payout in result.claimed})
             refused = set(result.deferred) | set(result.skipped)
             if refused:
                 for row in conn.execute(select(payouts).where(payouts.c.id.in_(refused))):
                     found[row.natural_key] = payout_from_row(row)
         return [
-            (found[v["natural_key"]], rows[v["natural_key"]].mch_billno == v["mch_billno"])
-            for v in values
+            (found[v["natural_key"]], bills[v["natural_key"]] == v["mch_billno"]) for v in values
         ]
 
     def reissue(

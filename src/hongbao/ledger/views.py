@@ -36,11 +36,10 @@ from sqlalchemy import (
 )
 
 from hongbao.ledger.db import read_transaction
-from hongbao.ledger.payout_reads import LATEST
 from hongbao.ledger.records import Origin, Payout, StateTotal
 from hongbao.ledger.rows import payout_from_row
 from hongbao.ledger.schema import payout_events, payouts
-from hongbao.ledger.statements import scope_clause
+from hongbao.ledger.statements import LATEST, scope_clause
 from hongbao.ledger.states import PayoutState
 
 __all__ = [
