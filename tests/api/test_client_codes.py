@@ -14,7 +14,7 @@ produced by a raw request and classified with the client's code table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -34,10 +34,9 @@ from hongbao.errors import (
     UnknownOutcomeError,
 )
 from hongbao.sim.faults import parse_fault
-from hongbao.sim.server import SimServer
 from hongbao.sim.state import MerchantSettings
 from hongbao.wire import xmlcodec
-from tests.api.modekit import MODES, SERVED, Bench, served_simulator
+from tests.api.modekit import Bench
 
 SEND = "/mmpaymkttransfers/sendredpack"
 QUERY = "/mmpaymkttransfers/gethbinfo"
@@ -62,20 +61,6 @@ CERTIFICATES = [
     pytest.param("foreign CA", CA_INVALID, id="foreign-ca"),
     pytest.param("expired", CA_EXPIRED, id="expired"),
 ]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimServer]:
-    """One served simulator for the module; each test makes its own merchant on it."""
-    yield from served_simulator()
-
-
-@pytest.fixture(params=MODES)
-def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
-    """The simulator in one mode (the server starts only if a served test runs)."""
-    server = request.getfixturevalue("server") if request.param == SERVED else None
-    with Bench(server) as bench:
-        yield bench
 
 
 def check(

@@ -7,7 +7,6 @@ the ground truth of what was paid. The async tests mirror the sync ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -16,25 +15,10 @@ import pytest
 
 from hongbao.api import RedpackInfo, RedpackStatus, SendResult
 from hongbao.errors import BillConflictError, ValidationError
-from hongbao.sim.server import SimServer
-from tests.api.modekit import MODES, SERVED, Bench, Shop, served_simulator
+from tests.api.modekit import Bench, Shop
 
 DAY = 24 * 3600
 REFUND_LAG = 16 * 60  # the simulator refunds 15 minutes after expiry (≈16 min observed live)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimServer]:
-    """One served simulator for the module; each test makes its own merchant on it."""
-    yield from served_simulator()
-
-
-@pytest.fixture(params=MODES)
-def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
-    """The simulator in one mode (the server starts only if a served test runs)."""
-    server = request.getfixturevalue("server") if request.param == SERVED else None
-    with Bench(server) as bench:
-        yield bench
 
 
 # --- what the tests check, shared by the sync and async twins ---------------------------------

@@ -4,7 +4,6 @@ two signatures, the outcome of every answer and the retry rules — in-process a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,31 +21,12 @@ from hongbao.errors import (
     ValidationError,
 )
 from hongbao.sim.faults import parse_fault
-from hongbao.sim.server import SimServer
 from hongbao.wire import xmlcodec
 from hongbao.wire.sign import verify, verify_workwx
-from tests.api.modekit import MODES, SERVED, Bench, served_simulator
 from tests.api.workwxkit import Corp
 
 KEY = "Yp3rT8kLw2Qz7Vn5Hc1Bx9Md4Fs6Ga0J"
 SECRET = "9WcQe2rTy7uIo0pAs5dFg8hJk3lZx6cVb1nMq4wEr7t"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimServer]:
-    yield from served_simulator()
-
-
-@pytest.fixture(params=MODES)
-def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
-    server = request.getfixturevalue("server") if request.param == SERVED else None
-    with Bench(server) as bench:
-        yield bench
-
-
-@pytest.fixture
-def corp(bench: Bench) -> Corp:
-    return Corp.create(bench)
 
 
 def _builder(**changes: Any) -> BaseClient:

@@ -9,7 +9,6 @@ on what it refuses, including what hongbao's own client would never send.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +16,12 @@ import pytest
 
 from hongbao.sim.app import Simulator
 from hongbao.sim.faults import parse_fault
-from hongbao.sim.server import SimServer
 from hongbao.wire.sign import WORKWX_SIGNED_FIELDS, workwx_sign
-from tests.api.modekit import MODES, SERVED, Bench, served_simulator
+from tests.api.modekit import Bench
 from tests.api.workwxkit import QUERY, SEND, Corp
 
 DAY = 24 * 3600
 WORKWX_SIGN_ERROR = "企业微信签名校验失败"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[SimServer]:
-    yield from served_simulator()
-
-
-@pytest.fixture(params=MODES)
-def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
-    server = request.getfixturevalue("server") if request.param == SERVED else None
-    with Bench(server) as bench:
-        yield bench
-
-
-@pytest.fixture
-def corp(bench: Bench) -> Corp:
-    return Corp.create(bench)
 
 
 def expect(answer: dict[str, Any], err_code: str, des: str) -> None:
