@@ -164,21 +164,28 @@ def _hblist(record: Record) -> list[dict[str, str | int]] | None:
     return items or None
 
 
+def _query_head(r: Record) -> dict[str, Value]:
+    """The fields both query answers open with (gethbinfo's and queryworkwxredpack's)."""
+    return {
+        "return_code": "SUCCESS",
+        "return_msg": msg.QUERY_OK,
+        "result_code": "SUCCESS",
+        "err_code": "SUCCESS",
+        "err_code_des": msg.QUERY_OK,
+        "mch_billno": r.mch_billno,
+        "mch_id": r.mch_id,
+        "detail_id": r.detail_id,
+        "status": r.status.value,
+        "send_type": "API",
+    }
+
+
 def query_body(result: QueryResult) -> bytes:
     """The success answer of gethbinfo (docs/protocol.md §3.5)."""
     r = result.record
     return render(
         {
-            "return_code": "SUCCESS",
-            "return_msg": msg.QUERY_OK,
-            "result_code": "SUCCESS",
-            "err_code": "SUCCESS",
-            "err_code_des": msg.QUERY_OK,
-            "mch_billno": r.mch_billno,
-            "mch_id": r.mch_id,
-            "detail_id": r.detail_id,
-            "status": r.status.value,
-            "send_type": "API",
+            **_query_head(r),
             "hb_type": r.hb_type.value,
             "total_num": r.total_num,
             "total_amount": r.total_amount,
@@ -202,16 +209,7 @@ def workwx_query_body(result: QueryResult) -> bytes:
     share = r.shares[0] if r.shares and r.shares[0].openid is not None else None
     return render(
         {
-            "return_code": "SUCCESS",
-            "return_msg": msg.QUERY_OK,
-            "result_code": "SUCCESS",
-            "err_code": "SUCCESS",
-            "err_code_des": msg.QUERY_OK,
-            "mch_billno": r.mch_billno,
-            "mch_id": r.mch_id,
-            "detail_id": r.detail_id,
-            "status": r.status.value,
-            "send_type": "API",
+            **_query_head(r),
             "total_amount": r.total_amount,
             "reason": r.reason,
             "send_time": _time(r.send_time),

@@ -828,15 +828,8 @@ class Registry:
             payer, user = self._check_parties(merchant, req)
             self._check_amount(merchant, req)  # step 10
             record = self._records.get((req.mch_id, req.mch_billno))  # step 11
-            if record is not None:
-                self._check_same(record, req)
-                if record.status in ISSUED:
-                    return self._send_result(record)
-                if record.status is Status.FAILED:
-                    raise SimError("SEND_FAILED", msg.SEND_FAILED)
-                if record.processing:
-                    raise SimError("PROCESSING", msg.PROCESSING)
-                # A soft failure still SENDING is evaluated again (§6.5): a top-up may fix it.
+            if record is not None and (issued := self._reentry(record, req)) is not None:
+                return issued
             return self._settle(req, record, payer, user, now, processing)
 
     def send_workwx(
@@ -871,14 +864,8 @@ class Registry:
                 raise SimError("OPENID_ERROR", msg.OPENID_ERROR)
             self._check_amount(merchant, req)  # step 9
             record = self._records.get((req.mch_id, req.mch_billno))  # step 10
-            if record is not None:
-                self._check_same(record, req)
-                if record.status in ISSUED:
-                    return self._send_result(record)
-                if record.status is Status.FAILED:
-                    raise SimError("SEND_FAILED", msg.SEND_FAILED)
-                if record.processing:
-                    raise SimError("PROCESSING", msg.PROCESSING)
+            if record is not None and (issued := self._reentry(record, req)) is not None:
+                return issued
             return self._settle(req, record, merchant, user, now, processing)  # steps 11–12
 
     def _bound_corp(self, merchant: Merchant, wxappid: str) -> AppId:
@@ -948,6 +935,21 @@ class Registry:
                 raise SimError("MONEY_LIMIT", msg.MONEY_LIMIT_AVERAGE)
         elif not low <= req.total_amount <= high:
             raise SimError("MONEY_LIMIT", msg.MONEY_LIMIT)
+
+    def _reentry(self, record: Record, req: SendRequest) -> SendResult | None:
+        """A send of a bill number already recorded: the same packet's answer again, or why not.
+
+        None when the record is a soft failure still SENDING: it is evaluated again (§6.5), as
+        a top-up may fix it.
+        """
+        self._check_same(record, req)
+        if record.status in ISSUED:
+            return self._send_result(record)
+        if record.status is Status.FAILED:
+            raise SimError("SEND_FAILED", msg.SEND_FAILED)
+        if record.processing:
+            raise SimError("PROCESSING", msg.PROCESSING)
+        return None
 
     @staticmethod
     def _check_same(record: Record, req: SendRequest) -> None:
