@@ -36,17 +36,32 @@ _CHOICES = ("uvloop", "asyncio")
 
 
 _command_process = False
+_START_UP_GEN0 = 200_000
+"""The youngest generation's threshold while a command starts (Python's default is 700)."""
+_collector_thresholds: tuple[int, ...] | None = None
+"""The collector's own thresholds while a command's start-up holds them raised."""
 
 
 def command_process() -> None:
     """Mark this process as a `hongbao` command's own (the console script): from now on
-    `freeze_heap` freezes."""
-    global _command_process
+    `freeze_heap` freezes; until it does, the collector seldom runs.
+
+    A command's imports build objects that live as long as the process, and the collections
+    they set off every 700 new objects find nothing to free: some 8 % of the imports' CPU
+    (about 18 ms of `hongbao campaign run`'s start-up). Until `freeze_heap`, only every
+    `_START_UP_GEN0` net new objects set off one; a command that never freezes keeps that
+    setting, which still frees its cycles (a short command, or one that plans a file).
+    """
+    global _command_process, _collector_thresholds
     _command_process = True
+    if _collector_thresholds is None:
+        _collector_thresholds = gc.get_threshold()
+        gc.set_threshold(_START_UP_GEN0, *_collector_thresholds[1:])
 
 
 def freeze_heap() -> None:
-    """In a command's own process, hide every object alive now from the garbage collector.
+    """In a command's own process, hide every object alive now from the garbage collector,
+    and give the collector back its own thresholds (`command_process` raised them).
 
     A command starts by importing and building some hundreds of thousands of objects (SQLAlchemy,
     pydantic, the engine) that live as long as it does, and every full collection walked them
@@ -56,8 +71,12 @@ def freeze_heap() -> None:
     never freed, which a command's start-up heap does not do; a program or a test suite calling
     hongbao in-process keeps its collector as it is.
     """
+    global _collector_thresholds
     if _command_process:
         gc.freeze()
+        if _collector_thresholds is not None:
+            gc.set_threshold(*_collector_thresholds)
+            _collector_thresholds = None
 
 
 class Interrupted(Exception):
