@@ -8,6 +8,7 @@ SENDING — in flight, for recovery to resolve — never recorded as something t
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from hongbao.ledger import (
     Payout,
     PayoutState,
     Transition,
+    upgrade,
 )
 from tests.engine.enginekit import Bench, Crash, make_bench
 
@@ -41,13 +43,15 @@ class GatedStore(LedgerStore):
         self.rounds: list[int] = []
         self.crash: str | None = None
 
-    def transition_many(self, transitions: Sequence[Transition]) -> list[bool]:
+    def transition_many(
+        self, transitions: Sequence[Transition], *, wait: bool = True
+    ) -> list[bool]:
         self.rounds.append(len(transitions))
         if len(self.rounds) == 1:
             self.gate.wait(10)
         if self.crash == "before":
             raise Crash("killed before the round committed")
-        moved = super().transition_many(transitions)
+        moved = super().transition_many(transitions, wait=wait)
         if self.crash == "after":
             raise Crash("killed after the round committed")
         return moved
@@ -228,3 +232,67 @@ async def test_a_failed_round_claims_nothing_and_says_so(bench: Bench) -> None:
     # The runner gets its reserved workers back; the waiting payout stays for a later claim.
     assert refill.reports == [None]
     assert bench.store.find_payouts([P.PLANNED])[0].re_openid == bench.users[2]
+
+
+class ThreadNotingStore(LedgerStore):
+    """Notes on which thread, and whether waiting for the write lock, each round ran."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rounds: list[tuple[int, bool]] = []
+
+    def transition_many(
+        self, transitions: Sequence[Transition], *, wait: bool = True
+    ) -> list[bool]:
+        self.rounds.append((threading.get_ident(), wait))
+        return super().transition_many(transitions, wait=wait)
+
+
+def _sent(payout: Payout) -> Transition:
+    return Transition(payout.id, P.SENDING, P.SENT, fields={"send_listid": str(payout.id)})
+
+
+async def test_on_sqlite_an_inline_round_runs_on_the_loop_and_waits_for_a_held_lock_on_a_thread(
+    bench: Bench,
+) -> None:
+    store = ThreadNotingStore(bench.store.engine, clock=bench.clock)
+    committer = GroupCommitter(store, inline=True)
+    first, second = _claimed(bench, 2)
+    loop_thread = threading.get_ident()
+
+    assert await committer.transition(_sent(first)) is True
+    assert store.rounds == [(loop_thread, False)]
+
+    # Another process holds the write lock: the loop must not stall for it.
+    database = bench.store.engine.url.database
+    assert database is not None
+    other = sqlite3.connect(database, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        waiting = asyncio.create_task(committer.transition(_sent(second)))
+        for _ in range(20):  # the loop keeps turning while the round waits
+            await asyncio.sleep(0.01)
+        assert not waiting.done()
+        other.execute("ROLLBACK")
+        assert await waiting is True
+    finally:
+        other.close()
+
+    # Tried on the loop without waiting, then waited for on a thread of its own.
+    assert store.rounds[1] == (loop_thread, False)
+    assert store.rounds[2][0] != loop_thread
+    assert store.rounds[2][1] is True
+    assert {bench.store.get_payout(p.id).state for p in (first, second)} == {P.SENT}
+    assert [(e.kind, e.to_state) for e in bench.store.events(second.id)] == [
+        ("claim", P.SENDING),
+        ("transition", P.SENT),
+    ]
+
+
+def test_rounds_run_inline_only_on_sqlite(ledger_url: str) -> None:
+    upgrade(ledger_url)
+    with LedgerStore.open(ledger_url) as store:
+        on_sqlite = store.engine.dialect.name == "sqlite"
+        # PostgreSQL's rounds wait on the network: on the loop they would stall it.
+        assert GroupCommitter(store, inline=True).inline is on_sqlite
+        assert GroupCommitter(store).inline is False

@@ -116,10 +116,13 @@ class CrashingStore(LedgerStore):
             "transition", lambda: super(CrashingStore, self).transition(*args, **kwargs)
         )
 
-    def transition_many(self, transitions: Sequence[Transition]) -> list[bool]:
+    def transition_many(
+        self, transitions: Sequence[Transition], *, wait: bool = True
+    ) -> list[bool]:
         # A group committer's round is the "transition" write of its drives.
         return self._around(
-            "transition", lambda: super(CrashingStore, self).transition_many(transitions)
+            "transition",
+            lambda: super(CrashingStore, self).transition_many(transitions, wait=wait),
         )
 
     def record_event(self, payout_id: int, event: EventInfo) -> None:
@@ -159,20 +162,23 @@ class PayoutMachine(RuleBasedStateMachine):
         )
         self.transport = CrashingTransport(self.bench.transport())
         self.intents: dict[str, int] = {}
-        self.grouped = False
+        self.commits = "alone"
         self.driver = self._new_driver()
 
-    @initialize(grouped=st.booleans())
-    def choose_commits(self, grouped: bool) -> None:
-        """Commit each outcome alone, or in rounds through a group committer (the runner's way)."""
-        self.grouped = grouped
+    @initialize(commits=st.sampled_from(["alone", "rounds", "inline rounds"]))
+    def choose_commits(self, commits: str) -> None:
+        """Commit each outcome alone, or in rounds through a group committer on a thread, or
+        (the runner's way on SQLite) on the event loop's thread."""
+        self.commits = commits
         self.driver = self._new_driver()
 
     def _new_driver(self) -> PayoutDriver:
         """What a restarted process has: the ledger, and nothing it held in memory."""
         self.store.armed = None
         self.transport.crash = None
-        committer = GroupCommitter(self.store) if self.grouped else None
+        committer = None
+        if self.commits != "alone":
+            committer = GroupCommitter(self.store, inline=self.commits == "inline rounds")
         client = self.bench.client(transport=self.transport)
         return self.bench.driver(client, store=self.store, committer=committer)
 

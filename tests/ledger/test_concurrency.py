@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from pathlib import Path
 
-from hongbao.ledger import DailyCaps, LedgerStore, PayoutState
+import pytest
+
+from hongbao.ledger import DailyCaps, LedgerBusy, LedgerStore, PayoutState, upgrade
+from hongbao.ledger.db import SQLITE_BUSY_TIMEOUT_MS, create_ledger_engine, write_transaction
 from hongbao.ledger.states import COMMITTING
 from tests.ledgerkit import daily_usage
 
@@ -108,3 +113,26 @@ def test_claims_racing_releases_keep_budget_and_counters_exact(
     for payout_id in claimed:
         claims = [e for e in store.events(payout_id) if e.to_state is P.SENDING]
         assert len(claims) == 1
+
+
+@pytest.mark.timeout(10)  # waiting for the lock would take the busy timeout: 30 s
+def test_a_write_told_not_to_wait_is_refused_at_once_while_another_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.db"
+    upgrade(f"sqlite:///{path}")
+    engine = create_ledger_engine(f"sqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(LedgerBusy):
+            write_transaction(engine, lambda conn: conn.exec_driver_sql("SELECT 1"), wait=False)
+        other.execute("ROLLBACK")
+
+        assert write_transaction(engine, lambda conn: 7, wait=False) == 7
+        # The connection keeps its busy timeout for every other transaction.
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == SQLITE_BUSY_TIMEOUT_MS
+    finally:
+        other.close()
+        engine.dispose()

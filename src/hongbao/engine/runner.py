@@ -192,7 +192,7 @@ class CampaignRunner:
         workers = 1 if sqlite else self.profile.concurrency + 2
         pace = self._pace or Pace.local(self.profile, clock=self.clock, sleep=self._sleep)
         with ThreadPoolExecutor(workers, thread_name_prefix="hongbao-ledger") as executor:
-            committer = GroupCommitter(self.store, executor=executor)
+            committer = GroupCommitter(self.store, executor=executor, inline=True)
             driver = build_driver(
                 self.store,
                 self.profile,

@@ -7,7 +7,7 @@ SQLite by default, PostgreSQL by URL; the schema is migrated with `upgrade(url)`
 >>> store = LedgerStore.open("sqlite:///hongbao.db")
 """
 
-from hongbao.ledger.db import DEFAULT_LEDGER_URL, create_ledger_engine, display_url
+from hongbao.ledger.db import DEFAULT_LEDGER_URL, LedgerBusy, create_ledger_engine, display_url
 from hongbao.ledger.export import EXPORT_FIELDS, export_row, export_rows
 from hongbao.ledger.migrate import SchemaStatus, check_schema, head_revision, schema_status, upgrade
 from hongbao.ledger.records import (
@@ -52,6 +52,7 @@ __all__ = [
     "EventInfo",
     "FrozenParams",
     "IllegalTransitionError",
+    "LedgerBusy",
     "LedgerLookupError",
     "LedgerStore",
     "NewCampaign",

@@ -26,6 +26,7 @@ from hongbao.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_LEDGER_URL",
+    "LedgerBusy",
     "create_ledger_engine",
     "display_url",
     "normalise_url",
@@ -35,11 +36,17 @@ __all__ = [
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "hongbao_write"
+_NO_WAIT = "hongbao_no_wait"
+_SQLITE_BUSY = 5
 # PostgreSQL SQLSTATEs after which the whole transaction may simply run again.
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 _MAX_RETRIES = 8
 
 T = TypeVar("T")
+
+
+class LedgerBusy(Exception):
+    """Another connection holds the SQLite ledger's write lock (`write_transaction(wait=False)`)."""
 
 
 def normalise_url(url: str | URL) -> URL:
@@ -103,23 +110,47 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
-    write = conn.get_execution_options().get(_WRITE, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    options = conn.get_execution_options()
+    if not options.get(_WRITE, False):
+        conn.exec_driver_sql("BEGIN")
+    elif options.get(_NO_WAIT, False):
+        # Take the write lock now or fail at once; the connection keeps its busy timeout.
+        conn.exec_driver_sql("PRAGMA busy_timeout = 0")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _busy(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == _SQLITE_BUSY
 
 
 def _retryable(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
-def write_transaction(engine: Engine, work: Callable[[Connection], T]) -> T:
-    """Run `work` in one committed write transaction (retried whole after a deadlock)."""
+def write_transaction(
+    engine: Engine, work: Callable[[Connection], T], *, wait: bool = True
+) -> T:
+    """Run `work` in one committed write transaction (retried whole after a deadlock).
+
+    With `wait=False`, a SQLite ledger whose write lock another connection holds raises
+    `LedgerBusy` at once, having done nothing, instead of waiting up to its busy timeout
+    (PostgreSQL, whose writers do not exclude each other, ignores it).
+    """
     for attempt in range(_MAX_RETRIES + 1):
         try:
             with engine.connect() as conn:
-                conn.execution_options(**{_WRITE: True})
+                conn.execution_options(**{_WRITE: True, _NO_WAIT: not wait})
                 with conn.begin():
                     return work(conn)
         except DBAPIError as exc:
+            if not wait and _busy(exc):
+                raise LedgerBusy(str(exc.orig)) from exc
             if attempt == _MAX_RETRIES or not _retryable(exc):
                 raise
         # Jitter so the two losers of a deadlock do not collide again in lockstep.

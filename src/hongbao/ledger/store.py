@@ -616,12 +616,15 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
         [moved] = self.transition_many([Transition(payout_id, from_state, to_state, event, fields)])
         return moved
 
-    def transition_many(self, transitions: Sequence[Transition]) -> list[bool]:
+    def transition_many(
+        self, transitions: Sequence[Transition], *, wait: bool = True
+    ) -> list[bool]:
         """Several `transition`s, in order, in one transaction: one commit for many payouts.
 
         Each is the same compare-and-set with its event as `transition`; the result says for
         each whether it moved its payout (False: the payout was no longer in `from_state`, and
         nothing was written for it). An illegal one is refused before anything is written.
+        `wait=False`: raise `LedgerBusy` rather than wait for SQLite's write lock.
 
         >>> store.transition_many([Transition(7, PayoutState.SENDING, PayoutState.SENT,
         ...                                   fields={"send_listid": "1000041701…"})])
@@ -631,16 +634,17 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
         if not planned:
             return []
         return write_transaction(
-            self._engine, lambda conn: self._events(conn, self._transition, planned)
+            self._engine, lambda conn: self._events(conn, self._transition, planned), wait=wait
         )
 
     def transition_and_claim(
-        self, transitions: Sequence[Transition], claim: ClaimRequest
+        self, transitions: Sequence[Transition], claim: ClaimRequest, *, wait: bool = True
     ) -> tuple[list[bool], ClaimResult]:
         """`transition_many`, then `claim`, in one transaction: a dispatcher's whole round.
 
         The outcomes of the drives that finished and the payouts for the workers they free are
-        committed together: one commit (one fsync on SQLite) instead of two.
+        committed together: one commit (one fsync on SQLite) instead of two. `wait` as in
+        `transition_many`.
         """
         planned = self._plan_transitions(transitions)
 
@@ -652,7 +656,7 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
                 insert_events(conn, events)
             return moved, claimed
 
-        return write_transaction(self._engine, work)
+        return write_transaction(self._engine, work, wait=wait)
 
     def _plan_transitions(
         self, transitions: Sequence[Transition]
