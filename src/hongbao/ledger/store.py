@@ -459,6 +459,7 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
                 kind="claim",
                 from_state=payout.state,
                 to_state=P.SENDING,
+                at=now,
             )
             for payout in batch
         )
@@ -707,6 +708,7 @@ class LedgerStore(CampaignRecords, PayoutReads, StoreBase):
                     info=change.event,
                     err_code=change.fields.get("err_code"),
                     detail=change.fields.get("reason"),
+                    at=values["updated_at"],
                 )
             )
             moved.append(True)

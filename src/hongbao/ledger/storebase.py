@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Self
 
 from sqlalchemy import Connection, Engine, Select
@@ -88,13 +89,16 @@ class StoreBase:
         info: EventInfo | None = None,
         err_code: str | None = None,
         detail: str | None = None,
+        at: datetime | None = None,
     ) -> dict[str, Any]:
+        """An event row; `at` (default: now) is best the time its change wrote on the payout,
+        one object for a whole round (its rows then bind it once)."""
         text = (info.detail if info is not None else None) or detail
         request = info.request if info is not None else None
         response = info.response if info is not None else None
         return {
             "payout_id": payout_id,
-            "at": self._clock.now(),
+            "at": self._clock.now() if at is None else at,
             "kind": info.kind if info is not None else kind,
             "from_state": from_state,
             "to_state": to_state,
