@@ -30,7 +30,9 @@ from hongbao.ledger import (
     ReissueError,
     SendApi,
     StateTotal,
+    Transition,
     export_rows,
+    upgrade,
 )
 from hongbao.ledger.holders import this_holder
 from hongbao.ledger.schema import UTCDateTime, payouts
@@ -132,6 +134,45 @@ def test_sqlite_times_are_the_text_sqlalchemy_writes_in_utc(when: datetime) -> N
     assert ours(when) == theirs(when.astimezone(UTC).replace(tzinfo=None))
     with pytest.raises(ValueError, match="aware"):
         ours(when.replace(tzinfo=None))
+    # And read back as SQLAlchemy's DATETIME reads them, aware in UTC.
+    read = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+    their_read = sqlite.DATETIME().result_processor(dialect, None)  # type: ignore[no-untyped-call]
+    assert read is not None
+    assert their_read is not None
+    theirs_back = their_read(ours(when))
+    assert theirs_back is not None
+    assert read(ours(when)) == theirs_back.replace(tzinfo=UTC) == when
+    assert read(None) is None
+
+
+class TickingClock(FrozenClock):
+    """A frozen clock that moves one millisecond each time it is read."""
+
+    def now(self) -> datetime:
+        self.advance(0.001)
+        return super().now()
+
+
+def test_an_events_time_is_the_time_its_change_wrote_on_the_payout(
+    ledger_url: str, make_payout: PayoutFactory
+) -> None:
+    upgrade(ledger_url)
+    with LedgerStore.open(ledger_url, clock=TickingClock()) as store:
+        store.add_payout(make_payout("oA"))
+        store.add_payout(make_payout("oB"))
+        first, second = store.claim(MCH_ID, limit=2).claimed
+        store.transition_many(
+            [
+                Transition(first.id, P.SENDING, P.SENT, fields={"send_listid": "1"}),
+                Transition(second.id, P.SENDING, P.UNKNOWN),
+            ]
+        )
+        for payout in (first, second):
+            stored = store.get_payout(payout.id)
+            claim, outcome = store.events(payout.id)
+            assert claim.at == stored.claimed_at
+            assert outcome.at == stored.updated_at
+            assert claim.at < outcome.at
 
 
 # -- claiming ----------------------------------------------------------------------------
