@@ -37,7 +37,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from functools import partial
 from typing import Protocol, TypeVar
 
 from hongbao.ledger import ClaimRequest, ClaimResult, LedgerBusy, LedgerStore, Transition
@@ -174,7 +173,7 @@ class GroupCommitter:
             except LedgerBusy:
                 logger.debug("the ledger's write lock is held: this round waits on a thread")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, partial(work, *args))
+        return await loop.run_in_executor(self.executor, work, *args)
 
 
 def _settle(waiter: asyncio.Future[bool], outcome: bool | BaseException) -> None:
