@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -63,18 +63,30 @@ def pg_database() -> Iterator[str]:
             )
 
 
-@pytest.fixture
-def pg_url(pg_database: str) -> Iterator[str]:
-    """A SQLAlchemy URL of an empty PostgreSQL schema of this test, dropped afterwards."""
+def _new_schema(pg_database: str) -> tuple[str, str]:
+    """A new empty schema of the session's database: its name and a SQLAlchemy URL of it."""
     schema = f"t_{secrets.token_hex(6)}"
     with _connect(pg_database) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     base = make_url(_admin_url()).set(drivername="postgresql+psycopg", database=pg_database)
-    yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
-    )
+    url = base.update_query_dict({"options": f"-csearch_path={schema}"})
+    return schema, url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> Iterator[str]:
+    """A SQLAlchemy URL of an empty PostgreSQL schema of this test, dropped afterwards."""
+    schema, url = _new_schema(pg_database)
+    yield url
     with _connect(pg_database) as conn:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(scope="session")
+def make_pg_url(pg_database: str) -> Callable[[], str]:
+    """URLs of new empty PostgreSQL schemas, for fixtures that outlive a test (a module's
+    server); they go with the session's database."""
+    return lambda: _new_schema(pg_database)[1]
 
 
 @pytest.fixture

@@ -62,7 +62,8 @@ def run_node(node: str, server: SimServer, tmp: Path, ledger_url: str) -> dict[s
     try:
         listening = json.loads(script.stdout.readline())
         merchant = write_config(server, tmp, ledger_url, webhooks=[listening["url"]])
-        with serving(merchant.config, tmp / "serve.log") as served:
+        # `--send`: the service sends on PostgreSQL too (there it would leave it to workers).
+        with serving(merchant.config, tmp / "serve.log", "--send") as served:
             setup = {"base": served.url, "token": TOKEN, "secret": SECRET,
                      "openids": merchant.users}  # fmt: skip
             out, _ = script.communicate(json.dumps(setup) + "\n", timeout=90)
@@ -79,9 +80,9 @@ def run_node(node: str, server: SimServer, tmp: Path, ledger_url: str) -> dict[s
 
 
 def test_node_drives_the_api_and_verifies_a_webhook(
-    node: str, server: SimServer, tmp_path: Path, sqlite_url: str
+    node: str, server: SimServer, tmp_path: Path, ledger_url: str
 ) -> None:
-    steps = run_node(node, server, tmp_path, sqlite_url)
+    steps = run_node(node, server, tmp_path, ledger_url)
     users: list[str] = steps["users"]
 
     assert steps["create"]["status"] == 201

@@ -2,9 +2,10 @@
 operation, with requests both valid and not, answers without a 5xx and as its schema says
 (status codes, content types, headers and bodies).
 
-One `hongbao serve` (SQLite, the served simulator over mutual TLS) serves the whole module. The
-operations are read from the live document and driven through schemathesis's Python API (its
-pytest loader of a schema from a fixture does not run on pytest 9)."""
+One `hongbao serve` (the served simulator over mutual TLS) serves the module's tests, once over a
+SQLite ledger and once over PostgreSQL. The operations are read from the live document and
+driven through schemathesis's Python API (its pytest loader of a schema from a fixture does not
+run on pytest 9)."""
 
 from __future__ import annotations
 
@@ -29,14 +30,22 @@ pytestmark = pytest.mark.served
 EXAMPLES = 50  # per operation and mode: the module takes about 30 s
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """`hongbao serve` over a fresh SQLite ledger, its merchant's users paid once already (so
-    reads find something)."""
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """`hongbao serve` (sending itself) over a fresh ledger, SQLite or PostgreSQL, its
+    merchant's users paid once already (so reads find something)."""
     tmp = tmp_path_factory.mktemp("schemathesis")
+    if request.param == "sqlite":
+        ledger_url = f"sqlite:///{tmp}/ledger.db"
+    else:
+        ledger_url = request.getfixturevalue("make_pg_url")()
     with wall_clock_server(13) as server:
-        merchant = write_config(server, tmp, f"sqlite:///{tmp}/ledger.db")
-        with serving(merchant.config, tmp / "serve.log") as process:
+        merchant = write_config(server, tmp, ledger_url)
+        with serving(merchant.config, tmp / "serve.log", "--send") as process:
             headers = {"Authorization": f"Bearer {TOKEN}"}
             for number, openid in enumerate(merchant.users):
                 body = {"openid": openid, "amount_fen": 100 + number, **PACKET}
