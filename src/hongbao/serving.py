@@ -1,9 +1,10 @@
-"""uvicorn's server as hongbao's own servers run it (the simulator, `hongbao rules serve`).
+"""uvicorn's server as hongbao's own servers run it (the simulator, `hongbao serve`, `rules serve`).
 
-Two changes to uvicorn's: a callback once it listens (to print the URL, or to tell the thread
-that started it), and SIGINT/SIGTERM only ask for the graceful stop. uvicorn re-raises the
-signal after its shutdown, which would end the process before the caller closes its database,
-and with the signal's exit status rather than 0.
+Three changes to uvicorn's: a callback once it listens (to print the URL, or to tell the thread
+that started it), a command's process freezing its start-up heap as it starts serving
+(`hongbao.eventloop.freeze_heap`), and SIGINT/SIGTERM only ask for the graceful stop. uvicorn
+re-raises the signal after its shutdown, which would end the process before the caller closes
+its database, and with the signal's exit status rather than 0.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 
+from hongbao.eventloop import freeze_heap
+
 __all__ = ["ListeningServer"]
 
 
@@ -25,6 +28,11 @@ class ListeningServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_started: Callable[[], object]) -> None:
         super().__init__(config)
         self._on_started = on_started
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve until stopped, in this process (after `freeze_heap`)."""
+        freeze_heap()
+        super().run(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

@@ -18,7 +18,6 @@ from hongbao.cli.boundary import ExitCode, FastHelpGroup, guard
 from hongbao.cli.options import ConfigOption, JsonOption, load, open_ledger
 from hongbao.cli.output import note, print_json, print_table
 from hongbao.errors import ConfigurationError
-from hongbao.eventloop import freeze_heap
 from hongbao.money import format_yuan
 
 if TYPE_CHECKING:
@@ -104,7 +103,6 @@ def serve_command(
         lambda: typer.echo(url),
     )
     try:
-        freeze_heap()
         server.run(sockets=[sock])
     finally:
         sock.close()

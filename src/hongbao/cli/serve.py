@@ -16,7 +16,6 @@ import typer
 from hongbao.cli.boundary import guard
 from hongbao.cli.options import ConfigOption, load, open_ledger
 from hongbao.errors import ConfigurationError
-from hongbao.eventloop import freeze_heap
 
 __all__ = ["serve_command"]
 
@@ -106,7 +105,6 @@ def serve_command(
         ),
     )
     try:
-        freeze_heap()
         server.run(sockets=[sock])
     finally:
         sock.close()

@@ -32,7 +32,6 @@ from typing import IO, Self
 import uvicorn
 
 from hongbao.defaults import SIM_PORT as DEFAULT_PORT
-from hongbao.eventloop import freeze_heap
 from hongbao.serving import ListeningServer
 from hongbao.sim.app import Simulator, create_app
 from hongbao.sim.tls import protocol_class, server_context
@@ -118,7 +117,6 @@ def serve(
             server = ListeningServer(
                 _config(sim, host), lambda: on_started(url, ca_path) if on_started else None
             )
-            freeze_heap()
             server.run(sockets=[sock])
     finally:
         sock.close()
